@@ -1,0 +1,72 @@
+/**
+ * Every error Stackline raises on purpose is a {@link StacklineError}. Each carries a stable `code`,
+ * the context that identifies what failed, and (in the message) what to do about it. The CLI maps
+ * them to exit codes in one place (`lib/cli/exit-codes.ts`); the API will map them to HTTP statuses.
+ */
+export class StacklineError extends Error {
+  readonly code: string = 'STACKLINE_ERROR';
+  readonly context: Record<string, unknown>;
+
+  constructor(message: string, options: { cause?: unknown; context?: Record<string, unknown> } = {}) {
+    super(message, options.cause === undefined ? undefined : { cause: options.cause });
+    this.name = new.target.name;
+    this.context = options.context ?? {};
+  }
+}
+
+/** A pipeline or step definition is invalid (cycle, unknown input, duplicate id, ...). */
+export class PipelineDefinitionError extends StacklineError {
+  override readonly code = 'PIPELINE_DEFINITION';
+}
+
+/** User input (CLI arguments, parameters, config files, API bodies) failed validation. */
+export class ValidationError extends StacklineError {
+  override readonly code = 'VALIDATION';
+}
+
+/** A step's returned value does not match the schema declared for one of its outputs. */
+export class OutputValidationError extends StacklineError {
+  override readonly code = 'OUTPUT_VALIDATION';
+}
+
+/** A step threw (after exhausting its retries) or timed out. */
+export class StepFailedError extends StacklineError {
+  override readonly code = 'STEP_FAILED';
+}
+
+/** A step ran longer than its `timeoutMs`. */
+export class StepTimeoutError extends StacklineError {
+  override readonly code = 'STEP_TIMEOUT';
+}
+
+/** The run was cancelled (SIGINT, abort signal). */
+export class RunCancelledError extends StacklineError {
+  override readonly code = 'RUN_CANCELLED';
+}
+
+/** Something looked up by name, id or version does not exist. */
+export class NotFoundError extends StacklineError {
+  override readonly code = 'NOT_FOUND';
+}
+
+/** A write lost a race or would overwrite something that must not change (held stage, taken name). */
+export class ConflictError extends StacklineError {
+  override readonly code = 'CONFLICT';
+}
+
+/**
+ * Throw from a step to fail it at once, without the retries its options allow
+ * (for errors that retrying cannot fix, such as bad input data).
+ */
+export class NonRetriableError extends StacklineError {
+  override readonly code = 'NON_RETRIABLE';
+}
+
+/** A stack's configuration is unusable (missing component setting, unsupported combination). */
+export class StackConfigError extends StacklineError {
+  override readonly code = 'STACK_CONFIG';
+}
+
+export function errorMessage(error: unknown): string {
+  return error instanceof Error ? error.message : String(error);
+}

@@ -1,0 +1,214 @@
+/**
+ * Records kept by a {@link MetadataStore}. Plain data: every backend (SQLite, DynamoDB) stores and
+ * returns exactly these shapes, and the conformance suite in `test/conformance` holds them to it.
+ * Timestamps are ISO-8601 strings in UTC; ids are ULID-like strings made by the caller or the store.
+ */
+
+export type JsonValue = string | number | boolean | null | JsonValue[] | { [key: string]: JsonValue };
+export type Metadata = Record<string, JsonValue>;
+
+/** `key:value` tags such as `environment:production`; a bare `key` is a tag with an empty value. */
+export type Tag = string;
+
+export type RunStatus = 'pending' | 'running' | 'completed' | 'failed' | 'cancelled';
+export type StepRunStatus = 'running' | 'completed' | 'failed' | 'cached' | 'cancelled';
+export const TERMINAL_RUN_STATUSES: readonly RunStatus[] = ['completed', 'failed', 'cancelled'];
+
+export interface ErrorInfo {
+  type: string;
+  message: string;
+  stack?: string;
+}
+
+export interface StackRecord {
+  name: string;
+  /** Component configuration, validated by `lib/stacks/stack-config.ts`. */
+  components: Record<string, JsonValue>;
+  description?: string;
+  tags: Tag[];
+  createdAt: string;
+  updatedAt: string;
+}
+
+export interface PipelineRun {
+  id: string;
+  pipeline: string;
+  status: RunStatus;
+  stack: string;
+  parameters: Metadata;
+  /** Snapshot of the configuration the run used (step options, code hashes, cache setting, ...). */
+  config: Metadata;
+  tags: Tag[];
+  metadata: Metadata;
+  createdBy: string;
+  startedAt: string;
+  endedAt?: string;
+  error?: ErrorInfo;
+  /** The model version this run produced or attached to, when the pipeline declares a model. */
+  modelVersionId?: string;
+}
+
+export interface StepRun {
+  id: string;
+  runId: string;
+  /** The invocation id within the pipeline (the step name unless the pipeline gave it another id). */
+  stepId: string;
+  stepName: string;
+  status: StepRunStatus;
+  cacheKey: string;
+  codeHash: string;
+  parameters: Metadata;
+  startedAt: string;
+  endedAt?: string;
+  durationMs?: number;
+  attempts: number;
+  error?: ErrorInfo;
+  /** For `cached` step runs: the step run whose outputs were reused. */
+  cachedFrom?: string;
+  /** Input name → artifact version id. */
+  inputs: Record<string, string>;
+  /** Output name → artifact version id. */
+  outputs: Record<string, string>;
+  metadata: Metadata;
+  logs?: string[];
+}
+
+export interface ArtifactVersion {
+  id: string;
+  name: string;
+  /** 1, 2, 3… per artifact name, allocated atomically, never reused. */
+  version: number;
+  /** `sha256:<hex>` of the stored content. */
+  contentHash: string;
+  /** Where the artifact store keeps the content (`file://…`, `s3://…`). */
+  uri: string;
+  size: number;
+  /** Name of the materializer that wrote it and will read it back. */
+  materializer: string;
+  /** Free-form description of the value's type (`json:object`, `file`, `directory`, ...). */
+  dataType: string;
+  metadata: Metadata;
+  tags: Tag[];
+  producerRunId?: string;
+  producerStepRunId?: string;
+  createdAt: string;
+}
+
+/** What a caller supplies to create an artifact version; the store allocates `id` and `version`. */
+export type ArtifactVersionDraft = Omit<ArtifactVersion, 'id' | 'version' | 'createdAt'> & { id?: string };
+
+export interface ArtifactSummary {
+  name: string;
+  latestVersion: number;
+  versionCount: number;
+  tags: Tag[];
+  updatedAt: string;
+}
+
+export interface StepRunOutputDraft {
+  outputName: string;
+  artifact: ArtifactVersionDraft;
+}
+
+export interface StepRunCompletion {
+  endedAt: string;
+  durationMs: number;
+  attempts: number;
+  outputs: StepRunOutputDraft[];
+  metadata?: Metadata;
+  logs?: string[];
+}
+
+// ---------- Models (the model control plane) ----------
+
+export type ModelStage = 'staging' | 'production' | 'archived';
+export const MODEL_STAGES: readonly ModelStage[] = ['staging', 'production', 'archived'];
+/** Stages of which at most one version per model may hold at a time. */
+export const EXCLUSIVE_STAGES: readonly ModelStage[] = ['staging', 'production'];
+export type ModelArtifactRole = 'data' | 'model' | 'deployment';
+
+export interface ModelRecord {
+  name: string;
+  description?: string;
+  tags: Tag[];
+  metadata: Metadata;
+  latestVersion: number;
+  createdAt: string;
+  updatedAt: string;
+}
+
+export interface ModelVersion {
+  id: string;
+  model: string;
+  number: number;
+  /** Optional unique (per model) name such as `2026-q4-baseline`. */
+  name?: string;
+  description?: string;
+  stage?: ModelStage;
+  aliases: string[];
+  tags: Tag[];
+  metadata: Metadata;
+  /** Linked artifacts: artifact name → { role, artifactVersionId }. */
+  artifacts: ModelArtifactLink[];
+  runIds: string[];
+  createdAt: string;
+  updatedAt: string;
+}
+
+export interface ModelArtifactLink {
+  role: ModelArtifactRole;
+  artifactName: string;
+  artifactVersionId: string;
+}
+
+/** One recorded stage or alias change. `kind: 'alias'` entries use `alias` and leave stages undefined. */
+export interface StageChange {
+  id: string;
+  model: string;
+  versionNumber: number;
+  kind: 'stage' | 'alias';
+  fromStage?: ModelStage;
+  toStage?: ModelStage;
+  alias?: string;
+  /** For alias moves: the version that held the alias before, if any. */
+  previousVersion?: number;
+  actor: string;
+  reason?: string;
+  at: string;
+}
+
+/** How a caller names a model version: a number, a name, a stage, an alias, or `latest`. */
+export type ModelVersionRef = number | string;
+
+// ---------- Listing ----------
+
+export interface Page<T> {
+  items: T[];
+  /** Opaque; pass back as `cursor` for the next page. Absent on the last page. */
+  nextCursor?: string;
+}
+
+export interface PageRequest {
+  limit?: number;
+  cursor?: string;
+}
+
+export interface RunFilter extends PageRequest {
+  pipeline?: string;
+  status?: RunStatus;
+  tag?: Tag;
+  /** ISO timestamps bounding `startedAt` (inclusive). */
+  since?: string;
+  until?: string;
+}
+
+export interface TagFilter extends PageRequest {
+  tag?: Tag;
+}
+
+export type MetadataTarget =
+  | { kind: 'run'; id: string }
+  | { kind: 'step_run'; id: string }
+  | { kind: 'artifact_version'; id: string }
+  | { kind: 'model_version'; id: string }
+  | { kind: 'model'; name: string };
