@@ -1,0 +1,159 @@
+import type { PipelineDefinition } from '../../dsl/pipeline.ts';
+import type { PipelineRun } from '../../metadata/types.ts';
+import { SqliteMetadataStore } from '../../metadata/sqlite/sqlite-metadata-store.ts';
+import { type RunEvent, type RunResult, runPipelineLocally } from '../../runtime/local-orchestrator.ts';
+import { nowIso } from '../../util/ids.ts';
+import type { Project } from '../../stacks/project.ts';
+import { ExitCode } from '../exit-codes.ts';
+import { type CliIo, colors, formatDuration, printJson } from '../io.ts';
+import { loadPipeline } from '../load-pipeline.ts';
+import { mergeParams, parseParamPairs, readRunConfig } from '../run-config.ts';
+
+export interface RunCommandOptions {
+  pipeline?: string;
+  param: string[];
+  config?: string;
+  cache: boolean;
+  stack?: string;
+  tag: string[];
+  concurrency?: number;
+  json?: boolean;
+}
+
+/** Machine-readable summary printed by `stackline run --json`. */
+export function summarizeRun(result: RunResult) {
+  const { run } = result;
+  return {
+    runId: run.id,
+    pipeline: run.pipeline,
+    status: run.status,
+    stack: run.stack,
+    startedAt: run.startedAt,
+    endedAt: run.endedAt ?? null,
+    durationMs: run.endedAt ? Date.parse(run.endedAt) - Date.parse(run.startedAt) : null,
+    parameters: run.parameters,
+    tags: run.tags,
+    modelVersionId: run.modelVersionId ?? null,
+    error: run.error ?? null,
+    steps: result.steps.map(({ node, result: r, stepRun }) => ({
+      name: node.id,
+      step: node.spec.name,
+      status: stepRun?.status ?? 'skipped',
+      cached: stepRun?.status === 'cached',
+      durationMs: stepRun?.durationMs ?? null,
+      attempts: stepRun?.attempts ?? 0,
+      stepRunId: stepRun?.id ?? null,
+      error: stepRun?.error ? { type: stepRun.error.type, message: stepRun.error.message } : null,
+      outputs: r
+        ? Object.entries(r.outputs).map(([name, v]) => ({ name, artifact: v.name, version: v.version, id: v.id, uri: v.uri }))
+        : [],
+    })),
+  };
+}
+
+function progressPrinter(io: CliIo) {
+  const c = colors(io);
+  const write = (line: string) => io.stderr.write(`${line}\n`);
+  return (event: RunEvent) => {
+    switch (event.type) {
+      case 'run-started':
+        write(`${c.bold('▶')} ${event.run.pipeline} ${c.dim(`run ${event.run.id} on stack ${event.run.stack}, ${event.graph.nodes.length} steps`)}`);
+        break;
+      case 'step-started':
+        write(`  ${c.cyan('…')} ${event.stepId} ${c.dim('running')}`);
+        break;
+      case 'step-retrying':
+        write(`  ${c.yellow('↻')} ${event.stepId} ${c.yellow(`attempt ${event.attempt} failed (${event.error.message}); retrying in ${formatDuration(event.delayMs)}`)}`);
+        break;
+      case 'step-log':
+        write(`    ${c.dim(`${event.stepId} |`)} ${event.message}`);
+        break;
+      case 'step-finished': {
+        const s = event.stepRun;
+        if (s.status === 'cached') write(`  ${c.blue('↺')} ${event.stepId} ${c.blue('cached')}`);
+        else if (s.status === 'completed') write(`  ${c.green('✓')} ${event.stepId} ${c.green('completed')} ${c.dim(formatDuration(s.durationMs))}`);
+        else write(`  ${c.red('✗')} ${event.stepId} ${c.red(s.status)} ${c.dim(formatDuration(s.durationMs))}${s.error ? ` ${s.error.message}` : ''}`);
+        break;
+      }
+      case 'run-finished': {
+        const run = event.run;
+        const took = run.endedAt ? formatDuration(Date.parse(run.endedAt) - Date.parse(run.startedAt)) : '';
+        const mark = run.status === 'completed' ? c.green('✔ completed') : c.red(`✘ ${run.status}`);
+        write(`${mark} ${c.dim(`in ${took}`)}${run.error ? `: ${run.error.message}` : ''}`);
+        break;
+      }
+    }
+  };
+}
+
+/**
+ * `stackline run <file>`: runs a pipeline on a stack, printing progress (or one JSON object with
+ * `--json`). SIGINT/SIGTERM cancel the run: in-flight steps are aborted and the run ends `cancelled`.
+ */
+export async function runCommand(project: Project, file: string, options: RunCommandOptions, io: CliIo): Promise<number> {
+  const config = options.config ? readRunConfig(options.config, io.cwd) : undefined;
+  const pipeline: PipelineDefinition = await loadPipeline(file, io.cwd, options.pipeline);
+  const params = mergeParams(config?.parameters ?? {}, parseParamPairs(options.param));
+  const stack = await project.openStack(options.stack ?? config?.stack ?? project.activeStackName());
+  const controller = new AbortController();
+  let runId: string | undefined;
+  let interrupts = 0;
+  const onSignal = (signal: NodeJS.Signals) => {
+    interrupts++;
+    if (interrupts === 1) {
+      io.stderr.write(`\n${signal}: cancelling the run (again to stop at once)…\n`);
+      controller.abort(new Error(signal));
+    } else {
+      abandonNow(runId, stack.metadata);
+      process.exit(ExitCode.Interrupted);
+    }
+  };
+  // Last resort when the process exits while the run is still open (e.g. process.exit elsewhere).
+  const onExit = () => abandonNow(runId, stack.metadata);
+  process.on('SIGINT', onSignal);
+  process.on('SIGTERM', onSignal);
+  process.on('exit', onExit);
+  try {
+    const result = await runPipelineLocally(pipeline, stack, {
+      params,
+      cache: options.cache === false ? false : (config?.cache ?? undefined),
+      stepCache: Object.fromEntries(
+        Object.entries(config?.steps ?? {}).flatMap(([id, s]) => (s.cache === undefined ? [] : [[id, s.cache]])),
+      ),
+      concurrency: options.concurrency ?? config?.concurrency ?? stackConcurrency(stack.components),
+      tags: [...(config?.tags ?? []), ...options.tag],
+      stackName: stack.name,
+      signal: controller.signal,
+      onRunCreated: (id) => {
+        runId = id;
+      },
+      ...(options.json ? {} : { onEvent: progressPrinter(io) }),
+    });
+    runId = undefined;
+    if (options.json) printJson(io, summarizeRun(result));
+    else printOutputsHint(io, result.run);
+    if (result.run.status === 'completed') return ExitCode.Ok;
+    return result.run.status === 'cancelled' ? ExitCode.Interrupted : ExitCode.Failed;
+  } finally {
+    process.off('SIGINT', onSignal);
+    process.off('SIGTERM', onSignal);
+    process.off('exit', onExit);
+    await stack.close();
+  }
+}
+
+function stackConcurrency(components: { orchestrator: { type: string; concurrency?: number } }): number | undefined {
+  return components.orchestrator.type === 'local' ? components.orchestrator.concurrency : undefined;
+}
+
+function abandonNow(runId: string | undefined, metadata: unknown) {
+  if (runId && metadata instanceof SqliteMetadataStore) {
+    metadata.abandonSync([runId], 'cancelled', nowIso(), { type: 'Interrupted', message: 'The process was interrupted.' });
+  }
+}
+
+function printOutputsHint(io: CliIo, run: PipelineRun) {
+  const c = colors(io);
+  io.stdout.write(`${run.id} ${run.status === 'completed' ? c.green(run.status) : c.red(run.status)}\n`);
+  io.stderr.write(c.dim(`  details: stackline runs show ${run.id}\n`));
+}

@@ -1,0 +1,102 @@
+import { ValidationError } from '../../errors.ts';
+import type { RunStatus } from '../../metadata/types.ts';
+import type { StackRuntime } from '../../stacks/project.ts';
+import { type CliIo, colors, formatDuration, printJson, table } from '../io.ts';
+
+const STATUSES: RunStatus[] = ['pending', 'running', 'completed', 'failed', 'cancelled'];
+
+export interface RunsListOptions {
+  pipeline?: string;
+  status?: string;
+  tag?: string;
+  since?: string;
+  until?: string;
+  limit: number;
+  cursor?: string;
+  json?: boolean;
+}
+
+function parseTime(value: string | undefined, flag: string): string | undefined {
+  if (value === undefined) return undefined;
+  const relative = /^(\d+)([mhd])$/.exec(value);
+  if (relative) {
+    const unit = { m: 60_000, h: 3_600_000, d: 86_400_000 }[relative[2] as 'm' | 'h' | 'd'];
+    return new Date(Date.now() - Number(relative[1]) * unit).toISOString();
+  }
+  const t = Date.parse(value);
+  if (Number.isNaN(t)) throw new ValidationError(`${flag} ${JSON.stringify(value)} is not a time: use an ISO date (2026-11-26T10:00Z) or an age (30m, 12h, 7d).`);
+  return new Date(t).toISOString();
+}
+
+export async function runsList(stack: StackRuntime, options: RunsListOptions, io: CliIo): Promise<void> {
+  if (options.status && !STATUSES.includes(options.status as RunStatus)) {
+    throw new ValidationError(`--status ${JSON.stringify(options.status)} is not a run status (${STATUSES.join(', ')}).`);
+  }
+  const since = parseTime(options.since, '--since');
+  const until = parseTime(options.until, '--until');
+  const page = await stack.metadata.runs.list({
+    limit: options.limit,
+    ...(options.cursor ? { cursor: options.cursor } : {}),
+    ...(options.pipeline ? { pipeline: options.pipeline } : {}),
+    ...(options.status ? { status: options.status as RunStatus } : {}),
+    ...(options.tag ? { tag: options.tag } : {}),
+    ...(since ? { since } : {}),
+    ...(until ? { until } : {}),
+  });
+  if (options.json) {
+    printJson(io, { runs: page.items, nextCursor: page.nextCursor ?? null });
+    return;
+  }
+  const rows = [['RUN', 'PIPELINE', 'STATUS', 'STARTED', 'DURATION', 'TAGS']];
+  for (const r of page.items) {
+    rows.push([
+      r.id,
+      r.pipeline,
+      r.status,
+      r.startedAt.replace('T', ' ').slice(0, 19),
+      formatDuration(r.endedAt ? Date.parse(r.endedAt) - Date.parse(r.startedAt) : undefined),
+      r.tags.join(','),
+    ]);
+  }
+  io.stdout.write(page.items.length ? table(rows) : 'No runs match.\n');
+  if (page.nextCursor) io.stderr.write(colors(io).dim(`more: --cursor ${page.nextCursor}\n`));
+}
+
+export async function runsShow(stack: StackRuntime, runId: string, options: { json?: boolean }, io: CliIo): Promise<void> {
+  const run = await stack.metadata.runs.get(runId);
+  const steps = await stack.metadata.runs.listSteps(runId);
+  const versionIds = steps.flatMap((s) => Object.values(s.outputs));
+  const versions = new Map((await stack.metadata.artifacts.getVersionsByIds(versionIds)).map((v) => [v.id, v]));
+  const describedSteps = steps.map((s) => ({
+    ...s,
+    outputArtifacts: Object.fromEntries(
+      Object.entries(s.outputs).map(([name, id]) => {
+        const v = versions.get(id);
+        return [name, v ? { artifact: v.name, version: v.version, id } : { id }];
+      }),
+    ),
+  }));
+  if (options.json) {
+    printJson(io, { run, steps: describedSteps });
+    return;
+  }
+  const c = colors(io);
+  io.stdout.write(
+    `${c.bold(run.pipeline)} ${run.id}\n  status   ${run.status}\n  stack    ${run.stack}\n  started  ${run.startedAt}\n  ended    ${run.endedAt ?? '-'}\n  params   ${JSON.stringify(run.parameters)}\n  tags     ${run.tags.join(', ') || '-'}\n`,
+  );
+  if (run.error) io.stdout.write(`  error    ${run.error.type}: ${run.error.message}\n`);
+  const rows = [['STEP', 'STATUS', 'DURATION', 'ATTEMPTS', 'OUTPUTS']];
+  for (const s of describedSteps) {
+    rows.push([
+      s.stepId,
+      s.status,
+      formatDuration(s.durationMs),
+      String(s.attempts),
+      Object.entries(s.outputArtifacts)
+        .map(([name, a]) => ('artifact' in a ? `${name}=${a.artifact}@v${a.version}` : name))
+        .join(' '),
+    ]);
+  }
+  io.stdout.write(`\n${table(rows)}`);
+  for (const s of steps.filter((x) => x.error)) io.stdout.write(`\n${s.stepId}: ${s.error!.type}: ${s.error!.message}\n`);
+}

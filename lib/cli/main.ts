@@ -1,0 +1,171 @@
+import { Command, CommanderError, InvalidArgumentError, Option } from 'commander';
+import { StacklineError } from '../errors.ts';
+import { Project, resolveHome } from '../stacks/project.ts';
+import { artifactsList, artifactsLoad, artifactsShow, artifactsVersions } from './commands/artifacts.ts';
+import { runCommand } from './commands/run.ts';
+import { runsList, runsShow } from './commands/runs.ts';
+import { stackDescribe, stackList, stackSet } from './commands/stack.ts';
+import { ExitCode, exitCodeFor } from './exit-codes.ts';
+import type { CliIo } from './io.ts';
+
+function positiveInt(value: string): number {
+  const n = Number(value);
+  if (!Number.isInteger(n) || n < 1) throw new InvalidArgumentError('must be a whole number ≥ 1.');
+  return n;
+}
+
+const collect = (value: string, previous: string[]) => [...previous, value];
+
+/**
+ * Runs the `stackline` CLI with `argv` (without the node and script names) and returns the exit
+ * code. Everything it prints goes through `io`, so tests run it in-process.
+ */
+export async function main(argv: string[], io: CliIo): Promise<number> {
+  let exitCode: number = ExitCode.Ok;
+  let project: Project | undefined;
+  const openProject = async () => {
+    project ??= await Project.open(resolveHome(io.cwd, io.env));
+    return project;
+  };
+  const withStack = async <T>(stackName: string | undefined, fn: (stack: Awaited<ReturnType<Project['openStack']>>) => Promise<T>) => {
+    const p = await openProject();
+    const stack = await p.openStack(stackName ?? p.activeStackName());
+    try {
+      return await fn(stack);
+    } finally {
+      await stack.close();
+    }
+  };
+
+  const program = new Command('stackline')
+    .description('Stacks, pipelines, models and artifacts for ML — locally and on AWS serverless.')
+    .version('0.1.0')
+    .exitOverride()
+    .configureOutput({ writeOut: (s) => io.stdout.write(s), writeErr: (s) => io.stderr.write(s) })
+    .showHelpAfterError('(run with --help for usage)');
+  const json = () => new Option('--json', 'print machine-readable JSON only');
+  const stackOpt = () => new Option('--stack <name>', 'stack to use (default: the active stack)');
+  const limit = () => new Option('--limit <n>', 'maximum rows').argParser(positiveInt).default(50);
+
+  program
+    .command('init')
+    .description('create .stackline/ in this directory with the default local stack')
+    .addOption(json())
+    .action(async (opts: { json?: boolean }) => {
+      const p = await openProject();
+      if (opts.json) io.stdout.write(`${JSON.stringify({ home: p.home, activeStack: p.activeStackName() })}\n`);
+      else io.stdout.write(`Initialized Stackline in ${p.home} (active stack: ${p.activeStackName()})\n`);
+    });
+
+  program
+    .command('run')
+    .description('run a pipeline file (TypeScript runs directly)')
+    .argument('<file>', 'pipeline module, e.g. examples/iris/pipeline.ts')
+    .option('--pipeline <name>', 'pipeline to run when the file exports several')
+    .option('--param <key=value>', 'pipeline parameter (repeatable; JSON values allowed)', collect, [])
+    .option('--config <file.yaml>', 'run configuration (parameters, cache, concurrency, tags, steps.<id>.cache)')
+    .option('--no-cache', 'run every step, ignoring cached results')
+    .option('--tag <key:value>', 'tag the run (repeatable)', collect, [])
+    .addOption(new Option('--concurrency <n>', 'independent steps run at once').argParser(positiveInt))
+    .addOption(stackOpt())
+    .addOption(json())
+    .action(async (file: string, opts) => {
+      exitCode = await runCommand(await openProject(), file, opts, io);
+    });
+
+  const runs = program.command('runs').description('list and inspect pipeline runs');
+  runs
+    .command('list')
+    .option('--pipeline <name>')
+    .option('--status <status>', 'pending | running | completed | failed | cancelled')
+    .option('--tag <key:value>')
+    .option('--since <time>', 'ISO time or age (30m, 12h, 7d)')
+    .option('--until <time>', 'ISO time or age')
+    .option('--cursor <cursor>', 'continue a previous listing')
+    .addOption(limit())
+    .addOption(stackOpt())
+    .addOption(json())
+    .action((opts) => withStack(opts.stack, (s) => runsList(s, opts, io)));
+  runs
+    .command('show')
+    .argument('<run-id>')
+    .addOption(stackOpt())
+    .addOption(json())
+    .action((id: string, opts) => withStack(opts.stack, (s) => runsShow(s, id, opts, io)));
+
+  const artifacts = program.command('artifacts').description('list, inspect and load artifact versions');
+  artifacts
+    .command('list')
+    .option('--tag <key:value>')
+    .addOption(limit())
+    .addOption(stackOpt())
+    .addOption(json())
+    .action((opts) => withStack(opts.stack, (s) => artifactsList(s, opts, io)));
+  artifacts
+    .command('versions')
+    .argument('<name>')
+    .option('--tag <key:value>')
+    .addOption(limit())
+    .addOption(stackOpt())
+    .addOption(json())
+    .action((name: string, opts) => withStack(opts.stack, (s) => artifactsVersions(s, name, opts, io)));
+  artifacts
+    .command('show')
+    .argument('<name>')
+    .argument('[version]', 'number or "latest"')
+    .addOption(stackOpt())
+    .addOption(json())
+    .action((name: string, version: string | undefined, opts) => withStack(opts.stack, (s) => artifactsShow(s, name, version, opts, io)));
+  artifacts
+    .command('load')
+    .description('print a JSON/string artifact, or write any artifact to --out')
+    .argument('<name>')
+    .argument('[version]', 'number or "latest"')
+    .option('--out <path>', 'write the bytes to this file')
+    .addOption(stackOpt())
+    .addOption(json())
+    .action((name: string, version: string | undefined, opts) => withStack(opts.stack, (s) => artifactsLoad(s, name, version, opts, io)));
+
+  const stack = program.command('stack').description('manage stacks (the default local stack exists out of the box)');
+  stack
+    .command('list')
+    .addOption(json())
+    .action(async (opts) => stackList(await openProject(), opts, io));
+  stack
+    .command('describe')
+    .argument('[name]')
+    .addOption(json())
+    .action(async (name: string | undefined, opts) => stackDescribe(await openProject(), name, opts, io));
+  stack
+    .command('set')
+    .description('make a stack the active one')
+    .argument('<name>')
+    .addOption(json())
+    .action(async (name: string, opts) => stackSet(await openProject(), name, opts, io));
+
+  try {
+    await program.parseAsync(argv, { from: 'user' });
+  } catch (error) {
+    exitCode = reportError(error, io, argv.includes('--json'));
+  } finally {
+    await project?.close();
+  }
+  return exitCode;
+}
+
+function reportError(error: unknown, io: CliIo, json: boolean): number {
+  if (error instanceof CommanderError) {
+    // help and version exit 0; everything else commander rejects is a usage error
+    return error.exitCode === 0 ? ExitCode.Ok : ExitCode.Usage;
+  }
+  const code = exitCodeFor(error);
+  if (json) {
+    const e = error instanceof StacklineError ? { type: error.name, code: error.code, message: error.message } : { type: 'Error', message: String(error) };
+    io.stdout.write(`${JSON.stringify({ error: e }, null, 2)}\n`);
+  } else if (error instanceof StacklineError) {
+    io.stderr.write(`error: ${error.message}\n`);
+  } else {
+    io.stderr.write(`error: ${error instanceof Error ? (error.stack ?? error.message) : String(error)}\n`);
+  }
+  return code;
+}

@@ -1,0 +1,121 @@
+import { createHash } from 'node:crypto';
+import { z } from 'zod';
+import { PipelineDefinitionError } from '../errors.ts';
+import type { Metadata } from '../metadata/types.ts';
+import { currentBuilder } from './builder.ts';
+import type {
+  InputDeclarations,
+  InputRefs,
+  InputValues,
+  InvocationOptions,
+  OutputDeclaration,
+  OutputDeclarations,
+  OutputOptions,
+  OutputRefs,
+  OutputValues,
+  StepConfig,
+  StepContext,
+} from './types.ts';
+
+export type StepFunction<I extends InputDeclarations, P extends z.ZodType, O extends OutputDeclarations> = (args: {
+  inputs: InputValues<I>;
+  params: z.output<P>;
+  context: StepContext;
+}) => OutputValues<O> | Promise<OutputValues<O>>;
+
+type Invoke<I extends InputDeclarations, P extends z.ZodType, O extends OutputDeclarations> = keyof I extends never
+  ? (inputs?: Record<string, never>, options?: InvocationOptions<z.input<P>>) => OutputRefs<O>
+  : (inputs: InputRefs<I>, options?: InvocationOptions<z.input<P>>) => OutputRefs<O>;
+
+/** A step as the runtime sees it, without the type parameters. */
+export interface StepSpec {
+  readonly name: string;
+  readonly description?: string;
+  readonly inputs: Readonly<Record<string, z.ZodType>>;
+  readonly parameters: z.ZodType;
+  readonly outputs: Readonly<Record<string, Required<Pick<OutputOptions, 'schema'>> & OutputOptions>>;
+  readonly options: Omit<StepConfig<InputDeclarations, z.ZodType, OutputDeclarations>, 'name' | 'inputs' | 'outputs' | 'parameters' | 'description'>;
+  /** SHA-256 of the step function's source plus `codeVersion`: editing the body invalidates the cache. */
+  readonly codeHash: string;
+  readonly fn: (args: { inputs: Record<string, unknown>; params: unknown; context: StepContext }) => unknown;
+}
+
+export type StepDefinition<I extends InputDeclarations, P extends z.ZodType, O extends OutputDeclarations> = Invoke<
+  I,
+  P,
+  O
+> & { readonly spec: StepSpec };
+
+export type AnyStep = { readonly spec: StepSpec };
+
+const STEP_NAME = /^[A-Za-z_][A-Za-z0-9_-]{0,79}$/;
+
+function normalizeOutput(name: string, stepName: string, declaration: OutputDeclaration): OutputOptions {
+  if (declaration instanceof z.ZodType) return { schema: declaration };
+  if (declaration && typeof declaration === 'object' && declaration.schema instanceof z.ZodType) return declaration;
+  throw new PipelineDefinitionError(
+    `Step "${stepName}": output "${name}" must be a zod schema or { schema, materializer?, artifact? }.`,
+    { context: { step: stepName, output: name } },
+  );
+}
+
+/**
+ * Declares a step: a typed function with named inputs, parameters and outputs (zod schemas).
+ * Call the returned value inside a {@link pipeline} body to wire it; its outputs are references
+ * that other steps take as inputs, and that wiring is the pipeline's DAG.
+ *
+ * @example
+ * const split = step(
+ *   { name: 'split', inputs: { rows: Rows }, parameters: z.object({ testFraction: z.number().default(0.2) }),
+ *     outputs: { train: Rows, test: Rows } },
+ *   ({ inputs, params }) => splitRows(inputs.rows, params.testFraction),
+ * );
+ */
+export function step<
+  O extends OutputDeclarations,
+  I extends InputDeclarations = Record<never, never>,
+  P extends z.ZodType = z.ZodObject<Record<never, never>>,
+>(config: StepConfig<I, P, O>, fn: StepFunction<I, P, O>): StepDefinition<I, P, O> {
+  const { name, description, inputs, parameters, outputs, ...options } = config;
+  if (typeof name !== 'string' || !STEP_NAME.test(name)) {
+    throw new PipelineDefinitionError(
+      `Step name ${JSON.stringify(name)} is invalid: use letters, digits, "_" or "-" (max 80), starting with a letter or "_".`,
+    );
+  }
+  if (typeof fn !== 'function') throw new PipelineDefinitionError(`Step "${name}": the second argument must be the step function.`);
+  const outputEntries = Object.entries(outputs ?? {});
+  if (outputEntries.length === 0) {
+    throw new PipelineDefinitionError(`Step "${name}" declares no outputs: declare at least one in \`outputs\`.`, {
+      context: { step: name },
+    });
+  }
+  const normalizedOutputs = Object.fromEntries(outputEntries.map(([k, d]) => [k, normalizeOutput(k, name, d)]));
+  const spec: StepSpec = {
+    name,
+    ...(description === undefined ? {} : { description }),
+    inputs: inputs ?? {},
+    parameters: parameters ?? z.object({}),
+    outputs: normalizedOutputs,
+    options,
+    codeHash: createHash('sha256')
+      .update(fn.toString())
+      .update('\0')
+      .update(options.codeVersion ?? '')
+      .digest('hex'),
+    fn: fn as StepSpec['fn'],
+  };
+
+  const invoke = (refs?: Record<string, unknown>, invocation?: InvocationOptions<unknown>) => {
+    const builder = currentBuilder();
+    if (!builder) {
+      throw new PipelineDefinitionError(
+        `Step "${name}" was called outside a pipeline body. Call steps inside pipeline(config, body), or run the function directly for tests.`,
+        { context: { step: name } },
+      );
+    }
+    return builder.addInvocation(spec, refs ?? {}, (invocation ?? {}) as InvocationOptions<Metadata>);
+  };
+  Object.defineProperty(invoke, 'spec', { value: spec, enumerable: true });
+  Object.defineProperty(invoke, 'name', { value: name });
+  return invoke as unknown as StepDefinition<I, P, O>;
+}

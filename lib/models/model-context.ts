@@ -1,0 +1,85 @@
+import type { ArtifactStore } from '../artifacts/artifact-store.ts';
+import type { MaterializerRegistry } from '../artifacts/materializers.ts';
+import type { PipelineModel } from '../dsl/pipeline.ts';
+import type { LoadedModelVersion, StepContext } from '../dsl/types.ts';
+import { NotFoundError } from '../errors.ts';
+import type { MetadataStore } from '../metadata/metadata-store.ts';
+import { MODEL_STAGES, type ModelVersion } from '../metadata/types.ts';
+
+export interface ModelStores {
+  metadata: MetadataStore;
+  artifacts: ArtifactStore;
+  materializers: MaterializerRegistry;
+}
+
+/** Loads the artifact linked to a model version by artifact name, or its first `model`-role artifact. */
+export async function loadModelArtifact<T>(stores: ModelStores, version: ModelVersion, artifactName?: string): Promise<T> {
+  const link = artifactName
+    ? version.artifacts.find((a) => a.artifactName === artifactName)
+    : (version.artifacts.find((a) => a.role === 'model') ?? version.artifacts[0]);
+  if (!link) {
+    const linked = version.artifacts.map((a) => `${a.artifactName} (${a.role})`).join(', ') || 'none';
+    throw new NotFoundError(
+      `Model "${version.model}" version ${version.number} has no linked artifact ${artifactName ? `"${artifactName}"` : 'in role "model"'} (linked: ${linked}).`,
+      { context: { model: version.model, version: version.number, artifact: artifactName } },
+    );
+  }
+  const artifact = await stores.metadata.artifacts.getVersionById(link.artifactVersionId);
+  return (await stores.materializers.get(artifact.materializer).load(artifact, { store: stores.artifacts })) as T;
+}
+
+export function toLoadedModelVersion(stores: ModelStores, version: ModelVersion): LoadedModelVersion {
+  return {
+    model: version.model,
+    number: version.number,
+    id: version.id,
+    ...(version.name === undefined ? {} : { name: version.name }),
+    ...(version.stage === undefined ? {} : { stage: version.stage }),
+    metadata: version.metadata,
+    loadArtifact: (artifactName) => loadModelArtifact(stores, version, artifactName),
+  };
+}
+
+function isExistingRef(ref: string): boolean {
+  return ref === 'latest' || (MODEL_STAGES as readonly string[]).includes(ref) || /^\d+$/.test(ref);
+}
+
+/**
+ * The model version a pipeline run works on: a new version per run by default; an existing one
+ * when the pipeline names a stage, number or `latest`; a named version (created on first use)
+ * otherwise.
+ */
+export async function prepareRunModelVersion(
+  stores: ModelStores,
+  model: PipelineModel,
+  runId: string,
+  tags: string[],
+): Promise<NonNullable<StepContext['runModelVersion']>> {
+  await stores.metadata.models.ensure({
+    name: model.name,
+    ...(model.description === undefined ? {} : { description: model.description }),
+    ...(model.tags === undefined ? {} : { tags: model.tags }),
+  });
+  let version: ModelVersion;
+  if (model.version === undefined) {
+    version = await stores.metadata.models.createVersion(model.name, { runId, tags });
+  } else if (isExistingRef(model.version)) {
+    version = await stores.metadata.models.getVersion(model.name, /^\d+$/.test(model.version) ? Number(model.version) : model.version);
+  } else {
+    try {
+      version = await stores.metadata.models.getVersion(model.name, model.version);
+    } catch (error) {
+      if (!(error instanceof NotFoundError)) throw error;
+      version = await stores.metadata.models.createVersion(model.name, { name: model.version, runId, tags });
+    }
+  }
+  await stores.metadata.models.linkRun(version.id, runId);
+  await stores.metadata.runs.setModelVersion(runId, version.id);
+  const id = version.id;
+  return {
+    model: version.model,
+    number: version.number,
+    id,
+    logMetadata: (values) => stores.metadata.logMetadata({ kind: 'model_version', id }, values),
+  };
+}

@@ -1,0 +1,336 @@
+import { mkdirSync, mkdtempSync } from 'node:fs';
+import { rm } from 'node:fs/promises';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { setTimeout as sleep } from 'node:timers/promises';
+import type { ArtifactStore } from '../artifacts/artifact-store.ts';
+import type { MaterializerRegistry } from '../artifacts/materializers.ts';
+import type { StepNode } from '../dsl/builder.ts';
+import type { LoadedModelVersion, RetryPolicy, StepContext } from '../dsl/types.ts';
+import {
+  NonRetriableError,
+  OutputValidationError,
+  RunCancelledError,
+  StacklineError,
+  StepFailedError,
+  StepTimeoutError,
+} from '../errors.ts';
+import type { MetadataStore } from '../metadata/metadata-store.ts';
+import type { ArtifactVersion, ErrorInfo, Metadata, StepRun, StepRunOutputDraft } from '../metadata/types.ts';
+import { newId, nowIso } from '../util/ids.ts';
+import { formatZodIssues } from '../util/zod-format.ts';
+import { computeCacheKey } from './cache-key.ts';
+
+/** Everything a step execution needs from the stack it runs on. */
+export interface StepEnvironment {
+  metadata: MetadataStore;
+  artifacts: ArtifactStore;
+  materializers: MaterializerRegistry;
+  /** Resolves a step's `model` option (model control plane); absent when none is configured. */
+  resolveModel?: (node: StepNode) => Promise<LoadedModelVersion | undefined>;
+  /** Receives progress events (CLI progress, logs). */
+  onEvent?: (event: StepEvent) => void;
+}
+
+export type StepEvent =
+  | { type: 'step-started'; runId: string; stepId: string; stepRunId: string }
+  | { type: 'step-retrying'; runId: string; stepId: string; attempt: number; delayMs: number; error: ErrorInfo }
+  | { type: 'step-log'; runId: string; stepId: string; message: string }
+  | { type: 'step-finished'; runId: string; stepId: string; stepRun: StepRun };
+
+export interface StepExecutionRequest {
+  run: { id: string; pipeline: string; modelVersion?: StepContext['runModelVersion'] };
+  node: StepNode;
+  /** Input name → the artifact version to read. */
+  inputs: Record<string, ArtifactVersion>;
+  /** Whether a cache hit may be used (pipeline, run and step settings combined). */
+  cache: boolean;
+  signal?: AbortSignal;
+}
+
+export interface StepExecutionResult {
+  stepRun: StepRun;
+  /** Output name → the artifact version (new, or the original one for cached step runs). */
+  outputs: Record<string, ArtifactVersion>;
+}
+
+function toErrorInfo(error: unknown): ErrorInfo {
+  if (error instanceof Error) {
+    return { type: error.name, message: error.message, ...(error.stack ? { stack: error.stack } : {}) };
+  }
+  return { type: 'Error', message: String(error) };
+}
+
+function retryPolicy(retries: number | RetryPolicy | undefined): Required<RetryPolicy> {
+  const policy = typeof retries === 'number' ? { maxRetries: retries } : (retries ?? { maxRetries: 0 });
+  return { backoffMs: 1000, backoffRate: 2, maxBackoffMs: 60_000, ...policy };
+}
+
+/** Delay before retry number `retry` (1-based). */
+export function backoffDelay(policy: Required<RetryPolicy>, retry: number): number {
+  return Math.min(policy.maxBackoffMs, policy.backoffMs * policy.backoffRate ** (retry - 1));
+}
+
+/**
+ * Runs one step: the single code path used by the local orchestrator, the Lambda handler and the
+ * ECS entry point. Resolves the model version and cache key, reuses a cached step run when one
+ * matches, otherwise loads inputs, calls the step function (with retries and timeout), validates
+ * every output against its schema, writes the outputs to the artifact store and records the step
+ * run together with its artifact versions in one metadata transaction.
+ *
+ * @throws StepFailedError (cause: the step's own error, an OutputValidationError or a StepTimeoutError)
+ * @throws RunCancelledError when `signal` aborts
+ */
+export async function executeStep(request: StepExecutionRequest, env: StepEnvironment): Promise<StepExecutionResult> {
+  const { node, run, signal } = request;
+  const model = node.spec.options.model && env.resolveModel ? await env.resolveModel(node) : undefined;
+  const inputHashes: Record<string, string> = {};
+  const inputIds: Record<string, string> = {};
+  for (const [name, version] of Object.entries(request.inputs)) {
+    inputHashes[name] = version.contentHash;
+    inputIds[name] = version.id;
+  }
+  const cacheKey = computeCacheKey({ node, inputHashes, ...(model ? { modelVersionId: model.id } : {}) });
+  const base = {
+    runId: run.id,
+    stepId: node.id,
+    stepName: node.spec.name,
+    cacheKey,
+    codeHash: node.spec.codeHash,
+    parameters: node.params,
+    inputs: inputIds,
+  };
+
+  if (request.cache) {
+    const hit = await env.metadata.runs.findCacheHit(cacheKey);
+    if (hit) {
+      const now = nowIso();
+      const stepRun = await env.metadata.runs.recordCachedStep({
+        ...base,
+        id: newId('srun'),
+        status: 'cached',
+        startedAt: now,
+        endedAt: now,
+        durationMs: 0,
+        attempts: 0,
+        cachedFrom: hit.id,
+        outputs: hit.outputs,
+        metadata: model ? { modelVersion: `${model.model}:${model.number}` } : {},
+      });
+      const versions = await env.metadata.artifacts.getVersionsByIds(Object.values(hit.outputs));
+      const byId = new Map(versions.map((v) => [v.id, v]));
+      const outputs = Object.fromEntries(Object.entries(hit.outputs).map(([name, id]) => [name, byId.get(id)!]));
+      env.onEvent?.({ type: 'step-finished', runId: run.id, stepId: node.id, stepRun });
+      return { stepRun, outputs };
+    }
+  }
+
+  const started = performance.now();
+  const stepRun = await env.metadata.runs.startStep({
+    ...base,
+    id: newId('srun'),
+    status: 'running',
+    startedAt: nowIso(),
+    attempts: 0,
+    outputs: {},
+    metadata: {},
+  });
+  env.onEvent?.({ type: 'step-started', runId: run.id, stepId: node.id, stepRunId: stepRun.id });
+
+  const logs: string[] = [];
+  const stepMetadata: Metadata = model ? { modelVersion: `${model.model}:${model.number}` } : {};
+  const artifactMetadata: Record<string, Metadata> = {};
+  let attempts = 0;
+  try {
+    const inputs: Record<string, unknown> = {};
+    for (const [name, version] of Object.entries(request.inputs)) {
+      inputs[name] = await env.materializers.get(version.materializer).load(version, { store: env.artifacts });
+    }
+    const policy = retryPolicy(node.spec.options.retries);
+    let value: unknown;
+    for (;;) {
+      attempts++;
+      try {
+        value = await runAttempt(request, stepRun.id, attempts, inputs, model, {
+          log: (message) => {
+            logs.push(message);
+            env.onEvent?.({ type: 'step-log', runId: run.id, stepId: node.id, message });
+          },
+          logMetadata: (values) => Object.assign(stepMetadata, values),
+          logArtifactMetadata: (output, values) => {
+            artifactMetadata[output] = { ...artifactMetadata[output], ...values };
+          },
+        });
+        break;
+      } catch (error) {
+        if (signal?.aborted) throw new RunCancelledError(`Step "${node.id}" was cancelled.`, { cause: error });
+        if (error instanceof NonRetriableError || attempts > policy.maxRetries) throw error;
+        const delayMs = backoffDelay(policy, attempts);
+        env.onEvent?.({ type: 'step-retrying', runId: run.id, stepId: node.id, attempt: attempts, delayMs, error: toErrorInfo(error) });
+        await sleep(delayMs, undefined, signal ? { signal } : undefined).catch(() => {
+          throw new RunCancelledError(`Step "${node.id}" was cancelled while waiting to retry.`);
+        });
+      }
+    }
+
+    const drafts = await writeOutputs(request, value, artifactMetadata, env);
+    const completed = await env.metadata.runs.completeStep(stepRun.id, {
+      endedAt: nowIso(),
+      durationMs: Math.round(performance.now() - started),
+      attempts,
+      outputs: drafts,
+      metadata: stepMetadata,
+      ...(logs.length ? { logs } : {}),
+    });
+    env.onEvent?.({ type: 'step-finished', runId: run.id, stepId: node.id, stepRun: completed.stepRun });
+    return completed;
+  } catch (error) {
+    const cancelled = error instanceof RunCancelledError || signal?.aborted === true;
+    const ended = await env.metadata.runs.endStep(stepRun.id, cancelled ? 'cancelled' : 'failed', nowIso(), {
+      durationMs: Math.round(performance.now() - started),
+      attempts,
+      error: toErrorInfo(error),
+      ...(logs.length ? { logs } : {}),
+    });
+    env.onEvent?.({ type: 'step-finished', runId: run.id, stepId: node.id, stepRun: ended });
+    if (cancelled) throw error instanceof RunCancelledError ? error : new RunCancelledError(`Step "${node.id}" was cancelled.`, { cause: error });
+    if (error instanceof StacklineError && !(error instanceof NonRetriableError) && error.code !== 'STACKLINE_ERROR') {
+      throw new StepFailedError(`Step "${node.id}" failed: ${error.message}`, { cause: error, context: { step: node.id, stepRunId: stepRun.id, ...error.context } });
+    }
+    throw new StepFailedError(
+      `Step "${node.id}" failed after ${attempts} attempt${attempts === 1 ? '' : 's'}: ${error instanceof Error ? error.message : String(error)}`,
+      { cause: error, context: { step: node.id, stepRunId: stepRun.id, attempts } },
+    );
+  }
+}
+
+type ContextCallbacks = Pick<StepContext, 'log' | 'logMetadata' | 'logArtifactMetadata'>;
+
+async function runAttempt(
+  request: StepExecutionRequest,
+  stepRunId: string,
+  attempt: number,
+  inputs: Record<string, unknown>,
+  model: LoadedModelVersion | undefined,
+  callbacks: ContextCallbacks,
+): Promise<unknown> {
+  const { node, run } = request;
+  const controller = new AbortController();
+  const onAbort = () => controller.abort(request.signal?.reason);
+  request.signal?.addEventListener('abort', onAbort, { once: true });
+  const timeoutMs = node.spec.options.timeoutMs;
+  let timer: NodeJS.Timeout | undefined;
+  let tmpDir: string | undefined;
+  try {
+    if (request.signal?.aborted) throw new RunCancelledError(`Step "${node.id}" was cancelled.`);
+    const context: StepContext = {
+      runId: run.id,
+      stepRunId,
+      stepId: node.id,
+      pipeline: run.pipeline,
+      attempt,
+      signal: controller.signal,
+      get tmpDir() {
+        tmpDir ??= makeTmpDirSync(node.id);
+        return tmpDir;
+      },
+      ...callbacks,
+      ...(model ? { model } : {}),
+      ...(run.modelVersion ? { runModelVersion: run.modelVersion } : {}),
+    };
+    const call = Promise.resolve().then(() => node.spec.fn({ inputs, params: node.params, context }));
+    if (timeoutMs === undefined && !request.signal) return await call;
+    const guards: Promise<never>[] = [];
+    if (timeoutMs !== undefined) {
+      guards.push(
+        new Promise<never>((_, reject) => {
+          timer = setTimeout(() => {
+            const error = new StepTimeoutError(`Step "${node.id}" timed out after ${timeoutMs} ms (attempt ${attempt}).`, {
+              context: { step: node.id, timeoutMs },
+            });
+            controller.abort(error);
+            reject(error);
+          }, timeoutMs);
+        }),
+      );
+    }
+    if (request.signal) {
+      guards.push(
+        new Promise<never>((_, reject) =>
+          controller.signal.addEventListener('abort', () => reject(new RunCancelledError(`Step "${node.id}" was cancelled.`)), { once: true }),
+        ),
+      );
+    }
+    call.catch(() => {}); // the race below reports it; avoid an unhandled rejection when a guard wins
+    return await Promise.race([call, ...guards]);
+  } finally {
+    if (timer) clearTimeout(timer);
+    request.signal?.removeEventListener('abort', onAbort);
+    if (tmpDir) await rm(tmpDir, { recursive: true, force: true });
+  }
+}
+
+const tmpRoot = join(tmpdir(), 'stackline');
+function makeTmpDirSync(stepId: string): string {
+  // Synchronous because `context.tmpDir` is a property; only steps that read it pay for it.
+  mkdirSync(tmpRoot, { recursive: true });
+  return mkdtempSync(join(tmpRoot, `${stepId}-`));
+}
+
+/** Validates every declared output, then materializes them. Nothing is recorded if any is invalid. */
+async function writeOutputs(
+  request: StepExecutionRequest,
+  value: unknown,
+  artifactMetadata: Record<string, Metadata>,
+  env: StepEnvironment,
+): Promise<StepRunOutputDraft[]> {
+  const { node, run } = request;
+  if (typeof value !== 'object' || value === null) {
+    throw new OutputValidationError(
+      `Step "${node.id}" returned ${value === null ? 'null' : typeof value}; it must return an object with its outputs (${Object.keys(node.spec.outputs).join(', ')}).`,
+      { context: { step: node.id } },
+    );
+  }
+  const returned = value as Record<string, unknown>;
+  for (const key of Object.keys(returned)) {
+    if (!(key in node.spec.outputs)) {
+      throw new OutputValidationError(
+        `Step "${node.id}" returned output "${key}", which it does not declare (declared: ${Object.keys(node.spec.outputs).join(', ')}).`,
+        { context: { step: node.id, output: key } },
+      );
+    }
+  }
+  const parsed: Record<string, unknown> = {};
+  for (const [name, declaration] of Object.entries(node.spec.outputs)) {
+    const result = declaration.schema.safeParse(returned[name]);
+    if (!result.success) {
+      throw new OutputValidationError(
+        `Step "${node.id}" output "${name}" does not match its schema: ${formatZodIssues(result.error)}`,
+        { context: { step: node.id, output: name, issues: result.error.issues.map((i) => ({ path: i.path.map(String), message: i.message })) } },
+      );
+    }
+    parsed[name] = result.data;
+  }
+  const drafts: StepRunOutputDraft[] = [];
+  for (const [name, declaration] of Object.entries(node.spec.outputs)) {
+    const materializer = declaration.materializer
+      ? env.materializers.get(declaration.materializer)
+      : env.materializers.pick(parsed[name]);
+    const stored = await materializer.save(parsed[name], { store: env.artifacts });
+    drafts.push({
+      outputName: name,
+      artifact: {
+        name: declaration.artifact ?? `${node.id}.${name}`,
+        contentHash: stored.contentHash,
+        uri: stored.uri,
+        size: stored.size,
+        materializer: materializer.name,
+        dataType: stored.dataType,
+        metadata: artifactMetadata[name] ?? {},
+        tags: declaration.tags ?? [],
+        producerRunId: run.id,
+      },
+    });
+  }
+  return drafts;
+}

@@ -1,0 +1,63 @@
+import { z } from 'zod';
+
+/**
+ * A stack's components. The `default` stack is all-local; AWS stacks (one per environment) use
+ * S3, DynamoDB and Step Functions. Validated wherever a stack enters (CLI, API, registry).
+ */
+export const OrchestratorSchema = z.discriminatedUnion('type', [
+  z.object({ type: z.literal('local'), concurrency: z.number().int().min(1).max(256).optional() }),
+  z.object({
+    type: z.literal('step-functions'),
+    region: z.string().optional(),
+    endpoint: z.url().optional(),
+    roleArn: z.string().optional(),
+    stateMachinePrefix: z.string().optional(),
+  }),
+]);
+
+export const ArtifactStoreSchema = z.discriminatedUnion('type', [
+  z.object({ type: z.literal('local'), path: z.string().optional() }),
+  z.object({
+    type: z.literal('s3'),
+    bucket: z.string().min(3),
+    prefix: z.string().default(''),
+    region: z.string().optional(),
+    endpoint: z.url().optional(),
+    serverSideEncryption: z.enum(['AES256', 'aws:kms']).optional(),
+    kmsKeyId: z.string().optional(),
+  }),
+]);
+
+export const MetadataStoreSchema = z.discriminatedUnion('type', [
+  z.object({ type: z.literal('sqlite'), path: z.string().optional() }),
+  z.object({
+    type: z.literal('dynamodb'),
+    tablePrefix: z.string().min(1),
+    region: z.string().optional(),
+    endpoint: z.url().optional(),
+  }),
+]);
+
+export const StepRunnerSchema = z.discriminatedUnion('type', [
+  z.object({ type: z.literal('in-process') }),
+  z.object({ type: z.literal('lambda'), functionName: z.string().optional() }),
+  z.object({ type: z.literal('ecs'), cluster: z.string().optional(), taskDefinition: z.string().optional() }),
+]);
+
+export const StackComponentsSchema = z.object({
+  orchestrator: OrchestratorSchema.default({ type: 'local' }),
+  artifactStore: ArtifactStoreSchema.default({ type: 'local' }),
+  metadataStore: MetadataStoreSchema.default({ type: 'sqlite' }),
+  stepRunner: StepRunnerSchema.default({ type: 'in-process' }),
+  containerRegistry: z.object({ uri: z.string() }).optional(),
+});
+
+export type StackComponents = z.output<typeof StackComponentsSchema>;
+
+export const DEFAULT_STACK_NAME = 'default';
+
+export const STACK_NAME = /^[a-z0-9][a-z0-9_-]{0,62}$/;
+
+export function defaultStackComponents(): StackComponents {
+  return StackComponentsSchema.parse({});
+}
