@@ -9,11 +9,24 @@ import { ConfusionMatrix } from 'ml-confusion-matrix';
 import { RandomForestClassifier } from 'ml-random-forest';
 import { pipeline, step } from 'stackline';
 import { z } from 'zod';
-import { accuracy, applyScaler, Dataset, fitScaler, loadIrisDataset, Scaler, splitTrainTest } from './preprocessing.ts';
+import { MLJS_MODEL } from '../shared/mljs-materializer.ts';
+import {
+  accuracy,
+  applyScaler,
+  Dataset,
+  fitScaler,
+  loadIrisDataset,
+  Scaler,
+  splitTrainTest,
+} from '../shared/preprocessing.ts';
 
-/** `RandomForestClassifier#toJSON()`: plain JSON, so the default JSON materializer stores it. */
+/** `RandomForestClassifier#toJSON()`, stored by the `mljs-model` materializer (it holds ±Infinity). */
 const ForestModel = z.looseObject({ name: z.literal('RFClassifier'), baseModel: z.record(z.string(), z.unknown()) });
-const Metrics = z.object({ accuracy: z.number().min(0).max(1), confusionMatrix: z.array(z.array(z.number())), testRows: z.number() });
+const Metrics = z.object({
+  accuracy: z.number().min(0).max(1),
+  confusionMatrix: z.array(z.array(z.number())),
+  testRows: z.number(),
+});
 
 export const loadData = step({ name: 'load_iris', outputs: { dataset: Dataset } }, ({ context }) => {
   const dataset = loadIrisDataset();
@@ -32,7 +45,11 @@ export const split = step(
 );
 
 export const standardize = step(
-  { name: 'standardize', inputs: { train: Dataset, test: Dataset }, outputs: { scaler: Scaler, train: Dataset, test: Dataset } },
+  {
+    name: 'standardize',
+    inputs: { train: Dataset, test: Dataset },
+    outputs: { scaler: Scaler, train: Dataset, test: Dataset },
+  },
   ({ inputs }) => {
     const scaler = fitScaler(inputs.train.features);
     return {
@@ -48,11 +65,18 @@ export const trainForest = step(
     name: 'train_forest',
     inputs: { train: Dataset },
     parameters: z.object({ trees: z.number().int().min(1).max(500).default(25), seed: z.number().int().default(7) }),
-    outputs: { model: ForestModel },
+    outputs: { model: { schema: ForestModel, materializer: MLJS_MODEL } },
     retries: { maxRetries: 1, backoffMs: 200 },
   },
   ({ inputs, params }) => {
-    const forest = new RandomForestClassifier({ nEstimators: params.trees, seed: params.seed, maxFeatures: 0.75, replacement: true });
+    const forest = new RandomForestClassifier({
+      nEstimators: params.trees,
+      seed: params.seed,
+      maxFeatures: 0.75,
+      replacement: true,
+      // Out-of-bag estimates fail on tiny forests (a row never left out) and are not used here.
+      noOOB: true,
+    });
     forest.train(inputs.train.features, inputs.train.labels);
     // The library's types describe the model as interfaces; the value itself is plain JSON.
     return { model: forest.toJSON() as unknown as z.input<typeof ForestModel> };
@@ -65,7 +89,11 @@ export const evaluate = step(
     const forest = RandomForestClassifier.load(inputs.model as never);
     const predicted = forest.predict(inputs.test.features);
     const matrix = ConfusionMatrix.fromLabels(inputs.test.labels, predicted);
-    const metrics = { accuracy: accuracy(predicted, inputs.test.labels), confusionMatrix: matrix.getMatrix(), testRows: predicted.length };
+    const metrics = {
+      accuracy: accuracy(predicted, inputs.test.labels),
+      confusionMatrix: matrix.getMatrix(),
+      testRows: predicted.length,
+    };
     context.log(`accuracy ${(metrics.accuracy * 100).toFixed(1)}% on ${metrics.testRows} held-out rows`);
     return { metrics };
   },
@@ -75,7 +103,10 @@ export const irisTraining = pipeline(
   {
     name: 'iris_training',
     description: 'Train and evaluate a random forest on the iris data set',
-    parameters: z.object({ trees: z.number().int().min(1).max(500).default(25), testFraction: z.number().gt(0).lt(1).default(0.3) }),
+    parameters: z.object({
+      trees: z.number().int().min(1).max(500).default(25),
+      testFraction: z.number().gt(0).lt(1).default(0.3),
+    }),
     tags: ['team:examples', 'dataset:iris'],
   },
   ({ trees, testFraction }) => {

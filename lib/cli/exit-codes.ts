@@ -1,4 +1,11 @@
-import { ConflictError, NotFoundError, PipelineDefinitionError, StackConfigError, StacklineError, ValidationError } from '../errors.ts';
+import {
+  ConflictError,
+  NotFoundError,
+  PipelineDefinitionError,
+  StackConfigError,
+  StacklineError,
+  ValidationError,
+} from '../errors.ts';
 
 /** Process exit codes of the `stackline` CLI. */
 export const ExitCode = {

@@ -15,15 +15,22 @@ export async function loadPipeline(file: string, cwd: string, name?: string): Pr
   const pipelines = new Map<string, PipelineDefinition>();
   for (const value of Object.values(module)) if (isPipelineDefinition(value)) pipelines.set(value.name, value);
   if (pipelines.size === 0) {
-    throw new ValidationError(`${file} exports no pipeline. Export one: \`export const training = pipeline({ name: 'training' }, () => { ... })\`.`);
+    throw new ValidationError(
+      `${file} exports no pipeline. Export one: \`export const training = pipeline({ name: 'training' }, () => { ... })\`.`,
+    );
   }
   if (name) {
     const found = pipelines.get(name);
-    if (!found) throw new ValidationError(`${file} has no pipeline named "${name}" (it exports: ${[...pipelines.keys()].join(', ')}).`);
+    if (!found)
+      throw new ValidationError(
+        `${file} has no pipeline named "${name}" (it exports: ${[...pipelines.keys()].join(', ')}).`,
+      );
     return found;
   }
   if (pipelines.size > 1) {
-    throw new ValidationError(`${file} exports several pipelines (${[...pipelines.keys()].join(', ')}): choose one with --pipeline NAME.`);
+    throw new ValidationError(
+      `${file} exports several pipelines (${[...pipelines.keys()].join(', ')}): choose one with --pipeline NAME.`,
+    );
   }
   return [...pipelines.values()][0]!;
 }

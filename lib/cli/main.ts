@@ -2,6 +2,16 @@ import { Command, CommanderError, InvalidArgumentError, Option } from 'commander
 import { StacklineError } from '../errors.ts';
 import { Project, resolveHome } from '../stacks/project.ts';
 import { artifactsList, artifactsLoad, artifactsShow, artifactsVersions } from './commands/artifacts.ts';
+import {
+  modelAliasRemove,
+  modelAliasSet,
+  modelCompare,
+  modelHistory,
+  modelList,
+  modelPromote,
+  modelShow,
+  modelVersions,
+} from './commands/model.ts';
 import { runCommand } from './commands/run.ts';
 import { runsList, runsShow } from './commands/runs.ts';
 import { stackDescribe, stackList, stackSet } from './commands/stack.ts';
@@ -27,7 +37,10 @@ export async function main(argv: string[], io: CliIo): Promise<number> {
     project ??= await Project.open(resolveHome(io.cwd, io.env));
     return project;
   };
-  const withStack = async <T>(stackName: string | undefined, fn: (stack: Awaited<ReturnType<Project['openStack']>>) => Promise<T>) => {
+  const withStack = async <T>(
+    stackName: string | undefined,
+    fn: (stack: Awaited<ReturnType<Project['openStack']>>) => Promise<T>,
+  ) => {
     const p = await openProject();
     const stack = await p.openStack(stackName ?? p.activeStackName());
     try {
@@ -115,7 +128,9 @@ export async function main(argv: string[], io: CliIo): Promise<number> {
     .argument('[version]', 'number or "latest"')
     .addOption(stackOpt())
     .addOption(json())
-    .action((name: string, version: string | undefined, opts) => withStack(opts.stack, (s) => artifactsShow(s, name, version, opts, io)));
+    .action((name: string, version: string | undefined, opts) =>
+      withStack(opts.stack, (s) => artifactsShow(s, name, version, opts, io)),
+    );
   artifacts
     .command('load')
     .description('print a JSON/string artifact, or write any artifact to --out')
@@ -124,7 +139,9 @@ export async function main(argv: string[], io: CliIo): Promise<number> {
     .option('--out <path>', 'write the bytes to this file')
     .addOption(stackOpt())
     .addOption(json())
-    .action((name: string, version: string | undefined, opts) => withStack(opts.stack, (s) => artifactsLoad(s, name, version, opts, io)));
+    .action((name: string, version: string | undefined, opts) =>
+      withStack(opts.stack, (s) => artifactsLoad(s, name, version, opts, io)),
+    );
 
   const stack = program.command('stack').description('manage stacks (the default local stack exists out of the box)');
   stack
@@ -143,6 +160,85 @@ export async function main(argv: string[], io: CliIo): Promise<number> {
     .addOption(json())
     .action(async (name: string, opts) => stackSet(await openProject(), name, opts, io));
 
+  const model = program.command('model').description('the model control plane: versions, stages, aliases, history');
+  model
+    .command('list')
+    .option('--tag <key:value>')
+    .addOption(limit())
+    .addOption(stackOpt())
+    .addOption(json())
+    .action((opts) => withStack(opts.stack, (s) => modelList(s, opts, io)));
+  model
+    .command('show')
+    .description('show a model, or one version (number, name, stage, alias or latest)')
+    .argument('<model>')
+    .argument('[version]')
+    .addOption(stackOpt())
+    .addOption(json())
+    .action((name: string, version: string | undefined, opts) =>
+      withStack(opts.stack, (s) => modelShow(s, name, version, opts, io)),
+    );
+  model
+    .command('versions')
+    .argument('<model>')
+    .option('--tag <key:value>')
+    .option('--stage <stage>', 'staging | production | archived')
+    .addOption(limit())
+    .addOption(stackOpt())
+    .addOption(json())
+    .action((name: string, opts) => withStack(opts.stack, (s) => modelVersions(s, name, opts, io)));
+  model
+    .command('history')
+    .description('every stage and alias change, oldest first')
+    .argument('<model>')
+    .addOption(limit().default(200))
+    .addOption(stackOpt())
+    .addOption(json())
+    .action((name: string, opts) => withStack(opts.stack, (s) => modelHistory(s, name, opts, io)));
+  model
+    .command('compare')
+    .description("show two or more versions' metadata side by side (* marks keys that differ)")
+    .argument('<model>')
+    .argument('<versions...>')
+    .addOption(stackOpt())
+    .addOption(json())
+    .action((name: string, versions: string[], opts) =>
+      withStack(opts.stack, (s) => modelCompare(s, name, versions, opts, io)),
+    );
+  model
+    .command('promote')
+    .description('move a version to staging, production or archived')
+    .argument('<model>')
+    .argument('<version>', 'version number')
+    .argument('<stage>', 'staging | production | archived')
+    .option('--force', 'archive the version holding the stage instead of failing')
+    .option('--reason <text>', 'recorded in the history')
+    .addOption(stackOpt())
+    .addOption(json())
+    .action((name: string, version: string, stage: string, opts) =>
+      withStack(opts.stack, (s) => modelPromote(s, name, version, stage, opts, io)),
+    );
+  const alias = model.command('alias').description('named pointers such as champion / challenger');
+  alias
+    .command('set')
+    .argument('<model>')
+    .argument('<alias>')
+    .argument('<version>', 'version number')
+    .option('--reason <text>')
+    .addOption(stackOpt())
+    .addOption(json())
+    .action((name: string, a: string, version: string, opts) =>
+      withStack(opts.stack, (s) => modelAliasSet(s, name, a, version, opts, io)),
+    );
+  alias
+    .command('remove')
+    .argument('<model>')
+    .argument('<alias>')
+    .option('--reason <text>')
+    .addOption(stackOpt())
+    .addOption(json())
+    .action((name: string, a: string, opts) => withStack(opts.stack, (s) => modelAliasRemove(s, name, a, opts, io)));
+
   try {
     await program.parseAsync(argv, { from: 'user' });
   } catch (error) {
@@ -160,7 +256,10 @@ function reportError(error: unknown, io: CliIo, json: boolean): number {
   }
   const code = exitCodeFor(error);
   if (json) {
-    const e = error instanceof StacklineError ? { type: error.name, code: error.code, message: error.message } : { type: 'Error', message: String(error) };
+    const e =
+      error instanceof StacklineError
+        ? { type: error.name, code: error.code, message: error.message }
+        : { type: 'Error', message: String(error) };
     io.stdout.write(`${JSON.stringify({ error: e }, null, 2)}\n`);
   } else if (error instanceof StacklineError) {
     io.stderr.write(`error: ${error.message}\n`);

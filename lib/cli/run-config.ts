@@ -44,7 +44,8 @@ export function parseParamPairs(pairs: string[]): Record<string, unknown> {
   const result: Record<string, unknown> = {};
   for (const pair of pairs) {
     const eq = pair.indexOf('=');
-    if (eq <= 0) throw new ValidationError(`--param ${JSON.stringify(pair)} is not key=value (example: --param trees=50).`);
+    if (eq <= 0)
+      throw new ValidationError(`--param ${JSON.stringify(pair)} is not key=value (example: --param trees=50).`);
     const key = pair.slice(0, eq);
     const text = pair.slice(eq + 1);
     let value: unknown = text;
@@ -71,7 +72,12 @@ export function mergeParams(base: Record<string, unknown>, override: Record<stri
   for (const [k, v] of Object.entries(override)) {
     const b = out[k];
     out[k] =
-      typeof v === 'object' && v !== null && !Array.isArray(v) && typeof b === 'object' && b !== null && !Array.isArray(b)
+      typeof v === 'object' &&
+      v !== null &&
+      !Array.isArray(v) &&
+      typeof b === 'object' &&
+      b !== null &&
+      !Array.isArray(b)
         ? mergeParams(b as Record<string, unknown>, v as Record<string, unknown>)
         : v;
   }

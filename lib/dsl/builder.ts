@@ -17,8 +17,19 @@ export interface StepNode {
   cache?: boolean;
 }
 
+/** An existing artifact version a pipeline reads (see `externalArtifact`), resolved when a run starts. */
+export interface ExternalArtifactNode {
+  /** The pseudo step id that input references use (`$artifact:<name>@<version>`). */
+  id: string;
+  name: string;
+  version: number | 'latest';
+}
+
+export const EXTERNAL_OUTPUT = 'value';
+
 export interface PipelineGraph {
   pipeline: string;
+  externals: ExternalArtifactNode[];
   /** In topological order (ties keep definition order), so the order is deterministic. */
   nodes: StepNode[];
   byId: ReadonlyMap<string, StepNode>;
@@ -32,6 +43,10 @@ export function currentBuilder(): GraphBuilder | undefined {
   return active;
 }
 
+export function isExternalId(stepId: string): boolean {
+  return stepId.startsWith('$artifact:');
+}
+
 function isOutputRef(value: unknown): value is OutputRef<unknown> {
   return typeof value === 'object' && value !== null && (value as { kind?: unknown }).kind === 'output-ref';
 }
@@ -42,6 +57,7 @@ export class GraphBuilder {
   private readonly ids = new Map<string, StepNode>();
   private readonly problems: string[] = [];
   private readonly afters = new Map<string, string[]>();
+  private readonly externals = new Map<string, ExternalArtifactNode>();
 
   constructor(private readonly pipeline: string) {}
 
@@ -63,7 +79,24 @@ export class GraphBuilder {
     return builder.finish();
   }
 
-  addInvocation(spec: StepSpec, refs: Record<string, unknown>, options: InvocationOptions<Metadata>): Record<string, OutputRef<unknown>> {
+  addExternal(name: string, version: number | 'latest'): OutputRef<unknown> {
+    if (!/^[A-Za-z0-9_][A-Za-z0-9_.:-]{0,199}$/.test(name))
+      this.problems.push(`externalArtifact(${JSON.stringify(name)}): invalid artifact name.`);
+    if (version !== 'latest' && !(Number.isInteger(version) && version >= 1)) {
+      this.problems.push(
+        `externalArtifact("${name}"): version must be a number ≥ 1 or "latest" (got ${JSON.stringify(version)}).`,
+      );
+    }
+    const id = `$artifact:${name}@${version}`;
+    if (!this.externals.has(id)) this.externals.set(id, { id, name, version });
+    return { kind: 'output-ref', stepId: id, output: EXTERNAL_OUTPUT };
+  }
+
+  addInvocation(
+    spec: StepSpec,
+    refs: Record<string, unknown>,
+    options: InvocationOptions<Metadata>,
+  ): Record<string, OutputRef<unknown>> {
     const id = options.id ?? spec.name;
     const where = `step "${id}"${id === spec.name ? '' : ` (${spec.name})`}`;
     const previous = this.ids.get(id);
@@ -72,7 +105,8 @@ export class GraphBuilder {
         `Duplicate step id "${id}": step "${spec.name}" and step "${previous.spec.name}" both use it. Give one a distinct id: ${spec.name}(inputs, { id: '${id}_2' }).`,
       );
     }
-    if (!/^[A-Za-z_][A-Za-z0-9_-]{0,79}$/.test(id)) this.problems.push(`Step id ${JSON.stringify(id)} is invalid: use letters, digits, "_" or "-".`);
+    if (!/^[A-Za-z_][A-Za-z0-9_-]{0,79}$/.test(id))
+      this.problems.push(`Step id ${JSON.stringify(id)} is invalid: use letters, digits, "_" or "-".`);
 
     const inputs: StepNode['inputs'] = {};
     const upstream = new Set<string>();
@@ -88,6 +122,10 @@ export class GraphBuilder {
         this.problems.push(
           `${where}: input "${inputName}" must be the output of another step (got ${typeof ref}). Pass constant values as parameters instead.`,
         );
+        continue;
+      }
+      if (this.externals.has(ref.stepId)) {
+        inputs[inputName] = { stepId: ref.stepId, output: ref.output };
         continue;
       }
       const producer = this.ids.get(ref.stepId);
@@ -149,17 +187,27 @@ export class GraphBuilder {
     for (const [id, after] of this.afters) {
       const node = this.ids.get(id)!;
       for (const dep of after) {
-        if (!this.ids.has(dep)) this.problems.push(`step "${id}": \`after\` names step "${dep}", which is not in pipeline "${this.pipeline}".`);
+        if (!this.ids.has(dep))
+          this.problems.push(
+            `step "${id}": \`after\` names step "${dep}", which is not in pipeline "${this.pipeline}".`,
+          );
         else if (!node.upstream.includes(dep)) node.upstream.push(dep);
       }
     }
-    if (this.nodes.length === 0) this.problems.push(`Pipeline "${this.pipeline}" has no steps: call at least one step in its body.`);
+    if (this.nodes.length === 0)
+      this.problems.push(`Pipeline "${this.pipeline}" has no steps: call at least one step in its body.`);
     if (this.problems.length > 0) throw definitionError(this.pipeline, this.problems);
 
     const nodes = topologicalOrder(this.pipeline, this.nodes);
     const downstream = new Map<string, string[]>(nodes.map((n) => [n.id, []]));
     for (const node of nodes) for (const dep of node.upstream) downstream.get(dep)!.push(node.id);
-    return { pipeline: this.pipeline, nodes, byId: new Map(nodes.map((n) => [n.id, n])), downstream };
+    return {
+      pipeline: this.pipeline,
+      externals: [...this.externals.values()],
+      nodes,
+      byId: new Map(nodes.map((n) => [n.id, n])),
+      downstream,
+    };
   }
 }
 
@@ -191,7 +239,9 @@ function topologicalOrder(pipeline: string, nodes: StepNode[]): StepNode[] {
   }
   if (ordered.length < nodes.length) {
     const stuck = new Set(nodes.filter((n) => remaining.get(n.id)! > 0).map((n) => n.id));
-    throw definitionError(pipeline, [`Cycle between steps: ${findCycle(nodes, stuck).join(' -> ')}. Remove one of the dependencies (an \`after\` or an input).`]);
+    throw definitionError(pipeline, [
+      `Cycle between steps: ${findCycle(nodes, stuck).join(' -> ')}. Remove one of the dependencies (an \`after\` or an input).`,
+    ]);
   }
   return ordered;
 }

@@ -90,4 +90,3 @@ export function pipeline<P extends z.ZodType = z.ZodObject<Record<never, never>>
 export function isPipelineDefinition(value: unknown): value is PipelineDefinition {
   return typeof value === 'object' && value !== null && (value as { kind?: unknown }).kind === 'pipeline';
 }
-

@@ -34,7 +34,10 @@ export interface StepSpec {
   readonly inputs: Readonly<Record<string, z.ZodType>>;
   readonly parameters: z.ZodType;
   readonly outputs: Readonly<Record<string, Required<Pick<OutputOptions, 'schema'>> & OutputOptions>>;
-  readonly options: Omit<StepConfig<InputDeclarations, z.ZodType, OutputDeclarations>, 'name' | 'inputs' | 'outputs' | 'parameters' | 'description'>;
+  readonly options: Omit<
+    StepConfig<InputDeclarations, z.ZodType, OutputDeclarations>,
+    'name' | 'inputs' | 'outputs' | 'parameters' | 'description'
+  >;
   /** SHA-256 of the step function's source plus `codeVersion`: editing the body invalidates the cache. */
   readonly codeHash: string;
   readonly fn: (args: { inputs: Record<string, unknown>; params: unknown; context: StepContext }) => unknown;
@@ -82,7 +85,8 @@ export function step<
       `Step name ${JSON.stringify(name)} is invalid: use letters, digits, "_" or "-" (max 80), starting with a letter or "_".`,
     );
   }
-  if (typeof fn !== 'function') throw new PipelineDefinitionError(`Step "${name}": the second argument must be the step function.`);
+  if (typeof fn !== 'function')
+    throw new PipelineDefinitionError(`Step "${name}": the second argument must be the step function.`);
   const outputEntries = Object.entries(outputs ?? {});
   if (outputEntries.length === 0) {
     throw new PipelineDefinitionError(`Step "${name}" declares no outputs: declare at least one in \`outputs\`.`, {

@@ -116,6 +116,21 @@ export interface LoadedModelVersion {
   metadata: Metadata;
   /** Loads the linked artifact with this name (or the first artifact linked in role `model`). */
   loadArtifact<T = unknown>(artifactName?: string): Promise<T>;
+  /** Merges values into this model version's metadata (e.g. inference results). */
+  logMetadata(values: Metadata): Promise<void>;
+}
+
+/** The model control plane as a step sees it (promotion gates, comparisons). */
+export interface ModelControl {
+  /** Resolves a version by number, name, stage, alias or `latest`; undefined when nothing matches. */
+  find(model: string, ref: ModelVersionRef): Promise<LoadedModelVersion | undefined>;
+  /** Moves a version to a stage (see `stackline model promote`). */
+  promote(
+    model: string,
+    version: number,
+    stage: 'staging' | 'production' | 'archived',
+    options?: { force?: boolean; reason?: string },
+  ): Promise<void>;
 }
 
 /** What a running step can see and do besides its inputs and parameters. */
@@ -138,5 +153,14 @@ export interface StepContext {
   /** The resolved model version, when the step declares `model`. */
   model?: LoadedModelVersion;
   /** The run's own model version (pipelines declaring `model`): log metrics on it. */
-  runModelVersion?: { model: string; number: number; id: string; logMetadata(values: Metadata): Promise<void> };
+  runModelVersion?: RunModelVersion;
+  /** The model control plane. */
+  models: ModelControl;
+}
+
+export interface RunModelVersion {
+  model: string;
+  number: number;
+  id: string;
+  logMetadata(values: Metadata): Promise<void>;
 }

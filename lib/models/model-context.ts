@@ -1,7 +1,8 @@
+import { userInfo } from 'node:os';
 import type { ArtifactStore } from '../artifacts/artifact-store.ts';
 import type { MaterializerRegistry } from '../artifacts/materializers.ts';
 import type { PipelineModel } from '../dsl/pipeline.ts';
-import type { LoadedModelVersion, StepContext } from '../dsl/types.ts';
+import type { LoadedModelVersion, ModelControl, RunModelVersion } from '../dsl/types.ts';
 import { NotFoundError } from '../errors.ts';
 import type { MetadataStore } from '../metadata/metadata-store.ts';
 import { MODEL_STAGES, type ModelVersion } from '../metadata/types.ts';
@@ -13,7 +14,11 @@ export interface ModelStores {
 }
 
 /** Loads the artifact linked to a model version by artifact name, or its first `model`-role artifact. */
-export async function loadModelArtifact<T>(stores: ModelStores, version: ModelVersion, artifactName?: string): Promise<T> {
+export async function loadModelArtifact<T>(
+  stores: ModelStores,
+  version: ModelVersion,
+  artifactName?: string,
+): Promise<T> {
   const link = artifactName
     ? version.artifacts.find((a) => a.artifactName === artifactName)
     : (version.artifacts.find((a) => a.role === 'model') ?? version.artifacts[0]);
@@ -37,7 +42,38 @@ export function toLoadedModelVersion(stores: ModelStores, version: ModelVersion)
     ...(version.stage === undefined ? {} : { stage: version.stage }),
     metadata: version.metadata,
     loadArtifact: (artifactName) => loadModelArtifact(stores, version, artifactName),
+    logMetadata: (values) => stores.metadata.logMetadata({ kind: 'model_version', id: version.id }, values),
   };
+}
+
+/** The model control plane handed to steps as `context.models`. */
+export function createModelControl(stores: ModelStores, actor: string): ModelControl {
+  return {
+    async find(model, ref) {
+      try {
+        return toLoadedModelVersion(stores, await stores.metadata.models.getVersion(model, ref));
+      } catch (error) {
+        if (error instanceof NotFoundError) return undefined;
+        throw error;
+      }
+    },
+    async promote(model, version, stage, options = {}) {
+      await stores.metadata.models.setStage(model, version, stage, { actor, ...options });
+    },
+  };
+}
+
+/** Who is acting: `STACKLINE_USER`, else the OS user. Recorded on runs and stage changes. */
+export function currentActor(env: NodeJS.ProcessEnv = process.env): string {
+  return env.STACKLINE_USER ?? env.USER ?? env.USERNAME ?? osUserName();
+}
+
+function osUserName(): string {
+  try {
+    return userInfo().username;
+  } catch {
+    return 'unknown';
+  }
 }
 
 function isExistingRef(ref: string): boolean {
@@ -54,7 +90,7 @@ export async function prepareRunModelVersion(
   model: PipelineModel,
   runId: string,
   tags: string[],
-): Promise<NonNullable<StepContext['runModelVersion']>> {
+): Promise<RunModelVersion> {
   await stores.metadata.models.ensure({
     name: model.name,
     ...(model.description === undefined ? {} : { description: model.description }),
@@ -64,7 +100,10 @@ export async function prepareRunModelVersion(
   if (model.version === undefined) {
     version = await stores.metadata.models.createVersion(model.name, { runId, tags });
   } else if (isExistingRef(model.version)) {
-    version = await stores.metadata.models.getVersion(model.name, /^\d+$/.test(model.version) ? Number(model.version) : model.version);
+    version = await stores.metadata.models.getVersion(
+      model.name,
+      /^\d+$/.test(model.version) ? Number(model.version) : model.version,
+    );
   } else {
     try {
       version = await stores.metadata.models.getVersion(model.name, model.version);

@@ -1,9 +1,9 @@
 import type { PipelineGraph, StepNode } from '../dsl/builder.ts';
 import type { PipelineDefinition } from '../dsl/pipeline.ts';
-import type { StepContext } from '../dsl/types.ts';
+import type { RunModelVersion } from '../dsl/types.ts';
 import { RunCancelledError, StacklineError, StepFailedError } from '../errors.ts';
 import type { ArtifactVersion, ErrorInfo, Metadata, PipelineRun, StepRun, Tag } from '../metadata/types.ts';
-import { prepareRunModelVersion, toLoadedModelVersion } from '../models/model-context.ts';
+import { currentActor, prepareRunModelVersion, toLoadedModelVersion } from '../models/model-context.ts';
 import { newId, nowIso } from '../util/ids.ts';
 import { executeStep, type StepEnvironment, type StepEvent, type StepExecutionResult } from './step-executor.ts';
 
@@ -40,7 +40,9 @@ export interface RunResult {
 }
 
 function errorInfo(error: unknown): ErrorInfo {
-  return error instanceof Error ? { type: error.name, message: error.message } : { type: 'Error', message: String(error) };
+  return error instanceof Error
+    ? { type: error.name, message: error.message }
+    : { type: 'Error', message: String(error) };
 }
 
 /**
@@ -48,12 +50,21 @@ function errorInfo(error: unknown): ErrorInfo {
  * anything, then runs each step as soon as its upstream steps are done, up to `concurrency` at once.
  * The run always ends `completed`, `failed` or `cancelled` — never left `running`.
  */
-export async function runPipelineLocally(pipeline: PipelineDefinition, env: StepEnvironment, options: RunOptions = {}): Promise<RunResult> {
+export async function runPipelineLocally(
+  pipeline: PipelineDefinition,
+  env: StepEnvironment,
+  options: RunOptions = {},
+): Promise<RunResult> {
   const params = pipeline.parseParameters(options.params ?? {});
   const graph = pipeline.build(params);
   const concurrency = Math.max(1, options.concurrency ?? 4);
   const cacheEnabled = options.cache ?? pipeline.config.cache ?? true;
   const tags = [...new Set([...(pipeline.config.tags ?? []), ...(options.tags ?? [])])];
+  // Resolved before the run is recorded: a missing artifact is a usage error, not a failed run.
+  const externals = new Map<string, ArtifactVersion>();
+  for (const external of graph.externals) {
+    externals.set(external.id, await env.metadata.artifacts.getVersion(external.name, external.version));
+  }
 
   const run = await env.metadata.runs.create({
     id: newId('run'),
@@ -65,6 +76,7 @@ export async function runPipelineLocally(pipeline: PipelineDefinition, env: Step
       cache: cacheEnabled,
       concurrency,
       failFast: options.failFast ?? true,
+      externalArtifacts: Object.fromEntries([...externals].map(([id, v]) => [id, v.id])),
       steps: Object.fromEntries(
         graph.nodes.map((n) => [
           n.id,
@@ -74,7 +86,7 @@ export async function runPipelineLocally(pipeline: PipelineDefinition, env: Step
     },
     tags,
     metadata: {},
-    createdBy: options.actor ?? osUser(),
+    createdBy: options.actor ?? currentActor(),
     startedAt: nowIso(),
   });
   options.onRunCreated?.(run.id);
@@ -84,10 +96,15 @@ export async function runPipelineLocally(pipeline: PipelineDefinition, env: Step
   let firstError: unknown;
   let cancelled = false;
   try {
-    let modelVersion: StepContext['runModelVersion'];
-    if (pipeline.config.model) modelVersion = await prepareRunModelVersion(env, pipeline.config.model, run.id, tags);
+    let modelVersion: RunModelVersion | undefined;
+    if (pipeline.config.model) {
+      modelVersion = await prepareRunModelVersion(env, pipeline.config.model, run.id, tags);
+      for (const version of externals.values())
+        await env.metadata.models.linkArtifact(modelVersion.id, 'data', version);
+    }
     const stepEnv: StepEnvironment = {
       ...env,
+      actor: env.actor ?? options.actor ?? currentActor(),
       resolveModel:
         env.resolveModel ??
         (async (node) => {
@@ -96,14 +113,17 @@ export async function runPipelineLocally(pipeline: PipelineDefinition, env: Step
           return toLoadedModelVersion(env, version);
         }),
       onEvent: (event) => {
-        if (event.type === 'step-finished') state.set(event.stepId, { ...state.get(event.stepId), stepRun: event.stepRun });
+        if (event.type === 'step-finished')
+          state.set(event.stepId, { ...state.get(event.stepId), stepRun: event.stepRun });
         options.onEvent?.(event);
       },
     };
 
     await schedule(graph, concurrency, options, async (node) => {
       const inputs: Record<string, ArtifactVersion> = {};
-      for (const [name, source] of Object.entries(node.inputs)) inputs[name] = state.get(source.stepId)!.result!.outputs[source.output]!;
+      for (const [name, source] of Object.entries(node.inputs)) {
+        inputs[name] = externals.get(source.stepId) ?? state.get(source.stepId)!.result!.outputs[source.output]!;
+      }
       const cache = cacheEnabled && (options.stepCache?.[node.id] ?? node.cache ?? node.spec.options.cache ?? true);
       const result = await executeStep(
         {
@@ -127,16 +147,27 @@ export async function runPipelineLocally(pipeline: PipelineDefinition, env: Step
   if (firstError === undefined) {
     finished = await env.metadata.runs.finish(run.id, 'completed', nowIso());
   } else {
-    finished = await env.metadata.runs.finish(run.id, cancelled ? 'cancelled' : 'failed', nowIso(), errorInfo(firstError));
+    finished = await env.metadata.runs.finish(
+      run.id,
+      cancelled ? 'cancelled' : 'failed',
+      nowIso(),
+      errorInfo(firstError),
+    );
   }
   options.onEvent?.({ type: 'run-finished', run: finished });
   return { run: finished, steps: graph.nodes.map((node) => ({ node, ...state.get(node.id) })) };
 }
 
-async function linkModelOutputs(env: StepEnvironment, node: StepNode, result: StepExecutionResult, modelVersionId: string) {
+async function linkModelOutputs(
+  env: StepEnvironment,
+  node: StepNode,
+  result: StepExecutionResult,
+  modelVersionId: string,
+) {
   for (const [output, declaration] of Object.entries(node.spec.outputs)) {
     const artifact = result.outputs[output];
-    if (declaration.modelRole && artifact) await env.metadata.models.linkArtifact(modelVersionId, declaration.modelRole, artifact);
+    if (declaration.modelRole && artifact)
+      await env.metadata.models.linkArtifact(modelVersionId, declaration.modelRole, artifact);
   }
 }
 
@@ -160,7 +191,12 @@ async function schedule(
 
   await new Promise<void>((resolve) => {
     const pump = () => {
-      while (inFlight < concurrency && ready.length > 0 && !(failFast && failure !== undefined) && !options.signal?.aborted) {
+      while (
+        inFlight < concurrency &&
+        ready.length > 0 &&
+        !(failFast && failure !== undefined) &&
+        !options.signal?.aborted
+      ) {
         const node = ready.shift()!;
         inFlight++;
         runStep(node).then(
@@ -202,10 +238,6 @@ function markBlocked(graph: PipelineGraph, id: string, blocked: Set<string>) {
       markBlocked(graph, next, blocked);
     }
   }
-}
-
-function osUser(): string {
-  return process.env.STACKLINE_USER ?? process.env.USER ?? process.env.USERNAME ?? 'unknown';
 }
 
 /** Distinguishes a step's failure from a problem in Stackline itself, for exit codes and messages. */

@@ -6,7 +6,7 @@ import { setTimeout as sleep } from 'node:timers/promises';
 import type { ArtifactStore } from '../artifacts/artifact-store.ts';
 import type { MaterializerRegistry } from '../artifacts/materializers.ts';
 import type { StepNode } from '../dsl/builder.ts';
-import type { LoadedModelVersion, RetryPolicy, StepContext } from '../dsl/types.ts';
+import type { LoadedModelVersion, ModelControl, RetryPolicy, RunModelVersion, StepContext } from '../dsl/types.ts';
 import {
   NonRetriableError,
   OutputValidationError,
@@ -17,6 +17,7 @@ import {
 } from '../errors.ts';
 import type { MetadataStore } from '../metadata/metadata-store.ts';
 import type { ArtifactVersion, ErrorInfo, Metadata, StepRun, StepRunOutputDraft } from '../metadata/types.ts';
+import { createModelControl, currentActor } from '../models/model-context.ts';
 import { newId, nowIso } from '../util/ids.ts';
 import { formatZodIssues } from '../util/zod-format.ts';
 import { computeCacheKey } from './cache-key.ts';
@@ -30,6 +31,8 @@ export interface StepEnvironment {
   resolveModel?: (node: StepNode) => Promise<LoadedModelVersion | undefined>;
   /** Receives progress events (CLI progress, logs). */
   onEvent?: (event: StepEvent) => void;
+  /** Who runs the step (recorded on stage changes a step makes). Default: the OS user. */
+  actor?: string;
 }
 
 export type StepEvent =
@@ -39,7 +42,7 @@ export type StepEvent =
   | { type: 'step-finished'; runId: string; stepId: string; stepRun: StepRun };
 
 export interface StepExecutionRequest {
-  run: { id: string; pipeline: string; modelVersion?: StepContext['runModelVersion'] };
+  run: { id: string; pipeline: string; modelVersion?: RunModelVersion };
   node: StepNode;
   /** Input name → the artifact version to read. */
   inputs: Record<string, ArtifactVersion>;
@@ -137,10 +140,12 @@ export async function executeStep(request: StepExecutionRequest, env: StepEnviro
   });
   env.onEvent?.({ type: 'step-started', runId: run.id, stepId: node.id, stepRunId: stepRun.id });
 
+  const models = createModelControl(env, env.actor ?? currentActor());
   const logs: string[] = [];
   const stepMetadata: Metadata = model ? { modelVersion: `${model.model}:${model.number}` } : {};
   const artifactMetadata: Record<string, Metadata> = {};
   let attempts = 0;
+  let tmpDir: string | undefined;
   try {
     const inputs: Record<string, unknown> = {};
     for (const [name, version] of Object.entries(request.inputs)) {
@@ -151,7 +156,7 @@ export async function executeStep(request: StepExecutionRequest, env: StepEnviro
     for (;;) {
       attempts++;
       try {
-        value = await runAttempt(request, stepRun.id, attempts, inputs, model, {
+        value = await runAttempt({ ...request, models }, stepRun.id, attempts, inputs, model, {
           log: (message) => {
             logs.push(message);
             env.onEvent?.({ type: 'step-log', runId: run.id, stepId: node.id, message });
@@ -160,13 +165,25 @@ export async function executeStep(request: StepExecutionRequest, env: StepEnviro
           logArtifactMetadata: (output, values) => {
             artifactMetadata[output] = { ...artifactMetadata[output], ...values };
           },
+          tmpDir: () => {
+            // Lives until the outputs are stored: steps may return files they wrote there.
+            tmpDir ??= makeTmpDirSync(node.id);
+            return tmpDir;
+          },
         });
         break;
       } catch (error) {
         if (signal?.aborted) throw new RunCancelledError(`Step "${node.id}" was cancelled.`, { cause: error });
         if (error instanceof NonRetriableError || attempts > policy.maxRetries) throw error;
         const delayMs = backoffDelay(policy, attempts);
-        env.onEvent?.({ type: 'step-retrying', runId: run.id, stepId: node.id, attempt: attempts, delayMs, error: toErrorInfo(error) });
+        env.onEvent?.({
+          type: 'step-retrying',
+          runId: run.id,
+          stepId: node.id,
+          attempt: attempts,
+          delayMs,
+          error: toErrorInfo(error),
+        });
         await sleep(delayMs, undefined, signal ? { signal } : undefined).catch(() => {
           throw new RunCancelledError(`Step "${node.id}" was cancelled while waiting to retry.`);
         });
@@ -193,21 +210,29 @@ export async function executeStep(request: StepExecutionRequest, env: StepEnviro
       ...(logs.length ? { logs } : {}),
     });
     env.onEvent?.({ type: 'step-finished', runId: run.id, stepId: node.id, stepRun: ended });
-    if (cancelled) throw error instanceof RunCancelledError ? error : new RunCancelledError(`Step "${node.id}" was cancelled.`, { cause: error });
+    if (cancelled)
+      throw error instanceof RunCancelledError
+        ? error
+        : new RunCancelledError(`Step "${node.id}" was cancelled.`, { cause: error });
     if (error instanceof StacklineError && !(error instanceof NonRetriableError) && error.code !== 'STACKLINE_ERROR') {
-      throw new StepFailedError(`Step "${node.id}" failed: ${error.message}`, { cause: error, context: { step: node.id, stepRunId: stepRun.id, ...error.context } });
+      throw new StepFailedError(`Step "${node.id}" failed: ${error.message}`, {
+        cause: error,
+        context: { step: node.id, stepRunId: stepRun.id, ...error.context },
+      });
     }
     throw new StepFailedError(
       `Step "${node.id}" failed after ${attempts} attempt${attempts === 1 ? '' : 's'}: ${error instanceof Error ? error.message : String(error)}`,
       { cause: error, context: { step: node.id, stepRunId: stepRun.id, attempts } },
     );
+  } finally {
+    if (tmpDir) await rm(tmpDir, { recursive: true, force: true });
   }
 }
 
-type ContextCallbacks = Pick<StepContext, 'log' | 'logMetadata' | 'logArtifactMetadata'>;
+type ContextCallbacks = Pick<StepContext, 'log' | 'logMetadata' | 'logArtifactMetadata'> & { tmpDir: () => string };
 
 async function runAttempt(
-  request: StepExecutionRequest,
+  request: StepExecutionRequest & { models: ModelControl },
   stepRunId: string,
   attempt: number,
   inputs: Record<string, unknown>,
@@ -220,7 +245,6 @@ async function runAttempt(
   request.signal?.addEventListener('abort', onAbort, { once: true });
   const timeoutMs = node.spec.options.timeoutMs;
   let timer: NodeJS.Timeout | undefined;
-  let tmpDir: string | undefined;
   try {
     if (request.signal?.aborted) throw new RunCancelledError(`Step "${node.id}" was cancelled.`);
     const context: StepContext = {
@@ -231,12 +255,14 @@ async function runAttempt(
       attempt,
       signal: controller.signal,
       get tmpDir() {
-        tmpDir ??= makeTmpDirSync(node.id);
-        return tmpDir;
+        return callbacks.tmpDir();
       },
-      ...callbacks,
+      log: callbacks.log,
+      logMetadata: callbacks.logMetadata,
+      logArtifactMetadata: callbacks.logArtifactMetadata,
       ...(model ? { model } : {}),
       ...(run.modelVersion ? { runModelVersion: run.modelVersion } : {}),
+      models: request.models,
     };
     const call = Promise.resolve().then(() => node.spec.fn({ inputs, params: node.params, context }));
     if (timeoutMs === undefined && !request.signal) return await call;
@@ -245,9 +271,12 @@ async function runAttempt(
       guards.push(
         new Promise<never>((_, reject) => {
           timer = setTimeout(() => {
-            const error = new StepTimeoutError(`Step "${node.id}" timed out after ${timeoutMs} ms (attempt ${attempt}).`, {
-              context: { step: node.id, timeoutMs },
-            });
+            const error = new StepTimeoutError(
+              `Step "${node.id}" timed out after ${timeoutMs} ms (attempt ${attempt}).`,
+              {
+                context: { step: node.id, timeoutMs },
+              },
+            );
             controller.abort(error);
             reject(error);
           }, timeoutMs);
@@ -257,7 +286,11 @@ async function runAttempt(
     if (request.signal) {
       guards.push(
         new Promise<never>((_, reject) =>
-          controller.signal.addEventListener('abort', () => reject(new RunCancelledError(`Step "${node.id}" was cancelled.`)), { once: true }),
+          controller.signal.addEventListener(
+            'abort',
+            () => reject(new RunCancelledError(`Step "${node.id}" was cancelled.`)),
+            { once: true },
+          ),
         ),
       );
     }
@@ -266,7 +299,6 @@ async function runAttempt(
   } finally {
     if (timer) clearTimeout(timer);
     request.signal?.removeEventListener('abort', onAbort);
-    if (tmpDir) await rm(tmpDir, { recursive: true, force: true });
   }
 }
 
@@ -306,7 +338,13 @@ async function writeOutputs(
     if (!result.success) {
       throw new OutputValidationError(
         `Step "${node.id}" output "${name}" does not match its schema: ${formatZodIssues(result.error)}`,
-        { context: { step: node.id, output: name, issues: result.error.issues.map((i) => ({ path: i.path.map(String), message: i.message })) } },
+        {
+          context: {
+            step: node.id,
+            output: name,
+            issues: result.error.issues.map((i) => ({ path: i.path.map(String), message: i.message })),
+          },
+        },
       );
     }
     parsed[name] = result.data;

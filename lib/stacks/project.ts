@@ -1,15 +1,21 @@
 import { existsSync, mkdirSync, readFileSync, renameSync, writeFileSync } from 'node:fs';
 import { dirname, join, resolve } from 'node:path';
 import { z } from 'zod';
+import type { ArtifactStore } from '../artifacts/artifact-store.ts';
+import { registeredMaterializers } from '../artifacts/custom-materializers.ts';
 import { LocalArtifactStore } from '../artifacts/local-artifact-store.ts';
 import { MaterializerRegistry } from '../artifacts/materializers.ts';
 import { StackConfigError, ValidationError } from '../errors.ts';
 import type { MetadataStore } from '../metadata/metadata-store.ts';
 import { SqliteMetadataStore } from '../metadata/sqlite/sqlite-metadata-store.ts';
-import type { ArtifactStore } from '../artifacts/artifact-store.ts';
 import type { StackRecord } from '../metadata/types.ts';
 import { formatZodIssues } from '../util/zod-format.ts';
-import { DEFAULT_STACK_NAME, defaultStackComponents, type StackComponents, StackComponentsSchema } from './stack-config.ts';
+import {
+  DEFAULT_STACK_NAME,
+  defaultStackComponents,
+  type StackComponents,
+  StackComponentsSchema,
+} from './stack-config.ts';
 
 /**
  * Finds the project's state directory: `$STACKLINE_HOME`, else the nearest `.stackline/` in this
@@ -87,10 +93,13 @@ export class Project {
     const record = await this.registry.stacks.get(name);
     const parsed = StackComponentsSchema.safeParse(record.components);
     if (!parsed.success) {
-      throw new StackConfigError(`Stack "${name}" has an invalid configuration: ${formatZodIssues(parsed.error)}. Fix it with \`stackline stack register\`.`);
+      throw new StackConfigError(
+        `Stack "${name}" has an invalid configuration: ${formatZodIssues(parsed.error)}. Fix it with \`stackline stack register\`.`,
+      );
     }
     const components = parsed.data;
     const materializers = MaterializerRegistry.withBuiltins({ cacheDir: join(this.home, 'materialized') });
+    for (const custom of registeredMaterializers()) materializers.register(custom);
     const artifacts = this.openArtifactStore(name, components);
     const metadata = this.openMetadataStore(name, components);
     return {
@@ -108,7 +117,9 @@ export class Project {
   private openArtifactStore(stack: string, components: StackComponents): ArtifactStore {
     const config = components.artifactStore;
     if (config.type === 'local') return new LocalArtifactStore(resolve(this.home, config.path ?? 'artifacts'));
-    throw new StackConfigError(`Stack "${stack}": artifact store type "${config.type}" is not available in this build.`);
+    throw new StackConfigError(
+      `Stack "${stack}": artifact store type "${config.type}" is not available in this build.`,
+    );
   }
 
   private openMetadataStore(stack: string, components: StackComponents): MetadataStore {
@@ -117,7 +128,9 @@ export class Project {
       if (!config.path) return this.registry;
       return SqliteMetadataStore.open(resolve(this.home, config.path));
     }
-    throw new StackConfigError(`Stack "${stack}": metadata store type "${config.type}" is not available in this build.`);
+    throw new StackConfigError(
+      `Stack "${stack}": metadata store type "${config.type}" is not available in this build.`,
+    );
   }
 
   async close(): Promise<void> {

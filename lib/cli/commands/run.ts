@@ -1,12 +1,13 @@
 import type { PipelineDefinition } from '../../dsl/pipeline.ts';
-import type { PipelineRun } from '../../metadata/types.ts';
 import { SqliteMetadataStore } from '../../metadata/sqlite/sqlite-metadata-store.ts';
-import { type RunEvent, type RunResult, runPipelineLocally } from '../../runtime/local-orchestrator.ts';
-import { nowIso } from '../../util/ids.ts';
+import type { PipelineRun } from '../../metadata/types.ts';
+import { type RunResult, runPipelineLocally } from '../../runtime/local-orchestrator.ts';
 import type { Project } from '../../stacks/project.ts';
+import { nowIso } from '../../util/ids.ts';
 import { ExitCode } from '../exit-codes.ts';
-import { type CliIo, colors, formatDuration, printJson } from '../io.ts';
+import { type CliIo, colors, printJson } from '../io.ts';
 import { loadPipeline } from '../load-pipeline.ts';
+import { progressPrinter } from '../progress.ts';
 import { mergeParams, parseParamPairs, readRunConfig } from '../run-config.ts';
 
 export interface RunCommandOptions {
@@ -45,44 +46,15 @@ export function summarizeRun(result: RunResult) {
       stepRunId: stepRun?.id ?? null,
       error: stepRun?.error ? { type: stepRun.error.type, message: stepRun.error.message } : null,
       outputs: r
-        ? Object.entries(r.outputs).map(([name, v]) => ({ name, artifact: v.name, version: v.version, id: v.id, uri: v.uri }))
+        ? Object.entries(r.outputs).map(([name, v]) => ({
+            name,
+            artifact: v.name,
+            version: v.version,
+            id: v.id,
+            uri: v.uri,
+          }))
         : [],
     })),
-  };
-}
-
-function progressPrinter(io: CliIo) {
-  const c = colors(io);
-  const write = (line: string) => io.stderr.write(`${line}\n`);
-  return (event: RunEvent) => {
-    switch (event.type) {
-      case 'run-started':
-        write(`${c.bold('▶')} ${event.run.pipeline} ${c.dim(`run ${event.run.id} on stack ${event.run.stack}, ${event.graph.nodes.length} steps`)}`);
-        break;
-      case 'step-started':
-        write(`  ${c.cyan('…')} ${event.stepId} ${c.dim('running')}`);
-        break;
-      case 'step-retrying':
-        write(`  ${c.yellow('↻')} ${event.stepId} ${c.yellow(`attempt ${event.attempt} failed (${event.error.message}); retrying in ${formatDuration(event.delayMs)}`)}`);
-        break;
-      case 'step-log':
-        write(`    ${c.dim(`${event.stepId} |`)} ${event.message}`);
-        break;
-      case 'step-finished': {
-        const s = event.stepRun;
-        if (s.status === 'cached') write(`  ${c.blue('↺')} ${event.stepId} ${c.blue('cached')}`);
-        else if (s.status === 'completed') write(`  ${c.green('✓')} ${event.stepId} ${c.green('completed')} ${c.dim(formatDuration(s.durationMs))}`);
-        else write(`  ${c.red('✗')} ${event.stepId} ${c.red(s.status)} ${c.dim(formatDuration(s.durationMs))}${s.error ? ` ${s.error.message}` : ''}`);
-        break;
-      }
-      case 'run-finished': {
-        const run = event.run;
-        const took = run.endedAt ? formatDuration(Date.parse(run.endedAt) - Date.parse(run.startedAt)) : '';
-        const mark = run.status === 'completed' ? c.green('✔ completed') : c.red(`✘ ${run.status}`);
-        write(`${mark} ${c.dim(`in ${took}`)}${run.error ? `: ${run.error.message}` : ''}`);
-        break;
-      }
-    }
   };
 }
 
@@ -90,7 +62,12 @@ function progressPrinter(io: CliIo) {
  * `stackline run <file>`: runs a pipeline on a stack, printing progress (or one JSON object with
  * `--json`). SIGINT/SIGTERM cancel the run: in-flight steps are aborted and the run ends `cancelled`.
  */
-export async function runCommand(project: Project, file: string, options: RunCommandOptions, io: CliIo): Promise<number> {
+export async function runCommand(
+  project: Project,
+  file: string,
+  options: RunCommandOptions,
+  io: CliIo,
+): Promise<number> {
   const config = options.config ? readRunConfig(options.config, io.cwd) : undefined;
   const pipeline: PipelineDefinition = await loadPipeline(file, io.cwd, options.pipeline);
   const params = mergeParams(config?.parameters ?? {}, parseParamPairs(options.param));
@@ -148,7 +125,10 @@ function stackConcurrency(components: { orchestrator: { type: string; concurrenc
 
 function abandonNow(runId: string | undefined, metadata: unknown) {
   if (runId && metadata instanceof SqliteMetadataStore) {
-    metadata.abandonSync([runId], 'cancelled', nowIso(), { type: 'Interrupted', message: 'The process was interrupted.' });
+    metadata.abandonSync([runId], 'cancelled', nowIso(), {
+      type: 'Interrupted',
+      message: 'The process was interrupted.',
+    });
   }
 }
 

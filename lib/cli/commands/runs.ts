@@ -24,13 +24,18 @@ function parseTime(value: string | undefined, flag: string): string | undefined 
     return new Date(Date.now() - Number(relative[1]) * unit).toISOString();
   }
   const t = Date.parse(value);
-  if (Number.isNaN(t)) throw new ValidationError(`${flag} ${JSON.stringify(value)} is not a time: use an ISO date (2026-11-26T10:00Z) or an age (30m, 12h, 7d).`);
+  if (Number.isNaN(t))
+    throw new ValidationError(
+      `${flag} ${JSON.stringify(value)} is not a time: use an ISO date (2026-11-26T10:00Z) or an age (30m, 12h, 7d).`,
+    );
   return new Date(t).toISOString();
 }
 
 export async function runsList(stack: StackRuntime, options: RunsListOptions, io: CliIo): Promise<void> {
   if (options.status && !STATUSES.includes(options.status as RunStatus)) {
-    throw new ValidationError(`--status ${JSON.stringify(options.status)} is not a run status (${STATUSES.join(', ')}).`);
+    throw new ValidationError(
+      `--status ${JSON.stringify(options.status)} is not a run status (${STATUSES.join(', ')}).`,
+    );
   }
   const since = parseTime(options.since, '--since');
   const until = parseTime(options.until, '--until');
@@ -62,7 +67,12 @@ export async function runsList(stack: StackRuntime, options: RunsListOptions, io
   if (page.nextCursor) io.stderr.write(colors(io).dim(`more: --cursor ${page.nextCursor}\n`));
 }
 
-export async function runsShow(stack: StackRuntime, runId: string, options: { json?: boolean }, io: CliIo): Promise<void> {
+export async function runsShow(
+  stack: StackRuntime,
+  runId: string,
+  options: { json?: boolean },
+  io: CliIo,
+): Promise<void> {
   const run = await stack.metadata.runs.get(runId);
   const steps = await stack.metadata.runs.listSteps(runId);
   const versionIds = steps.flatMap((s) => Object.values(s.outputs));
@@ -98,5 +108,6 @@ export async function runsShow(stack: StackRuntime, runId: string, options: { js
     ]);
   }
   io.stdout.write(`\n${table(rows)}`);
-  for (const s of steps.filter((x) => x.error)) io.stdout.write(`\n${s.stepId}: ${s.error!.type}: ${s.error!.message}\n`);
+  for (const s of steps.filter((x) => x.error))
+    io.stdout.write(`\n${s.stepId}: ${s.error!.type}: ${s.error!.message}\n`);
 }

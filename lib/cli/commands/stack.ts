@@ -5,20 +5,29 @@ import { type CliIo, colors, printJson, table } from '../io.ts';
 
 function componentSummary(stack: StackRecord): string {
   const c = stack.components as Record<string, { type?: string } | undefined>;
-  return ['orchestrator', 'artifactStore', 'metadataStore', 'stepRunner'].map((k) => `${k}=${c[k]?.type ?? '-'}`).join(' ');
+  return ['orchestrator', 'artifactStore', 'metadataStore', 'stepRunner']
+    .map((k) => `${k}=${c[k]?.type ?? '-'}`)
+    .join(' ');
 }
 
 export async function stackList(project: Project, options: { json?: boolean }, io: CliIo) {
   const active = project.activeStackName();
   const page = await project.registry.stacks.list({ limit: 1000 });
-  if (options.json) return printJson(io, { active, stacks: page.items.map((s) => ({ ...s, active: s.name === active })) });
+  if (options.json)
+    return printJson(io, { active, stacks: page.items.map((s) => ({ ...s, active: s.name === active })) });
   const c = colors(io);
   const rows = [['', 'STACK', 'COMPONENTS', 'TAGS']];
-  for (const s of page.items) rows.push([s.name === active ? c.green('*') : ' ', s.name, componentSummary(s), s.tags.join(',')]);
+  for (const s of page.items)
+    rows.push([s.name === active ? c.green('*') : ' ', s.name, componentSummary(s), s.tags.join(',')]);
   io.stdout.write(table(rows));
 }
 
-export async function stackDescribe(project: Project, name: string | undefined, options: { json?: boolean }, io: CliIo) {
+export async function stackDescribe(
+  project: Project,
+  name: string | undefined,
+  options: { json?: boolean },
+  io: CliIo,
+) {
   const stack = await project.registry.stacks.get(name ?? project.activeStackName());
   const active = stack.name === project.activeStackName();
   if (options.json) return printJson(io, { ...stack, active });

@@ -3,7 +3,9 @@ import { z } from 'zod';
 import { PipelineDefinitionError, pipeline, step, ValidationError } from '../../../lib/index.ts';
 
 const source = step({ name: 'source', outputs: { n: z.number(), s: z.string() } }, () => ({ n: 1, s: 'a' }));
-const double = step({ name: 'double', inputs: { n: z.number() }, outputs: { n: z.number() } }, ({ inputs }) => ({ n: inputs.n * 2 }));
+const double = step({ name: 'double', inputs: { n: z.number() }, outputs: { n: z.number() } }, ({ inputs }) => ({
+  n: inputs.n * 2,
+}));
 const join = step(
   { name: 'join', inputs: { a: z.number(), b: z.number() }, outputs: { sum: z.number() } },
   ({ inputs }) => ({ sum: inputs.a + inputs.b }),
@@ -30,7 +32,10 @@ describe('pipeline graph validation', () => {
     const graph = p.build({});
     expect(graph.nodes.map((n) => n.id)).toEqual(['source', 'left', 'right', 'join']);
     expect(graph.byId.get('join')!.upstream.sort()).toEqual(['left', 'right']);
-    expect(graph.byId.get('join')!.inputs).toEqual({ a: { stepId: 'left', output: 'n' }, b: { stepId: 'right', output: 'n' } });
+    expect(graph.byId.get('join')!.inputs).toEqual({
+      a: { stepId: 'left', output: 'n' },
+      b: { stepId: 'right', output: 'n' },
+    });
     expect(graph.downstream.get('source')).toEqual(['left', 'right']);
   });
 
@@ -89,7 +94,9 @@ describe('pipeline graph validation', () => {
     const p = pipeline({ name: 'second' }, () => {
       double({ n: leaked as never });
     });
-    expect(buildError(() => p.build({})).message).toContain('refers to step "source", which is not part of pipeline "second"');
+    expect(buildError(() => p.build({})).message).toContain(
+      'refers to step "source", which is not part of pipeline "second"',
+    );
   });
 
   it('reports a constant passed where a step output is expected', () => {
@@ -115,7 +122,9 @@ describe('pipeline graph validation', () => {
   });
 
   it('rejects invalid step and pipeline names and steps without outputs', () => {
-    expect(() => step({ name: 'has space', outputs: { a: z.number() } }, () => ({ a: 1 }))).toThrow(PipelineDefinitionError);
+    expect(() => step({ name: 'has space', outputs: { a: z.number() } }, () => ({ a: 1 }))).toThrow(
+      PipelineDefinitionError,
+    );
     expect(() => pipeline({ name: '' }, () => {})).toThrow(/Pipeline name "" is invalid/);
     expect(() => step({ name: 'nothing', outputs: {} }, () => ({}))).toThrow(/declares no outputs/);
   });

@@ -7,7 +7,12 @@ const Rows = z.array(z.object({ x: z.number(), label: z.string() }));
 
 const load = step({ name: 'load', outputs: { rows: Rows, count: z.number() } }, () => ({ rows: [], count: 0 }));
 const count = step(
-  { name: 'count', inputs: { rows: Rows }, parameters: z.object({ min: z.number().default(1) }), outputs: { n: z.number() } },
+  {
+    name: 'count',
+    inputs: { rows: Rows },
+    parameters: z.object({ min: z.number().default(1) }),
+    outputs: { n: z.number() },
+  },
   ({ inputs, params }) => {
     expectTypeOf(inputs.rows).toEqualTypeOf<{ x: number; label: string }[]>();
     expectTypeOf(params.min).toEqualTypeOf<number>();

@@ -13,17 +13,27 @@ afterEach(async () => {
 });
 
 const numbers = step(
-  { name: 'numbers', parameters: z.object({ count: z.number().int().default(5) }), outputs: { values: z.array(z.number()) } },
+  {
+    name: 'numbers',
+    parameters: z.object({ count: z.number().int().default(5) }),
+    outputs: { values: z.array(z.number()) },
+  },
   ({ params }) => ({ values: Array.from({ length: params.count }, (_, i) => i + 1) }),
 );
-const total = step({ name: 'total', inputs: { values: z.array(z.number()) }, outputs: { sum: z.number() } }, ({ inputs }) => ({
-  sum: inputs.values.reduce((a, b) => a + b, 0),
-}));
+const total = step(
+  { name: 'total', inputs: { values: z.array(z.number()) }, outputs: { sum: z.number() } },
+  ({ inputs }) => ({
+    sum: inputs.values.reduce((a, b) => a + b, 0),
+  }),
+);
 
-const sumPipeline = pipeline({ name: 'sum', parameters: z.object({ count: z.number().int().default(5) }) }, ({ count }) => {
-  const { values } = numbers({}, { params: { count } });
-  total({ values });
-});
+const sumPipeline = pipeline(
+  { name: 'sum', parameters: z.object({ count: z.number().int().default(5) }) },
+  ({ count }) => {
+    const { values } = numbers({}, { params: { count } });
+    total({ values });
+  },
+);
 
 describe('running a pipeline locally', () => {
   it('runs steps in dependency order and records runs, step runs and artifact versions', async () => {
@@ -86,10 +96,19 @@ describe('caching', () => {
       pipeline({ name: 'code' }, () => {
         step({ name: 'constant', outputs: { n: z.number() } }, fn)();
       });
-    await runPipelineLocally(withBody(() => ({ n: 1 })), env);
-    const same = await runPipelineLocally(withBody(() => ({ n: 1 })), env);
+    await runPipelineLocally(
+      withBody(() => ({ n: 1 })),
+      env,
+    );
+    const same = await runPipelineLocally(
+      withBody(() => ({ n: 1 })),
+      env,
+    );
     expect(same.steps[0]!.stepRun!.status).toBe('cached');
-    const edited = await runPipelineLocally(withBody(() => ({ n: 1 + 0 })), env);
+    const edited = await runPipelineLocally(
+      withBody(() => ({ n: 1 + 0 })),
+      env,
+    );
     expect(edited.steps[0]!.stepRun!.status).toBe('completed');
   });
 
@@ -105,27 +124,40 @@ describe('caching', () => {
 describe('failures, retries and timeouts', () => {
   it('retries a throwing step with backoff and then succeeds', async () => {
     let calls = 0;
-    const flaky = step({ name: 'flaky', outputs: { ok: z.boolean() }, retries: { maxRetries: 2, backoffMs: 5 } }, () => {
-      calls++;
-      if (calls < 3) throw new Error(`transient ${calls}`);
-      return { ok: true };
-    });
-    const events: string[] = [];
-    const result = await runPipelineLocally(pipeline({ name: 'retry' }, () => void flaky()), env, {
-      onEvent: (e) => {
-        if (e.type === 'step-retrying') events.push(`${e.attempt}:${e.error.message}`);
+    const flaky = step(
+      { name: 'flaky', outputs: { ok: z.boolean() }, retries: { maxRetries: 2, backoffMs: 5 } },
+      () => {
+        calls++;
+        if (calls < 3) throw new Error(`transient ${calls}`);
+        return { ok: true };
       },
-    });
+    );
+    const events: string[] = [];
+    const result = await runPipelineLocally(
+      pipeline({ name: 'retry' }, () => void flaky()),
+      env,
+      {
+        onEvent: (e) => {
+          if (e.type === 'step-retrying') events.push(`${e.attempt}:${e.error.message}`);
+        },
+      },
+    );
     expect(result.run.status).toBe('completed');
     expect(result.steps[0]!.stepRun!.attempts).toBe(3);
     expect(events).toEqual(['1:transient 1', '2:transient 2']);
   });
 
   it('fails the run after the retries are used up, recording the step error', async () => {
-    const broken = step({ name: 'broken', outputs: { ok: z.boolean() }, retries: { maxRetries: 1, backoffMs: 1 } }, () => {
-      throw new Error('disk on fire');
-    });
-    const result = await runPipelineLocally(pipeline({ name: 'fails' }, () => void broken()), env);
+    const broken = step(
+      { name: 'broken', outputs: { ok: z.boolean() }, retries: { maxRetries: 1, backoffMs: 1 } },
+      () => {
+        throw new Error('disk on fire');
+      },
+    );
+    const result = await runPipelineLocally(
+      pipeline({ name: 'fails' }, () => void broken()),
+      env,
+    );
     expect(result.run.status).toBe('failed');
     expect(result.run.error?.message).toContain('disk on fire');
     const [stepRun] = await env.metadata.runs.listSteps(result.run.id);
@@ -140,7 +172,10 @@ describe('failures, retries and timeouts', () => {
       calls++;
       throw new NonRetriableError('bad input');
     });
-    const result = await runPipelineLocally(pipeline({ name: 'fatal' }, () => void fatal()), env);
+    const result = await runPipelineLocally(
+      pipeline({ name: 'fatal' }, () => void fatal()),
+      env,
+    );
     expect(result.run.status).toBe('failed');
     expect(calls).toBe(1);
   });
@@ -151,18 +186,27 @@ describe('failures, retries and timeouts', () => {
       return { ok: context.signal.aborted };
     });
     const started = Date.now();
-    const result = await runPipelineLocally(pipeline({ name: 'slow' }, () => void slow()), env);
+    const result = await runPipelineLocally(
+      pipeline({ name: 'slow' }, () => void slow()),
+      env,
+    );
     expect(result.run.status).toBe('failed');
     expect(result.run.error?.message).toMatch(/timed out after 50 ms/);
     expect(Date.now() - started).toBeLessThan(4_000);
   });
 
   it('fails a step whose output breaks its schema, naming step, output and path, and records no artifact', async () => {
-    const liar = step({ name: 'liar', outputs: { good: z.number(), rows: z.array(z.object({ x: z.number() })) } }, () => ({
-      good: 1,
-      rows: [{ x: 1 }, { x: 'two' as unknown as number }],
-    }));
-    const result = await runPipelineLocally(pipeline({ name: 'schema' }, () => void liar()), env);
+    const liar = step(
+      { name: 'liar', outputs: { good: z.number(), rows: z.array(z.object({ x: z.number() })) } },
+      () => ({
+        good: 1,
+        rows: [{ x: 1 }, { x: 'two' as unknown as number }],
+      }),
+    );
+    const result = await runPipelineLocally(
+      pipeline({ name: 'schema' }, () => void liar()),
+      env,
+    );
     expect(result.run.status).toBe('failed');
     expect(result.run.error?.message).toContain('Step "liar" output "rows" does not match its schema: 1.x:');
     expect((await env.metadata.artifacts.list()).items).toEqual([]);
@@ -198,13 +242,16 @@ describe('failures, retries and timeouts', () => {
   it('runs independent steps concurrently up to the limit', async () => {
     let running = 0;
     let peak = 0;
-    const wait = step({ name: 'wait', parameters: z.object({ i: z.number() }), outputs: { i: z.number() } }, async ({ params }) => {
-      running++;
-      peak = Math.max(peak, running);
-      await new Promise((r) => setTimeout(r, 30));
-      running--;
-      return { i: params.i };
-    });
+    const wait = step(
+      { name: 'wait', parameters: z.object({ i: z.number() }), outputs: { i: z.number() } },
+      async ({ params }) => {
+        running++;
+        peak = Math.max(peak, running);
+        await new Promise((r) => setTimeout(r, 30));
+        running--;
+        return { i: params.i };
+      },
+    );
     const wide = pipeline({ name: 'wide' }, () => {
       for (let i = 0; i < 8; i++) wait({}, { id: `w${i}`, params: { i } });
     });
@@ -218,7 +265,11 @@ describe('failures, retries and timeouts', () => {
       setTimeout(() => controller.abort(), 20);
       return new Promise((_, reject) => context.signal.addEventListener('abort', () => reject(new Error('aborted'))));
     });
-    const result = await runPipelineLocally(pipeline({ name: 'abort' }, () => void hang()), env, { signal: controller.signal });
+    const result = await runPipelineLocally(
+      pipeline({ name: 'abort' }, () => void hang()),
+      env,
+      { signal: controller.signal },
+    );
     expect(result.run.status).toBe('cancelled');
     const steps = await env.metadata.runs.listSteps(result.run.id);
     expect(steps.map((s) => s.status)).toEqual(['cancelled']);

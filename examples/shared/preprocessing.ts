@@ -70,3 +70,17 @@ export function applyScaler(scaler: Scaler, features: number[][]): number[][] {
 export function accuracy(predicted: number[], actual: number[]): number {
   return predicted.filter((p, i) => p === actual[i]).length / actual.length;
 }
+
+/** Per-class precision/recall/F1 averaged over classes (macro F1). */
+export function macroF1(predicted: number[], actual: number[], classCount: number): number {
+  let sum = 0;
+  for (let c = 0; c < classCount; c++) {
+    const tp = predicted.filter((p, i) => p === c && actual[i] === c).length;
+    const fp = predicted.filter((p, i) => p === c && actual[i] !== c).length;
+    const fn = predicted.filter((p, i) => p !== c && actual[i] === c).length;
+    const precision = tp + fp === 0 ? 0 : tp / (tp + fp);
+    const recall = tp + fn === 0 ? 0 : tp / (tp + fn);
+    sum += precision + recall === 0 ? 0 : (2 * precision * recall) / (precision + recall);
+  }
+  return sum / classCount;
+}

@@ -1,0 +1,142 @@
+import type { PipelineDefinition } from './dsl/pipeline.ts';
+import { ValidationError } from './errors.ts';
+import type {
+  ArtifactVersion,
+  Metadata,
+  ModelArtifactRole,
+  ModelStage,
+  ModelVersion,
+  ModelVersionRef,
+  StageChange,
+  Tag,
+} from './metadata/types.ts';
+import { compareModelVersions, type VersionComparison } from './models/compare.ts';
+import { currentActor, loadModelArtifact } from './models/model-context.ts';
+import { type RunOptions, type RunResult, runPipelineLocally } from './runtime/local-orchestrator.ts';
+import { Project, resolveHome, type StackRuntime } from './stacks/project.ts';
+
+export interface SaveArtifactOptions {
+  /** Materializer name; chosen from the value when omitted. */
+  materializer?: string;
+  tags?: Tag[];
+  metadata?: Metadata;
+  /** Link the new version to a model version (created as the next version when `version` is omitted). */
+  model?: { name: string; version?: ModelVersionRef; role?: ModelArtifactRole };
+}
+
+/**
+ * Stackline from scripts and notebooks: run pipelines, save and load artifacts outside
+ * pipelines, and work the model control plane — against the active stack or a named one.
+ *
+ * @example
+ * const sl = await Stackline.open();
+ * const v = await sl.saveArtifact('holdout.rows', rows, { tags: ['source:manual'] });
+ * const model = await sl.loadModelArtifact('iris_classifier', 'production');
+ * await sl.close();
+ */
+export class Stackline {
+  private constructor(
+    private readonly project: Project,
+    readonly stack: StackRuntime,
+    private readonly actor: string,
+  ) {}
+
+  static async open(options: { home?: string; stack?: string; actor?: string } = {}): Promise<Stackline> {
+    const project = await Project.open(options.home ?? resolveHome());
+    try {
+      const stack = await project.openStack(options.stack ?? project.activeStackName());
+      return new Stackline(project, stack, options.actor ?? currentActor());
+    } catch (error) {
+      await project.close();
+      throw error;
+    }
+  }
+
+  /** Runs a pipeline on this stack with the local orchestrator. */
+  run(pipeline: PipelineDefinition, options: Omit<RunOptions, 'stackName'> = {}): Promise<RunResult> {
+    return runPipelineLocally(
+      pipeline,
+      { ...this.stack, actor: this.actor },
+      { actor: this.actor, ...options, stackName: this.stack.name },
+    );
+  }
+
+  /** Saves a value as the next version of artifact `name`. */
+  async saveArtifact(name: string, value: unknown, options: SaveArtifactOptions = {}): Promise<ArtifactVersion> {
+    if (!/^[A-Za-z0-9_][A-Za-z0-9_.:-]{0,199}$/.test(name)) {
+      throw new ValidationError(
+        `Artifact name ${JSON.stringify(name)} is invalid: use letters, digits, ".", "_", ":" or "-".`,
+      );
+    }
+    const { materializers, artifacts, metadata } = this.stack;
+    const materializer = options.materializer ? materializers.get(options.materializer) : materializers.pick(value);
+    // Resolve the model version before writing anything, so a bad reference leaves nothing behind.
+    let modelVersion: ModelVersion | undefined;
+    if (options.model) {
+      modelVersion =
+        options.model.version === undefined
+          ? await metadata.models.createVersion(options.model.name)
+          : await metadata.models.getVersion(options.model.name, options.model.version);
+    }
+    const stored = await materializer.save(value, { store: artifacts });
+    const version = await metadata.artifacts.createVersion({
+      name,
+      contentHash: stored.contentHash,
+      uri: stored.uri,
+      size: stored.size,
+      materializer: materializer.name,
+      dataType: stored.dataType,
+      metadata: options.metadata ?? {},
+      tags: options.tags ?? [],
+    });
+    if (modelVersion) await metadata.models.linkArtifact(modelVersion.id, options.model?.role ?? 'data', version);
+    return version;
+  }
+
+  /** Loads artifact `name` at a version number (default: latest). */
+  async loadArtifact<T = unknown>(name: string, version: number | 'latest' = 'latest'): Promise<T> {
+    const found = await this.stack.metadata.artifacts.getVersion(name, version);
+    return (await this.stack.materializers.get(found.materializer).load(found, { store: this.stack.artifacts })) as T;
+  }
+
+  getArtifactVersion(name: string, version: number | 'latest' = 'latest'): Promise<ArtifactVersion> {
+    return this.stack.metadata.artifacts.getVersion(name, version);
+  }
+
+  /** Loads an artifact linked to a model version picked by stage, number, name, alias or `latest`. */
+  async loadModelArtifact<T = unknown>(model: string, version: ModelVersionRef, artifactName?: string): Promise<T> {
+    return loadModelArtifact<T>(this.stack, await this.getModelVersion(model, version), artifactName);
+  }
+
+  getModelVersion(model: string, version: ModelVersionRef): Promise<ModelVersion> {
+    return this.stack.metadata.models.getVersion(model, version);
+  }
+
+  logModelMetadata(model: string, version: number, values: Metadata): Promise<void> {
+    return this.getModelVersion(model, version).then((v) =>
+      this.stack.metadata.logMetadata({ kind: 'model_version', id: v.id }, values),
+    );
+  }
+
+  promote(
+    model: string,
+    version: number,
+    stage: ModelStage,
+    options: { force?: boolean; reason?: string } = {},
+  ): Promise<StageChange[]> {
+    return this.stack.metadata.models.setStage(model, version, stage, { actor: this.actor, ...options });
+  }
+
+  setAlias(model: string, alias: string, version: number, options: { reason?: string } = {}): Promise<StageChange> {
+    return this.stack.metadata.models.setAlias(model, alias, version, { actor: this.actor, ...options });
+  }
+
+  async compare(model: string, versions: ModelVersionRef[]): Promise<VersionComparison> {
+    return compareModelVersions(await Promise.all(versions.map((v) => this.getModelVersion(model, v))));
+  }
+
+  async close(): Promise<void> {
+    await this.stack.close();
+    await this.project.close();
+  }
+}
