@@ -1,0 +1,410 @@
+import { createHash, randomUUID } from 'node:crypto';
+import { createReadStream, createWriteStream } from 'node:fs';
+import { chmod, mkdir, rename, stat, unlink } from 'node:fs/promises';
+import { join, resolve } from 'node:path';
+import { Readable } from 'node:stream';
+import { pipeline } from 'node:stream/promises';
+import {
+  AbortMultipartUploadCommand,
+  CompleteMultipartUploadCommand,
+  CopyObjectCommand,
+  CreateMultipartUploadCommand,
+  DeleteObjectCommand,
+  GetObjectCommand,
+  type GetObjectCommandOutput,
+  HeadObjectCommand,
+  PutObjectCommand,
+  type S3Client,
+  type ServerSideEncryption,
+  UploadPartCopyCommand,
+} from '@aws-sdk/client-s3';
+import { Upload } from '@aws-sdk/lib-storage';
+import { getSignedUrl } from '@aws-sdk/s3-request-presigner';
+import { NotFoundError, StacklineError, ValidationError } from '../errors.ts';
+import type { ArtifactStore, BlobSource, StoredBlob } from './artifact-store.ts';
+
+const MiB = 1024 * 1024;
+const GiB = 1024 * MiB;
+const CONTENT_HASH = /^sha256:([0-9a-f]{64})$/;
+/** In-memory sources below this size are hashed first and written with one PutObject. */
+const SINGLE_PUT_MAX_BYTES = 5 * MiB;
+/** S3's limit for a single CopyObject; larger blobs are copied part by part (UploadPartCopy). */
+const COPY_OBJECT_MAX_BYTES = 5 * GiB;
+/** S3's minimum part size (except the last part) for multipart uploads and copies. */
+const MIN_PART_BYTES = 5 * MiB;
+const MAX_PARTS = 10_000;
+
+export interface S3ArtifactStoreOptions {
+  client: S3Client;
+  bucket: string;
+  /** Key prefix under which the store keeps `blobs/` and `tmp/` (no leading or trailing slash needed). */
+  prefix: string;
+  /** Encryption requested on every object written; `aws:kms` uses `kmsKeyId` or the bucket's default key. */
+  serverSideEncryption?: 'AES256' | 'aws:kms';
+  kmsKeyId?: string;
+  /** Local directory for `getFile` downloads (created on demand). */
+  cacheDir: string;
+  /** Tuning for streamed uploads and large copies; the defaults suit production. */
+  transfer?: {
+    /** Multipart upload part size (default 8 MiB). */
+    partSizeBytes?: number;
+    /** Parts uploaded concurrently per put (default 2: each costs one part of memory). */
+    queueSize?: number;
+    /** Blobs larger than this are copied with UploadPartCopy instead of CopyObject (default 5 GiB, S3's limit). */
+    copyObjectMaxBytes?: number;
+    /** Part size of such multipart copies (default 512 MiB). */
+    copyPartSizeBytes?: number;
+  };
+}
+
+/**
+ * An {@link ArtifactStore} in an S3 bucket, content-addressed by SHA-256.
+ *
+ * Keys: `<prefix>/blobs/<first two hex digits>/<hex>` holds each blob; `<prefix>/tmp/<uuid>` holds
+ * streamed writes in progress. Since a stream's hash is known only once it has been read, a stream
+ * is uploaded (multipart, hashed on the way) to a temp key, then copied onto its content key and
+ * the temp key deleted. Small in-memory values are hashed first and written straight to their
+ * content key. Every write to a content key is conditional (`If-None-Match: *`): a blob, once
+ * written, is never overwritten, and a lost race means identical content is already there.
+ *
+ * Give the bucket a lifecycle rule that expires `<prefix>/tmp/` objects and aborts incomplete
+ * multipart uploads after a day: a process killed mid-put leaves its temp object behind.
+ *
+ * @example
+ * const store = new S3ArtifactStore({ client: new S3Client({}), bucket: 'ml-artifacts', prefix: 'stackline',
+ *   serverSideEncryption: 'aws:kms', cacheDir: '.stackline/cache' });
+ * const { contentHash } = await store.put(createReadStream('model.onnx'));
+ * const url = await store.presignedDownloadUrl(contentHash, 900);
+ */
+export class S3ArtifactStore implements ArtifactStore {
+  readonly kind = 's3';
+  readonly bucket: string;
+  readonly prefix: string;
+  readonly cacheDir: string;
+  readonly #client: S3Client;
+  readonly #encryption: { ServerSideEncryption?: ServerSideEncryption; SSEKMSKeyId?: string };
+  readonly #partSize: number;
+  readonly #queueSize: number;
+  readonly #copyObjectMax: number;
+  readonly #copyPartSize: number;
+  /** Downloads in progress by `getFile`, so concurrent calls for one blob share one download. */
+  readonly #downloads = new Map<string, Promise<string>>();
+
+  constructor(options: S3ArtifactStoreOptions) {
+    if (options.kmsKeyId !== undefined && options.serverSideEncryption !== 'aws:kms') {
+      throw new ValidationError('S3ArtifactStore: kmsKeyId requires serverSideEncryption "aws:kms".', {
+        context: { bucket: options.bucket },
+      });
+    }
+    this.#client = options.client;
+    this.bucket = options.bucket;
+    this.prefix = options.prefix.replace(/^\/+|\/+$/g, '');
+    this.cacheDir = resolve(options.cacheDir);
+    this.#encryption = {
+      ...(options.serverSideEncryption && { ServerSideEncryption: options.serverSideEncryption }),
+      ...(options.kmsKeyId && { SSEKMSKeyId: options.kmsKeyId }),
+    };
+    this.#partSize = Math.max(options.transfer?.partSizeBytes ?? 8 * MiB, MIN_PART_BYTES);
+    this.#queueSize = options.transfer?.queueSize ?? 2;
+    this.#copyObjectMax = options.transfer?.copyObjectMaxBytes ?? COPY_OBJECT_MAX_BYTES;
+    this.#copyPartSize = Math.max(options.transfer?.copyPartSizeBytes ?? 512 * MiB, MIN_PART_BYTES);
+  }
+
+  async put(source: BlobSource): Promise<StoredBlob> {
+    if (typeof source !== 'string' && !(source instanceof Uint8Array)) return this.#putStream(source);
+    const bytes = typeof source === 'string' ? Buffer.from(source, 'utf8') : source;
+    if (bytes.byteLength < SINGLE_PUT_MAX_BYTES) return this.#putSmall(bytes);
+    // Large but in memory: hashing first lets content already stored skip the upload.
+    const hex = sha256Hex(bytes);
+    if (await this.#existsKey(this.#blobKey(hex))) return this.#describe(hex, bytes.byteLength);
+    return this.#putStream(Readable.from([bytes]));
+  }
+
+  async putFile(path: string): Promise<StoredBlob> {
+    try {
+      await stat(path);
+    } catch (error) {
+      if ((error as NodeJS.ErrnoException).code === 'ENOENT') {
+        throw new NotFoundError(`Cannot store file ${path}: it does not exist.`, { cause: error, context: { path } });
+      }
+      throw error;
+    }
+    return this.#putStream(createReadStream(path, { highWaterMark: MiB }));
+  }
+
+  async get(contentHash: string): Promise<Readable> {
+    const object = await this.#getObject(contentHash);
+    return object.Body as Readable;
+  }
+
+  async getBytes(contentHash: string): Promise<Buffer> {
+    const object = await this.#getObject(contentHash);
+    return Buffer.from(await object.Body!.transformToByteArray());
+  }
+
+  async getFile(contentHash: string): Promise<string> {
+    const hex = this.#hexOf(contentHash);
+    const path = join(this.cacheDir, hex);
+    if (await fileExists(path)) return path;
+    let download = this.#downloads.get(hex);
+    if (!download) {
+      download = this.#download(contentHash, hex, path).finally(() => this.#downloads.delete(hex));
+      this.#downloads.set(hex, download);
+    }
+    return download;
+  }
+
+  async exists(contentHash: string): Promise<boolean> {
+    return this.#existsKey(this.#blobKey(this.#hexOf(contentHash)));
+  }
+
+  /**
+   * A URL that lets anyone holding it download the blob with a plain HTTP GET until it expires
+   * (at most 7 days for SigV4). Does not check that the blob exists.
+   */
+  async presignedDownloadUrl(contentHash: string, expiresInSeconds = 3600): Promise<string> {
+    const command = new GetObjectCommand({ Bucket: this.bucket, Key: this.#blobKey(this.#hexOf(contentHash)) });
+    return getSignedUrl(this.#client, command, { expiresIn: expiresInSeconds });
+  }
+
+  /** The S3 key of a blob, for tooling and tests. */
+  keyOf(contentHash: string): string {
+    return this.#blobKey(this.#hexOf(contentHash));
+  }
+
+  async #putSmall(bytes: Uint8Array): Promise<StoredBlob> {
+    const hex = sha256Hex(bytes);
+    try {
+      await this.#client.send(
+        new PutObjectCommand({
+          Bucket: this.bucket,
+          Key: this.#blobKey(hex),
+          Body: bytes,
+          ContentLength: bytes.byteLength,
+          IfNoneMatch: '*',
+          ...this.#encryption,
+        }),
+      );
+    } catch (error) {
+      if (!isPreconditionFailed(error)) throw this.#translate(error, `storing blob sha256:${hex}`);
+    }
+    return this.#describe(hex, bytes.byteLength);
+  }
+
+  async #putStream(source: AsyncIterable<Uint8Array | string>): Promise<StoredBlob> {
+    const hash = createHash('sha256');
+    let size = 0;
+    async function* hashing(): AsyncGenerator<Buffer> {
+      for await (const item of source) {
+        const chunk = typeof item === 'string' ? Buffer.from(item, 'utf8') : Buffer.from(item);
+        hash.update(chunk);
+        size += chunk.byteLength;
+        yield chunk;
+      }
+    }
+    const tmpKey = this.#key(`tmp/${randomUUID()}`);
+    try {
+      const upload = new Upload({
+        client: this.#client,
+        params: { Bucket: this.bucket, Key: tmpKey, Body: Readable.from(hashing()), ...this.#encryption },
+        partSize: this.#partSize,
+        queueSize: this.#queueSize,
+      });
+      await upload.done();
+      const hex = hash.digest('hex');
+      const blobKey = this.#blobKey(hex);
+      // moto 5.2.1 ignores If-None-Match on CopyObject (real S3 honours it), so look first: this also
+      // skips the copy entirely when the content is already stored. The conditional copy below is what
+      // guarantees no overwrite on S3 when two writers race between this check and the copy.
+      if (!(await this.#existsKey(blobKey))) {
+        if (size > this.#copyObjectMax) await this.#copyInParts(tmpKey, blobKey, size);
+        else await this.#copy(tmpKey, blobKey);
+      }
+      return this.#describe(hex, size);
+    } catch (error) {
+      throw this.#translate(error, 'streaming a blob');
+    } finally {
+      await this.#client.send(new DeleteObjectCommand({ Bucket: this.bucket, Key: tmpKey })).catch(() => {});
+    }
+  }
+
+  /** Copies with `If-None-Match: *`; a 412 means the content key already holds these bytes. */
+  async #copy(fromKey: string, toKey: string): Promise<void> {
+    try {
+      await this.#client.send(
+        new CopyObjectCommand({
+          Bucket: this.bucket,
+          Key: toKey,
+          CopySource: this.#copySource(fromKey),
+          IfNoneMatch: '*',
+          // Have S3 compute a whole-object checksum for the copy. Otherwise the temp object's
+          // multipart (composite) checksum may be carried over, and moto 5.2.1 then serves it as a
+          // whole-object CRC32 that fails the SDK's response checksum validation.
+          ChecksumAlgorithm: 'CRC32',
+          ...this.#encryption,
+        }),
+      );
+    } catch (error) {
+      if (!isPreconditionFailed(error)) throw error;
+    }
+  }
+
+  /** CopyObject stops at 5 GB; beyond that, a multipart upload of ranged UploadPartCopy parts. */
+  async #copyInParts(fromKey: string, toKey: string, size: number): Promise<void> {
+    const partSize = Math.max(this.#copyPartSize, Math.ceil(size / MAX_PARTS));
+    const { UploadId } = await this.#client.send(
+      new CreateMultipartUploadCommand({ Bucket: this.bucket, Key: toKey, ...this.#encryption }),
+    );
+    try {
+      const parts: { ETag: string; PartNumber: number }[] = [];
+      for (let start = 0, partNumber = 1; start < size; start += partSize, partNumber++) {
+        const end = Math.min(start + partSize, size) - 1;
+        const { CopyPartResult } = await this.#client.send(
+          new UploadPartCopyCommand({
+            Bucket: this.bucket,
+            Key: toKey,
+            UploadId,
+            PartNumber: partNumber,
+            CopySource: this.#copySource(fromKey),
+            CopySourceRange: `bytes=${start}-${end}`,
+          }),
+        );
+        parts.push({ ETag: CopyPartResult!.ETag!, PartNumber: partNumber });
+      }
+      await this.#client.send(
+        new CompleteMultipartUploadCommand({
+          Bucket: this.bucket,
+          Key: toKey,
+          UploadId,
+          MultipartUpload: { Parts: parts },
+          IfNoneMatch: '*',
+        }),
+      );
+    } catch (error) {
+      await this.#client
+        .send(new AbortMultipartUploadCommand({ Bucket: this.bucket, Key: toKey, UploadId }))
+        .catch(() => {});
+      if (!isPreconditionFailed(error)) throw error;
+    }
+  }
+
+  async #download(contentHash: string, hex: string, path: string): Promise<string> {
+    await mkdir(this.cacheDir, { recursive: true });
+    const object = await this.#getObject(contentHash);
+    const tmpPath = join(this.cacheDir, `.${hex}.${randomUUID()}.tmp`);
+    const hash = createHash('sha256');
+    try {
+      await pipeline(
+        object.Body as Readable,
+        async function* (chunks: AsyncIterable<Buffer>) {
+          for await (const chunk of chunks) {
+            hash.update(chunk);
+            yield chunk;
+          }
+        },
+        createWriteStream(tmpPath, { flags: 'wx' }),
+      );
+      // A cached file is trusted from then on, so make sure it really is this blob.
+      const actual = hash.digest('hex');
+      if (actual !== hex) {
+        throw new StacklineError(
+          `Blob ${contentHash} in s3://${this.bucket}/${this.#blobKey(hex)} has content hash sha256:${actual}; ` +
+            'the object was changed outside Stackline. Restore it or re-run the step that produced it.',
+          { context: { contentHash, bucket: this.bucket, key: this.#blobKey(hex) } },
+        );
+      }
+      await chmod(tmpPath, 0o444);
+      await rename(tmpPath, path);
+      return path;
+    } catch (error) {
+      await unlink(tmpPath).catch(() => {});
+      throw error;
+    }
+  }
+
+  async #getObject(contentHash: string): Promise<GetObjectCommandOutput> {
+    const key = this.#blobKey(this.#hexOf(contentHash));
+    try {
+      return await this.#client.send(new GetObjectCommand({ Bucket: this.bucket, Key: key }));
+    } catch (error) {
+      throw this.#translate(error, `reading blob ${contentHash}`, contentHash);
+    }
+  }
+
+  async #existsKey(key: string): Promise<boolean> {
+    try {
+      await this.#client.send(new HeadObjectCommand({ Bucket: this.bucket, Key: key }));
+      return true;
+    } catch (error) {
+      if (isNotFound(error)) return false;
+      throw this.#translate(error, `checking s3://${this.bucket}/${key}`);
+    }
+  }
+
+  #translate(error: unknown, doing: string, contentHash?: string): unknown {
+    if (error instanceof StacklineError) return error;
+    const name = (error as { name?: string } | undefined)?.name;
+    if (name === 'NoSuchBucket') {
+      return new NotFoundError(
+        `S3 bucket ${this.bucket} does not exist (while ${doing}). Check the stack's artifact store bucket.`,
+        { cause: error, context: { bucket: this.bucket } },
+      );
+    }
+    if (contentHash !== undefined && isNotFound(error)) {
+      return new NotFoundError(
+        `Artifact blob ${contentHash} is not in the S3 artifact store s3://${this.bucket}/${this.prefix}. ` +
+          'Check that the run used this store (stack), or re-run the step that produced the artifact.',
+        { cause: error, context: { contentHash, bucket: this.bucket, prefix: this.prefix } },
+      );
+    }
+    return error;
+  }
+
+  #describe(hex: string, size: number): StoredBlob {
+    return { contentHash: `sha256:${hex}`, size, uri: `s3://${this.bucket}/${this.#blobKey(hex)}` };
+  }
+
+  #key(suffix: string): string {
+    return this.prefix ? `${this.prefix}/${suffix}` : suffix;
+  }
+
+  #blobKey(hex: string): string {
+    return this.#key(`blobs/${hex.slice(0, 2)}/${hex}`);
+  }
+
+  #copySource(key: string): string {
+    return `${this.bucket}/${key.split('/').map(encodeURIComponent).join('/')}`;
+  }
+
+  #hexOf(contentHash: string): string {
+    const hex = CONTENT_HASH.exec(contentHash)?.[1];
+    if (hex === undefined) {
+      throw new ValidationError(
+        `Invalid content hash ${JSON.stringify(contentHash)}: expected "sha256:" followed by 64 lowercase hex digits.`,
+        { context: { contentHash } },
+      );
+    }
+    return hex;
+  }
+}
+
+function sha256Hex(bytes: Uint8Array): string {
+  return createHash('sha256').update(bytes).digest('hex');
+}
+
+function isPreconditionFailed(error: unknown): boolean {
+  const e = error as { name?: string; $metadata?: { httpStatusCode?: number } } | undefined;
+  return e?.name === 'PreconditionFailed' || e?.$metadata?.httpStatusCode === 412;
+}
+
+function isNotFound(error: unknown): boolean {
+  const e = error as { name?: string; $metadata?: { httpStatusCode?: number } } | undefined;
+  return e?.name === 'NoSuchKey' || e?.name === 'NotFound' || e?.$metadata?.httpStatusCode === 404;
+}
+
+async function fileExists(path: string): Promise<boolean> {
+  return stat(path).then(
+    () => true,
+    () => false,
+  );
+}

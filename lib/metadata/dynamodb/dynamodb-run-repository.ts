@@ -1,0 +1,500 @@
+import { GetCommand, QueryCommand, UpdateCommand } from '@aws-sdk/lib-dynamodb';
+import { ConflictError, NotFoundError, ValidationError } from '../../errors.ts';
+import type { RunRepository } from '../metadata-store.ts';
+import type {
+  ArtifactVersion,
+  ErrorInfo,
+  Page,
+  PipelineRun,
+  RunFilter,
+  RunStatus,
+  StepRun,
+  StepRunCompletion,
+  StepRunStatus,
+} from '../types.ts';
+import { artifactQueueKey, planArtifactVersions } from './dynamodb-artifact-repository.ts';
+import { keys } from './keys.ts';
+import {
+  type Db,
+  Expression,
+  type Item,
+  isConditionalCheckFailed,
+  queryAll,
+  queryPage,
+  recordOf,
+  sortSteps,
+  type TransactionAction,
+  transactOptimistically,
+  translateError,
+  uniqueTags,
+  updateAction,
+  withoutUndefined,
+} from './support.ts';
+import { INDEXES } from './table-definitions.ts';
+
+const NON_TERMINAL: readonly RunStatus[] = ['pending', 'running'];
+
+/**
+ * Runs and step runs (runs table). A run is `RUN#<id> / RUN`; its step runs share its partition
+ * (`RUN#<runId> / STEP#<id>`), so listing a run's steps is one strongly consistent query, and an
+ * immutable pointer `STEP#<id>` finds a step run by id. `CONSUMER#<artifactVersionId> / STEP#<id>`
+ * edges record which step runs read an artifact version.
+ */
+export class DynamoDbRunRepository implements RunRepository {
+  constructor(private readonly db: Db) {}
+
+  async create(run: PipelineRun): Promise<PipelineRun> {
+    const record = withoutUndefined({ ...run, tags: uniqueTags(run.tags) });
+    const actions: TransactionAction[] = [
+      {
+        item: {
+          Put: { TableName: this.#table, Item: runItem(record), ConditionExpression: 'attribute_not_exists(pk)' },
+        },
+        onConditionFailed: () =>
+          new ConflictError(`Run "${run.id}" already exists`, { context: { runId: run.id, key: keys.run(run.id) } }),
+      },
+    ];
+    if (run.modelVersionId !== undefined) actions.push(this.#modelVersionMustExist(run.modelVersionId));
+    await transactOptimistically(this.db, `Creating run "${run.id}"`, async () => ({ actions, result: undefined }));
+    return record;
+  }
+
+  async get(id: string): Promise<PipelineRun> {
+    const run = await this.#findRun(id);
+    if (run === undefined) throw runNotFound(id);
+    return run;
+  }
+
+  async list(filter: RunFilter = {}): Promise<Page<PipelineRun>> {
+    const e = new Expression();
+    const index =
+      filter.pipeline !== undefined
+        ? { name: INDEXES.runs.byPipeline, pk: `PIPELINE#${filter.pipeline}` }
+        : filter.status !== undefined
+          ? { name: INDEXES.runs.byStatus, pk: `STATUS#${filter.status}` }
+          : { name: INDEXES.runs.byStart, pk: 'RUN' };
+    const keyConditions = [`${e.path(`${index.name}Pk`)} = ${e.value(index.pk)}`];
+    // Sort keys are `<startedAt>#<id>`; `$` sorts right after `#`, so the bound includes `until` itself.
+    const since = filter.since === undefined ? undefined : normalizeTimestamp(filter.since, 'since');
+    const until = filter.until === undefined ? undefined : `${normalizeTimestamp(filter.until, 'until')}$`;
+    const sk = since === undefined && until === undefined ? '' : e.path(`${index.name}Sk`);
+    if (since !== undefined && until !== undefined) {
+      keyConditions.push(`${sk} BETWEEN ${e.value(since)} AND ${e.value(until)}`);
+    } else if (since !== undefined) keyConditions.push(`${sk} >= ${e.value(since)}`);
+    else if (until !== undefined) keyConditions.push(`${sk} <= ${e.value(until)}`);
+    if (filter.status !== undefined && index.name !== INDEXES.runs.byStatus) {
+      e.condition(`${e.path('status')} = ${e.value(filter.status)}`);
+    }
+    if (filter.tag !== undefined) e.condition(`contains(${e.path('tags')}, ${e.value(filter.tag)})`);
+    const { ConditionExpression, ...names } = e.build();
+    return queryPage(
+      this.db,
+      {
+        TableName: this.#table,
+        IndexName: index.name,
+        KeyConditionExpression: keyConditions.join(' AND '),
+        FilterExpression: ConditionExpression,
+        ScanIndexForward: false,
+        ...names,
+      },
+      ['pk', 'sk', `${index.name}Pk`, `${index.name}Sk`],
+      filter,
+      (item) => recordOf<PipelineRun>(item),
+    );
+  }
+
+  async finish(
+    id: string,
+    status: Exclude<RunStatus, 'pending' | 'running'>,
+    endedAt: string,
+    error?: ErrorInfo,
+  ): Promise<PipelineRun> {
+    const e = new Expression()
+      .set(['status'], status)
+      .set(['endedAt'], endedAt)
+      .setOrRemove(['error'], error)
+      .set(['byStatusPk'], `STATUS#${status}`);
+    e.condition(`attribute_exists(pk) AND ${e.path('status')} IN (${NON_TERMINAL.map((s) => e.value(s)).join(', ')})`);
+    try {
+      const output = await this.db.doc.send(
+        new UpdateCommand({ TableName: this.#table, Key: keys.run(id), ...e.build(), ReturnValues: 'ALL_NEW' }),
+      );
+      return recordOf<PipelineRun>(output.Attributes!);
+    } catch (caught) {
+      if (!isConditionalCheckFailed(caught)) throw translateError(caught, `Finishing run "${id}"`);
+      const current = await this.get(id);
+      throw new ConflictError(`Run "${id}" already finished as ${current.status}; it cannot become ${status}`, {
+        cause: caught,
+        context: { runId: id, status: current.status, requestedStatus: status },
+      });
+    }
+  }
+
+  async setModelVersion(runId: string, modelVersionId: string): Promise<void> {
+    const e = new Expression().set(['modelVersionId'], modelVersionId).condition('attribute_exists(pk)');
+    await transactOptimistically(this.db, `Linking run "${runId}" to model version "${modelVersionId}"`, async () => ({
+      actions: [
+        {
+          item: updateAction(this.#table, keys.run(runId), e),
+          onConditionFailed: () => runNotFound(runId),
+        },
+        this.#modelVersionMustExist(modelVersionId),
+      ],
+      result: undefined,
+    }));
+  }
+
+  async startStep(stepRun: StepRun): Promise<StepRun> {
+    return this.#insertStep({ ...stepRun, status: 'running', outputs: {} }, []);
+  }
+
+  async completeStep(
+    stepRunId: string,
+    completion: StepRunCompletion,
+  ): Promise<{ stepRun: StepRun; outputs: Record<string, ArtifactVersion> }> {
+    const seen = new Set<string>();
+    for (const { outputName } of completion.outputs) {
+      if (seen.has(outputName)) {
+        throw new ValidationError(`Step run "${stepRunId}" lists output "${outputName}" twice`, {
+          context: { stepRunId, output: outputName },
+        });
+      }
+      seen.add(outputName);
+    }
+    const counters = completion.outputs.map(({ artifact }) => artifactQueueKey(artifact.name));
+    const complete = () =>
+      transactOptimistically(this.db, `Completing step run "${stepRunId}"`, async () => {
+        const step = await this.#runningStep(stepRunId, 'completed');
+        const planned = await planArtifactVersions(
+          this.db,
+          completion.outputs.map(({ artifact }) => ({
+            ...artifact,
+            producerRunId: artifact.producerRunId ?? step.runId,
+            producerStepRunId: artifact.producerStepRunId ?? stepRunId,
+          })),
+          completion.endedAt,
+        );
+        const byOutput: Record<string, ArtifactVersion> = {};
+        completion.outputs.forEach(({ outputName }, index) => {
+          byOutput[outputName] = planned.versions[index]!;
+        });
+        const e = new Expression()
+          .set(['status'], 'completed')
+          .set(['endedAt'], completion.endedAt)
+          .set(['durationMs'], completion.durationMs)
+          .set(['attempts'], completion.attempts)
+          .set(['outputs'], Object.fromEntries(Object.entries(byOutput).map(([name, version]) => [name, version.id])))
+          // Only completed step runs are in the cache-key index (sparse), newest end first.
+          .set(['byCacheKeyPk'], `CACHE#${step.cacheKey}`)
+          .set(['byCacheKeySk'], `${completion.endedAt}#${stepRunId}`);
+        for (const [key, value] of Object.entries(completion.metadata ?? {})) e.set(['metadata', key], value);
+        if (completion.logs !== undefined) e.set(['logs'], completion.logs);
+        e.condition(`${e.path('status')} = ${e.value('running')}`);
+        const stepUpdate: TransactionAction = {
+          item: updateAction(this.#table, keys.step(step.runId, stepRunId), e),
+          onConditionFailed: 'retry',
+        };
+        return { actions: [stepUpdate, ...planned.actions], result: byOutput };
+      });
+    const outputs = await this.db.queue.run(counters, complete);
+    return { stepRun: await this.getStep(stepRunId), outputs };
+  }
+
+  async recordCachedStep(stepRun: StepRun): Promise<StepRun> {
+    if (stepRun.cachedFrom === undefined) {
+      throw new ValidationError(`Cached step run "${stepRun.id}" must name the step run it reuses (cachedFrom)`, {
+        context: { stepRunId: stepRun.id },
+      });
+    }
+    const cachedFrom = stepRun.cachedFrom;
+    const checks: TransactionAction[] = [
+      {
+        item: {
+          ConditionCheck: {
+            TableName: this.#table,
+            Key: keys.stepPointer(cachedFrom),
+            ConditionExpression: 'attribute_exists(pk)',
+          },
+        },
+        onConditionFailed: () => stepNotFound(cachedFrom),
+      },
+      ...Object.entries(stepRun.outputs).map(([name, id]) =>
+        this.#artifactVersionMustExist(id, `output "${name}" of step run "${stepRun.id}"`),
+      ),
+    ];
+    return this.#insertStep({ ...stepRun, status: 'cached', endedAt: stepRun.endedAt ?? stepRun.startedAt }, checks);
+  }
+
+  async endStep(
+    stepRunId: string,
+    status: Extract<StepRunStatus, 'failed' | 'cancelled'>,
+    endedAt: string,
+    details: { durationMs: number; attempts: number; error?: ErrorInfo; logs?: string[] },
+  ): Promise<StepRun> {
+    await transactOptimistically(this.db, `Ending step run "${stepRunId}"`, async () => {
+      const step = await this.#runningStep(stepRunId, status);
+      const e = new Expression()
+        .set(['status'], status)
+        .set(['endedAt'], endedAt)
+        .set(['durationMs'], details.durationMs)
+        .set(['attempts'], details.attempts)
+        .setOrRemove(['error'], details.error);
+      if (details.logs !== undefined) e.set(['logs'], details.logs);
+      e.condition(`${e.path('status')} = ${e.value('running')}`);
+      return {
+        actions: [
+          {
+            item: updateAction(this.#table, keys.step(step.runId, stepRunId), e),
+            onConditionFailed: 'retry',
+          },
+        ],
+        result: undefined,
+      };
+    });
+    return this.getStep(stepRunId);
+  }
+
+  async getStep(stepRunId: string): Promise<StepRun> {
+    const step = await this.#findStep(stepRunId);
+    if (step === undefined) throw stepNotFound(stepRunId);
+    return step;
+  }
+
+  async listSteps(runId: string): Promise<StepRun[]> {
+    const items = await queryAll(this.db, {
+      TableName: this.#table,
+      KeyConditionExpression: 'pk = :pk AND begins_with(sk, :step)',
+      ExpressionAttributeValues: { ':pk': keys.run(runId).pk, ':step': 'STEP#' },
+      ConsistentRead: true,
+    });
+    return sortSteps(items.map((item) => recordOf<StepRun>(item)));
+  }
+
+  /** Reads the cache-key index: eventually consistent, so a hit completed a moment ago may be missed. */
+  async findCacheHit(cacheKey: string): Promise<StepRun | undefined> {
+    try {
+      const output = await this.db.doc.send(
+        new QueryCommand({
+          TableName: this.#table,
+          IndexName: INDEXES.runs.byCacheKey,
+          KeyConditionExpression: '#pk = :pk',
+          ExpressionAttributeNames: { '#pk': 'byCacheKeyPk' },
+          ExpressionAttributeValues: { ':pk': `CACHE#${cacheKey}` },
+          ScanIndexForward: false,
+          Limit: 1,
+        }),
+      );
+      const item = output.Items?.[0];
+      return item === undefined ? undefined : recordOf<StepRun>(item);
+    } catch (error) {
+      throw translateError(error, `Looking up cache key "${cacheKey}"`);
+    }
+  }
+
+  async abandon(
+    runIds: string[],
+    status: 'failed' | 'cancelled',
+    endedAt: string,
+    error: ErrorInfo,
+  ): Promise<string[]> {
+    const changed: string[] = [];
+    for (const runId of runIds) {
+      const didChange = await transactOptimistically(this.db, `Abandoning run "${runId}"`, async () => {
+        const items = await queryAll(this.db, {
+          TableName: this.#table,
+          KeyConditionExpression: 'pk = :pk',
+          ExpressionAttributeValues: { ':pk': keys.run(runId).pk },
+          ConsistentRead: true,
+        });
+        const run = items.find((item) => item.sk === 'RUN');
+        if (run === undefined || !NON_TERMINAL.includes(run.status)) return { actions: [], result: false };
+        const runUpdate = new Expression()
+          .set(['status'], status)
+          .set(['endedAt'], endedAt)
+          .set(['error'], error)
+          .set(['byStatusPk'], `STATUS#${status}`);
+        runUpdate.condition(`${runUpdate.path('status')} = ${runUpdate.value(run.status)}`);
+        const actions: TransactionAction[] = [
+          {
+            item: updateAction(this.#table, keys.run(runId), runUpdate),
+            onConditionFailed: 'retry',
+          },
+        ];
+        for (const step of items) {
+          if (!String(step.sk).startsWith('STEP#') || step.status !== 'running') continue;
+          const durationMs = Math.max(0, Math.round(Date.parse(endedAt) - Date.parse(step.startedAt)));
+          const e = new Expression()
+            .set(['status'], status)
+            .set(['endedAt'], endedAt)
+            .set(['error'], error)
+            .set(['durationMs'], Number.isFinite(durationMs) ? durationMs : 0);
+          e.condition(`${e.path('status')} = ${e.value('running')}`);
+          actions.push({
+            item: updateAction(this.#table, { pk: step.pk, sk: step.sk }, e),
+            onConditionFailed: 'retry',
+          });
+        }
+        return { actions, result: true };
+      });
+      if (didChange) changed.push(runId);
+    }
+    return changed;
+  }
+
+  get #table(): string {
+    return this.db.tables.runs;
+  }
+
+  async #findRun(id: string): Promise<PipelineRun | undefined> {
+    const output = await this.db.doc
+      .send(new GetCommand({ TableName: this.#table, Key: keys.run(id), ConsistentRead: true }))
+      .catch((error: unknown) => {
+        throw translateError(error, `Reading run "${id}"`);
+      });
+    return output.Item === undefined ? undefined : recordOf<PipelineRun>(output.Item);
+  }
+
+  async #findStep(stepRunId: string): Promise<StepRun | undefined> {
+    try {
+      const pointer = await this.db.doc.send(
+        new GetCommand({ TableName: this.#table, Key: keys.stepPointer(stepRunId), ConsistentRead: true }),
+      );
+      if (pointer.Item === undefined) return undefined;
+      const output = await this.db.doc.send(
+        new GetCommand({
+          TableName: this.#table,
+          Key: keys.step(pointer.Item.runId, stepRunId),
+          ConsistentRead: true,
+        }),
+      );
+      return output.Item === undefined ? undefined : recordOf<StepRun>(output.Item);
+    } catch (error) {
+      throw translateError(error, `Reading step run "${stepRunId}"`);
+    }
+  }
+
+  async #runningStep(stepRunId: string, requestedStatus: StepRunStatus): Promise<StepRun> {
+    const step = await this.getStep(stepRunId);
+    if (step.status !== 'running') {
+      throw new ConflictError(
+        `Step run "${stepRunId}" already ended as ${step.status}; only a running step run can become ${requestedStatus}`,
+        { context: { stepRunId, status: step.status, requestedStatus } },
+      );
+    }
+    return step;
+  }
+
+  /** Writes a step run, its id pointer and its consumer edges, checking the run and inputs exist. */
+  async #insertStep(stepRun: StepRun, extraChecks: TransactionAction[]): Promise<StepRun> {
+    const record = withoutUndefined(stepRun);
+    const id = stepRun.id;
+    const alreadyExists = () =>
+      new ConflictError(`Step run "${id}" already exists`, { context: { stepRunId: id, key: keys.stepPointer(id) } });
+    const inputIds = [...new Map(Object.entries(stepRun.inputs).map(([name, avId]) => [avId, name])).entries()];
+    const actions: TransactionAction[] = [
+      {
+        item: {
+          ConditionCheck: {
+            TableName: this.#table,
+            Key: keys.run(stepRun.runId),
+            ConditionExpression: 'attribute_exists(pk)',
+          },
+        },
+        onConditionFailed: () =>
+          new NotFoundError(`Run "${stepRun.runId}" of step run "${id}" not found; create the run first`, {
+            context: { runId: stepRun.runId, stepRunId: id },
+          }),
+      },
+      {
+        item: {
+          Put: {
+            TableName: this.#table,
+            Item: { ...keys.stepPointer(id), runId: stepRun.runId },
+            ConditionExpression: 'attribute_not_exists(pk)',
+          },
+        },
+        onConditionFailed: alreadyExists,
+      },
+      {
+        item: {
+          Put: {
+            TableName: this.#table,
+            Item: { ...keys.step(stepRun.runId, id), ...record },
+            ConditionExpression: 'attribute_not_exists(pk)',
+          },
+        },
+        onConditionFailed: alreadyExists,
+      },
+      ...inputIds.map(([avId, name]) => this.#artifactVersionMustExist(avId, `input "${name}" of step run "${id}"`)),
+      ...inputIds.map(
+        ([avId]): TransactionAction => ({
+          item: { Put: { TableName: this.#table, Item: { ...keys.consumer(avId, id), runId: stepRun.runId } } },
+          onConditionFailed: 'retry',
+        }),
+      ),
+      ...extraChecks,
+    ];
+    await transactOptimistically(this.db, `Recording step run "${id}"`, async () => ({ actions, result: undefined }));
+    return record;
+  }
+
+  #artifactVersionMustExist(id: string, role: string): TransactionAction {
+    return {
+      item: {
+        ConditionCheck: {
+          TableName: this.db.tables.artifacts,
+          Key: keys.artifactVersionPointer(id),
+          ConditionExpression: 'attribute_exists(pk)',
+        },
+      },
+      onConditionFailed: () =>
+        new NotFoundError(`Artifact version "${id}" (${role}) not found`, { context: { artifactVersionId: id } }),
+    };
+  }
+
+  #modelVersionMustExist(id: string): TransactionAction {
+    return {
+      item: {
+        ConditionCheck: {
+          TableName: this.db.tables.models,
+          Key: keys.modelVersionPointer(id),
+          ConditionExpression: 'attribute_exists(pk)',
+        },
+      },
+      onConditionFailed: () =>
+        new NotFoundError(`Model version "${id}" not found`, { context: { modelVersionId: id } }),
+    };
+  }
+}
+
+function runItem(run: PipelineRun): Item {
+  const sortKey = `${run.startedAt}#${run.id}`;
+  return {
+    ...keys.run(run.id),
+    ...run,
+    byStartPk: 'RUN',
+    byStartSk: sortKey,
+    byPipelinePk: `PIPELINE#${run.pipeline}`,
+    byPipelineSk: sortKey,
+    byStatusPk: `STATUS#${run.status}`,
+    byStatusSk: sortKey,
+  };
+}
+
+function runNotFound(id: string): NotFoundError {
+  return new NotFoundError(`Run "${id}" not found`, { context: { runId: id } });
+}
+
+function stepNotFound(id: string): NotFoundError {
+  return new NotFoundError(`Step run "${id}" not found`, { context: { stepRunId: id } });
+}
+
+function normalizeTimestamp(value: string, field: string): string {
+  const time = Date.parse(value);
+  if (Number.isNaN(time)) {
+    throw new ValidationError(`"${field}" must be an ISO-8601 timestamp, got "${value}"`, {
+      context: { [field]: value },
+    });
+  }
+  return new Date(time).toISOString();
+}

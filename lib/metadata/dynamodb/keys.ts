@@ -1,0 +1,30 @@
+/**
+ * Primary keys of every item kind, in one place (the layout is described in
+ * `docs/dynamodb-design.md`). Items that must be found by id but live under another partition have
+ * an immutable pointer item keyed by the id, written in the same transaction as the item.
+ */
+import { padNumber } from './support.ts';
+
+export const keys = {
+  // runs table
+  run: (id: string) => ({ pk: `RUN#${id}`, sk: 'RUN' }),
+  step: (runId: string, stepRunId: string) => ({ pk: `RUN#${runId}`, sk: `STEP#${stepRunId}` }),
+  stepPointer: (stepRunId: string) => ({ pk: `STEP#${stepRunId}`, sk: 'STEP' }),
+  consumer: (artifactVersionId: string, stepRunId: string) => ({
+    pk: `CONSUMER#${artifactVersionId}`,
+    sk: `STEP#${stepRunId}`,
+  }),
+  // artifacts table
+  artifactSummary: (name: string) => ({ pk: `ARTIFACT#${name}`, sk: 'SUMMARY' }),
+  artifactVersion: (name: string, version: number) => ({ pk: `ARTIFACT#${name}`, sk: `V#${padNumber(version)}` }),
+  artifactVersionPointer: (id: string) => ({ pk: `AV#${id}`, sk: 'AV' }),
+  // models table
+  model: (name: string) => ({ pk: `MODEL#${name}`, sk: 'MODEL' }),
+  modelVersion: (model: string, number: number) => ({ pk: `MODEL#${model}`, sk: `V#${padNumber(number)}` }),
+  modelVersionPointer: (id: string) => ({ pk: `MV#${id}`, sk: 'MV' }),
+  versionName: (model: string, name: string) => ({ pk: `MODEL#${model}`, sk: `NAME#${name}` }),
+  stageHolder: (model: string, stage: string) => ({ pk: `MODEL#${model}`, sk: `STAGE#${stage}` }),
+  alias: (model: string, alias: string) => ({ pk: `MODEL#${model}`, sk: `ALIAS#${alias}` }),
+  /** Numbered by the model's `historySeq` counter, bumped in the same transaction: commit order. */
+  stageChange: (model: string, seq: number) => ({ pk: `MODEL#${model}`, sk: `H#${padNumber(seq)}` }),
+} as const;
