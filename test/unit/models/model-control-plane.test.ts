@@ -18,7 +18,7 @@ afterEach(async () => {
 });
 
 const Weights = z.object({ w: z.number() });
-const fit = step(
+const fitWeights = step(
   {
     name: 'fit',
     parameters: z.object({ w: z.number() }),
@@ -36,7 +36,7 @@ const record = step(
 const train = pipeline(
   { name: 'toy_train', parameters: z.object({ w: z.number() }), model: { name: 'toy' } },
   ({ w }) => {
-    record({ weights: fit({}, { params: { w } }).weights });
+    record({ weights: fitWeights({}, { params: { w } }).weights });
   },
 );
 
