@@ -15,6 +15,11 @@ export interface StepNode {
   /** Step ids this one waits for: its data dependencies plus `after`. */
   upstream: string[];
   cache?: boolean;
+  /**
+   * Fan-out: the step runs once per item of the list wired to input `input`; each output becomes
+   * a list (a `collection` artifact) that downstream steps receive whole.
+   */
+  map?: { input: string; maxConcurrency?: number };
 }
 
 /** An existing artifact version a pipeline reads (see `externalArtifact`), resolved when a run starts. */
@@ -95,7 +100,7 @@ export class GraphBuilder {
   addInvocation(
     spec: StepSpec,
     refs: Record<string, unknown>,
-    options: InvocationOptions<Metadata>,
+    options: InvocationOptions<Metadata> & { over?: string; maxConcurrency?: number },
   ): Record<string, OutputRef<unknown>> {
     const id = options.id ?? spec.name;
     const where = `step "${id}"${id === spec.name ? '' : ` (${spec.name})`}`;
@@ -155,6 +160,17 @@ export class GraphBuilder {
         cause: parsed.error,
       });
     }
+    if (options.over !== undefined && !(options.over in spec.inputs)) {
+      this.problems.push(
+        `${where}: .map over "${options.over}", which is not one of its inputs (${Object.keys(spec.inputs).join(', ') || 'none'}).`,
+      );
+    }
+    if (
+      options.maxConcurrency !== undefined &&
+      !(Number.isInteger(options.maxConcurrency) && options.maxConcurrency >= 1)
+    ) {
+      this.problems.push(`${where}: maxConcurrency must be a whole number ≥ 1.`);
+    }
     const node: StepNode = {
       id,
       spec,
@@ -162,6 +178,14 @@ export class GraphBuilder {
       inputs,
       upstream: [...upstream],
       ...(options.cache === undefined ? {} : { cache: options.cache }),
+      ...(options.over === undefined
+        ? {}
+        : {
+            map: {
+              input: options.over,
+              ...(options.maxConcurrency === undefined ? {} : { maxConcurrency: options.maxConcurrency }),
+            },
+          }),
     };
     if (options.after?.length) this.afters.set(id, options.after);
     if (!previous) this.ids.set(id, node);

@@ -11,8 +11,10 @@ import type {
   OutputDeclaration,
   OutputDeclarations,
   OutputOptions,
+  OutputRef,
   OutputRefs,
   OutputValues,
+  SchemaOf,
   StepConfig,
   StepContext,
 } from './types.ts';
@@ -43,11 +45,41 @@ export interface StepSpec {
   readonly fn: (args: { inputs: Record<string, unknown>; params: unknown; context: StepContext }) => unknown;
 }
 
+/** Inputs of a fan-out: the mapped input takes a list of what the step takes; the others as usual. */
+export type MapInputRefs<I extends InputDeclarations, K extends keyof I> = {
+  [J in keyof I]: J extends K ? OutputRef<Array<z.output<I[J]>>> : OutputRef<z.output<I[J]>>;
+};
+/** Outputs of a fan-out: each output collected into a list, in item order. */
+export type CollectedOutputRefs<O extends OutputDeclarations> = {
+  [K in keyof O]: OutputRef<Array<z.output<SchemaOf<O[K]>>>>;
+};
+
+export interface MapOptions<K extends string, P> extends InvocationOptions<P> {
+  /** The input whose list is fanned out: the step runs once per item. */
+  over: K;
+  /** Items run at once (local orchestrator and Step Functions Map). Default 4 locally, 10 on AWS. */
+  maxConcurrency?: number;
+}
+
 export type StepDefinition<I extends InputDeclarations, P extends z.ZodType, O extends OutputDeclarations> = Invoke<
   I,
   P,
   O
-> & { readonly spec: StepSpec };
+> & {
+  readonly spec: StepSpec;
+  /**
+   * Fan-out: runs the step once per item of the list wired to input `over`; a downstream step
+   * receives each output as a list. Compiles to a Step Functions Map state.
+   *
+   * @example
+   * const { scores } = scoreShard.map({ shard: shards, model }, { over: 'shard', maxConcurrency: 8 });
+   * summarize({ scores });
+   */
+  map<K extends keyof I & string>(
+    inputs: MapInputRefs<I, K>,
+    options: MapOptions<K, z.input<P>>,
+  ): CollectedOutputRefs<O>;
+};
 
 export type AnyStep = { readonly spec: StepSpec };
 
@@ -119,7 +151,17 @@ export function step<
     }
     return builder.addInvocation(spec, refs ?? {}, (invocation ?? {}) as InvocationOptions<Metadata>);
   };
+  const map = (refs: Record<string, unknown>, options: MapOptions<string, unknown>) => {
+    const builder = currentBuilder();
+    if (!builder) {
+      throw new PipelineDefinitionError(`Step "${name}".map was called outside a pipeline body.`, {
+        context: { step: name },
+      });
+    }
+    return builder.addInvocation(spec, refs ?? {}, options as MapOptions<string, Metadata>);
+  };
   Object.defineProperty(invoke, 'spec', { value: spec, enumerable: true });
+  Object.defineProperty(invoke, 'map', { value: map, enumerable: true });
   Object.defineProperty(invoke, 'name', { value: name });
   return invoke as unknown as StepDefinition<I, P, O>;
 }

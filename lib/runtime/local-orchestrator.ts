@@ -1,11 +1,25 @@
 import type { PipelineGraph, StepNode } from '../dsl/builder.ts';
 import type { PipelineDefinition } from '../dsl/pipeline.ts';
-import type { RunModelVersion } from '../dsl/types.ts';
 import { RunCancelledError, StacklineError, StepFailedError } from '../errors.ts';
-import type { ArtifactVersion, ErrorInfo, Metadata, PipelineRun, StepRun, Tag } from '../metadata/types.ts';
-import { currentActor, prepareRunModelVersion, toLoadedModelVersion } from '../models/model-context.ts';
-import { newId, nowIso } from '../util/ids.ts';
-import { executeStep, type StepEnvironment, type StepEvent, type StepExecutionResult } from './step-executor.ts';
+import type { ArtifactVersion, PipelineRun, StepRun, Tag } from '../metadata/types.ts';
+import { nowIso } from '../util/ids.ts';
+import { collectFanOut, planFanOut } from './fan-out.ts';
+import {
+  createRun,
+  errorInfo,
+  linkModelOutputs,
+  prepareRun,
+  resolveStepInputs,
+  stepEnvironment,
+  stepUsesCache,
+} from './run-lifecycle.ts';
+import {
+  executeStep,
+  type StepEnvironment,
+  type StepEvent,
+  type StepExecutionRequest,
+  type StepExecutionResult,
+} from './step-executor.ts';
 
 export type RunEvent =
   | StepEvent
@@ -39,12 +53,6 @@ export interface RunResult {
   steps: Array<{ node: StepNode; result?: StepExecutionResult; stepRun?: StepRun }>;
 }
 
-function errorInfo(error: unknown): ErrorInfo {
-  return error instanceof Error
-    ? { type: error.name, message: error.message }
-    : { type: 'Error', message: String(error) };
-}
-
 /**
  * Runs a pipeline in this process: validates parameters and builds the DAG before recording
  * anything, then runs each step as soon as its upstream steps are done, up to `concurrency` at once.
@@ -55,120 +63,91 @@ export async function runPipelineLocally(
   env: StepEnvironment,
   options: RunOptions = {},
 ): Promise<RunResult> {
-  const params = pipeline.parseParameters(options.params ?? {});
-  const graph = pipeline.build(params);
+  const prepared = await prepareRun(pipeline, options.params, env);
+  const { graph, externals } = prepared;
   const concurrency = Math.max(1, options.concurrency ?? 4);
   const cacheEnabled = options.cache ?? pipeline.config.cache ?? true;
-  const tags = [...new Set([...(pipeline.config.tags ?? []), ...(options.tags ?? [])])];
-  // Resolved before the run is recorded: a missing artifact is a usage error, not a failed run.
-  const externals = new Map<string, ArtifactVersion>();
-  for (const external of graph.externals) {
-    externals.set(external.id, await env.metadata.artifacts.getVersion(external.name, external.version));
-  }
-
-  const run = await env.metadata.runs.create({
-    id: newId('run'),
-    pipeline: pipeline.name,
-    status: 'running',
+  const failFast = options.failFast ?? true;
+  const { run, modelVersion } = await createRun(pipeline, prepared, env, {
     stack: options.stackName ?? 'default',
-    parameters: params as Metadata,
-    config: {
-      cache: cacheEnabled,
-      concurrency,
-      failFast: options.failFast ?? true,
-      externalArtifacts: Object.fromEntries([...externals].map(([id, v]) => [id, v.id])),
-      steps: Object.fromEntries(
-        graph.nodes.map((n) => [
-          n.id,
-          { step: n.spec.name, codeHash: n.spec.codeHash, upstream: n.upstream, options: n.spec.options as Metadata },
-        ]),
-      ),
-    },
-    tags,
-    metadata: {},
-    createdBy: options.actor ?? currentActor(),
-    startedAt: nowIso(),
+    ...(options.tags ? { tags: options.tags } : {}),
+    ...(options.actor ? { actor: options.actor } : {}),
+    settings: { orchestrator: 'local', cache: cacheEnabled, concurrency, failFast },
   });
   options.onRunCreated?.(run.id);
   options.onEvent?.({ type: 'run-started', run, graph });
 
   const state = new Map<string, { result?: StepExecutionResult; stepRun?: StepRun }>();
+  const stepEnv: StepEnvironment = {
+    ...stepEnvironment(env, options.actor),
+    onEvent: (event) => {
+      if (event.type === 'step-finished')
+        state.set(event.stepId, { ...state.get(event.stepId), stepRun: event.stepRun });
+      options.onEvent?.(event);
+    },
+  };
   let firstError: unknown;
-  let cancelled = false;
   try {
-    let modelVersion: RunModelVersion | undefined;
-    if (pipeline.config.model) {
-      modelVersion = await prepareRunModelVersion(env, pipeline.config.model, run.id, tags);
-      for (const version of externals.values())
-        await env.metadata.models.linkArtifact(modelVersion.id, 'data', version);
-    }
-    const stepEnv: StepEnvironment = {
-      ...env,
-      actor: env.actor ?? options.actor ?? currentActor(),
-      resolveModel:
-        env.resolveModel ??
-        (async (node) => {
-          const ref = node.spec.options.model!;
-          const version = await env.metadata.models.getVersion(ref.model, ref.version ?? 'latest');
-          return toLoadedModelVersion(env, version);
-        }),
-      onEvent: (event) => {
-        if (event.type === 'step-finished')
-          state.set(event.stepId, { ...state.get(event.stepId), stepRun: event.stepRun });
-        options.onEvent?.(event);
-      },
-    };
-
     await schedule(graph, concurrency, options, async (node) => {
-      const inputs: Record<string, ArtifactVersion> = {};
-      for (const [name, source] of Object.entries(node.inputs)) {
-        inputs[name] = externals.get(source.stepId) ?? state.get(source.stepId)!.result!.outputs[source.output]!;
-      }
-      const cache = cacheEnabled && (options.stepCache?.[node.id] ?? node.cache ?? node.spec.options.cache ?? true);
-      const result = await executeStep(
-        {
-          run: { id: run.id, pipeline: pipeline.name, ...(modelVersion ? { modelVersion } : {}) },
-          node,
-          inputs,
-          cache,
-          ...(options.signal ? { signal: options.signal } : {}),
-        },
-        stepEnv,
-      );
+      const request: StepExecutionRequest = {
+        run: { id: run.id, pipeline: pipeline.name, ...(modelVersion ? { modelVersion } : {}) },
+        node,
+        inputs: resolveStepInputs(node, externals, (id) => state.get(id)?.result?.outputs),
+        cache: stepUsesCache(node, cacheEnabled, options.stepCache),
+        ...(options.signal ? { signal: options.signal } : {}),
+      };
+      const result = node.map ? await runFanOutLocally(request, stepEnv, options) : await executeStep(request, stepEnv);
       if (modelVersion) await linkModelOutputs(env, node, result, modelVersion.id);
       state.set(node.id, { result, stepRun: result.stepRun });
     });
   } catch (error) {
     firstError = error;
-    cancelled = error instanceof RunCancelledError || options.signal?.aborted === true;
   }
 
-  let finished: PipelineRun;
-  if (firstError === undefined) {
-    finished = await env.metadata.runs.finish(run.id, 'completed', nowIso());
-  } else {
-    finished = await env.metadata.runs.finish(
-      run.id,
-      cancelled ? 'cancelled' : 'failed',
-      nowIso(),
-      errorInfo(firstError),
-    );
-  }
+  const cancelled = firstError instanceof RunCancelledError || options.signal?.aborted === true;
+  const finished =
+    firstError === undefined
+      ? await env.metadata.runs.finish(run.id, 'completed', nowIso())
+      : await env.metadata.runs.finish(run.id, cancelled ? 'cancelled' : 'failed', nowIso(), errorInfo(firstError));
   options.onEvent?.({ type: 'run-finished', run: finished });
   return { run: finished, steps: graph.nodes.map((node) => ({ node, ...state.get(node.id) })) };
 }
 
-async function linkModelOutputs(
+/** A fan-out step locally: plan, run the items with bounded concurrency (fail-fast), collect. */
+async function runFanOutLocally(
+  request: StepExecutionRequest,
   env: StepEnvironment,
-  node: StepNode,
-  result: StepExecutionResult,
-  modelVersionId: string,
-) {
-  for (const [output, declaration] of Object.entries(node.spec.outputs)) {
-    const artifact = result.outputs[output];
-    if (declaration.modelRole && artifact)
-      await env.metadata.models.linkArtifact(modelVersionId, declaration.modelRole, artifact);
+  options: RunOptions,
+): Promise<StepExecutionResult> {
+  const plan = await planFanOut(request, env);
+  if (plan.cached) return plan.cached;
+  const itemOutputs: Array<Record<string, ArtifactVersion>> = new Array(plan.count);
+  const limit = Math.max(1, request.node.map?.maxConcurrency ?? options.concurrency ?? 4);
+  let next = 0;
+  let failure: unknown;
+  const worker = async () => {
+    while (failure === undefined && next < plan.count && !request.signal?.aborted) {
+      const index = next++;
+      try {
+        const item = await executeStep({ ...request, mapItem: { index, value: plan.items?.[index] } }, env);
+        itemOutputs[index] = item.outputs;
+      } catch (error) {
+        failure ??= error;
+      }
+    }
+  };
+  await Promise.all(Array.from({ length: Math.min(limit, plan.count) }, worker));
+  if (failure !== undefined || request.signal?.aborted) {
+    const cancelled = failure instanceof RunCancelledError || request.signal?.aborted === true;
+    const ended = await env.metadata.runs.endStep(plan.parent.id, cancelled ? 'cancelled' : 'failed', nowIso(), {
+      durationMs: Date.now() - Date.parse(plan.parent.startedAt),
+      attempts: 1,
+      error: errorInfo(failure ?? new RunCancelledError('cancelled')),
+    });
+    env.onEvent?.({ type: 'step-finished', runId: request.run.id, stepId: request.node.id, stepRun: ended });
+    throw failure ?? new RunCancelledError(`Fan-out step "${request.node.id}" was cancelled.`);
   }
+  return collectFanOut(request, plan.parent, itemOutputs, env);
 }
 
 /**

@@ -18,6 +18,7 @@ import {
 import type { MetadataStore } from '../metadata/metadata-store.ts';
 import type { ArtifactVersion, ErrorInfo, Metadata, StepRun, StepRunOutputDraft } from '../metadata/types.ts';
 import { createModelControl, currentActor } from '../models/model-context.ts';
+import { canonicalJson, sha256Hex } from '../util/canonical-json.ts';
 import { newId, nowIso } from '../util/ids.ts';
 import { formatZodIssues } from '../util/zod-format.ts';
 import { computeCacheKey } from './cache-key.ts';
@@ -49,6 +50,21 @@ export interface StepExecutionRequest {
   /** Whether a cache hit may be used (pipeline, run and step settings combined). */
   cache: boolean;
   signal?: AbortSignal;
+  /**
+   * For one item of a fan-out: its index in the mapped input's list, and the item itself when the
+   * caller already has it (otherwise it is read from the list artifact).
+   */
+  mapItem?: { index: number; value?: unknown };
+  /**
+   * Retry failed attempts here, per the step's `retries` (default true). False on Step Functions,
+   * whose Retry fields do it, so attempts are not multiplied.
+   */
+  inProcessRetries?: boolean;
+}
+
+/** The id a step run is recorded under: the step id, or `id[i]` for item `i` of a fan-out. */
+export function stepRecordId(nodeId: string, mapIndex?: number): string {
+  return mapIndex === undefined ? nodeId : `${nodeId}[${mapIndex}]`;
 }
 
 export interface StepExecutionResult {
@@ -85,18 +101,31 @@ export function backoffDelay(policy: Required<RetryPolicy>, retry: number): numb
  * @throws RunCancelledError when `signal` aborts
  */
 export async function executeStep(request: StepExecutionRequest, env: StepEnvironment): Promise<StepExecutionResult> {
-  const { node, run, signal } = request;
+  const { node, run, signal, mapItem } = request;
+  const recordId = stepRecordId(node.id, mapItem?.index);
+  const mappedInput = mapItem ? node.map?.input : undefined;
   const model = node.spec.options.model && env.resolveModel ? await env.resolveModel(node) : undefined;
   const inputHashes: Record<string, string> = {};
   const inputIds: Record<string, string> = {};
+  let item: { value: unknown } | undefined;
   for (const [name, version] of Object.entries(request.inputs)) {
-    inputHashes[name] = version.contentHash;
     inputIds[name] = version.id;
+    if (name === mappedInput) {
+      // A fan-out item's cache key depends on the item itself, not on the whole list, so editing
+      // one item of a list re-runs only that item.
+      item = {
+        value:
+          mapItem!.value !== undefined ? mapItem!.value : await loadItem(version, mapItem!.index, node.id, name, env),
+      };
+      inputHashes[name] = `item:${sha256Hex(canonicalJson(item.value))}`;
+    } else {
+      inputHashes[name] = version.contentHash;
+    }
   }
   const cacheKey = computeCacheKey({ node, inputHashes, ...(model ? { modelVersionId: model.id } : {}) });
   const base = {
     runId: run.id,
-    stepId: node.id,
+    stepId: recordId,
     stepName: node.spec.name,
     cacheKey,
     codeHash: node.spec.codeHash,
@@ -123,7 +152,7 @@ export async function executeStep(request: StepExecutionRequest, env: StepEnviro
       const versions = await env.metadata.artifacts.getVersionsByIds(Object.values(hit.outputs));
       const byId = new Map(versions.map((v) => [v.id, v]));
       const outputs = Object.fromEntries(Object.entries(hit.outputs).map(([name, id]) => [name, byId.get(id)!]));
-      env.onEvent?.({ type: 'step-finished', runId: run.id, stepId: node.id, stepRun });
+      env.onEvent?.({ type: 'step-finished', runId: run.id, stepId: recordId, stepRun });
       return { stepRun, outputs };
     }
   }
@@ -138,7 +167,7 @@ export async function executeStep(request: StepExecutionRequest, env: StepEnviro
     outputs: {},
     metadata: {},
   });
-  env.onEvent?.({ type: 'step-started', runId: run.id, stepId: node.id, stepRunId: stepRun.id });
+  env.onEvent?.({ type: 'step-started', runId: run.id, stepId: recordId, stepRunId: stepRun.id });
 
   const models = createModelControl(env, env.actor ?? currentActor());
   const logs: string[] = [];
@@ -149,9 +178,12 @@ export async function executeStep(request: StepExecutionRequest, env: StepEnviro
   try {
     const inputs: Record<string, unknown> = {};
     for (const [name, version] of Object.entries(request.inputs)) {
-      inputs[name] = await env.materializers.get(version.materializer).load(version, { store: env.artifacts });
+      inputs[name] =
+        name === mappedInput
+          ? item!.value
+          : await env.materializers.get(version.materializer).load(version, { store: env.artifacts });
     }
-    const policy = retryPolicy(node.spec.options.retries);
+    const policy = retryPolicy(request.inProcessRetries === false ? 0 : node.spec.options.retries);
     let value: unknown;
     for (;;) {
       attempts++;
@@ -159,7 +191,7 @@ export async function executeStep(request: StepExecutionRequest, env: StepEnviro
         value = await runAttempt({ ...request, models }, stepRun.id, attempts, inputs, model, {
           log: (message) => {
             logs.push(message);
-            env.onEvent?.({ type: 'step-log', runId: run.id, stepId: node.id, message });
+            env.onEvent?.({ type: 'step-log', runId: run.id, stepId: recordId, message });
           },
           logMetadata: (values) => Object.assign(stepMetadata, values),
           logArtifactMetadata: (output, values) => {
@@ -179,7 +211,7 @@ export async function executeStep(request: StepExecutionRequest, env: StepEnviro
         env.onEvent?.({
           type: 'step-retrying',
           runId: run.id,
-          stepId: node.id,
+          stepId: recordId,
           attempt: attempts,
           delayMs,
           error: toErrorInfo(error),
@@ -199,7 +231,7 @@ export async function executeStep(request: StepExecutionRequest, env: StepEnviro
       metadata: stepMetadata,
       ...(logs.length ? { logs } : {}),
     });
-    env.onEvent?.({ type: 'step-finished', runId: run.id, stepId: node.id, stepRun: completed.stepRun });
+    env.onEvent?.({ type: 'step-finished', runId: run.id, stepId: recordId, stepRun: completed.stepRun });
     return completed;
   } catch (error) {
     const cancelled = error instanceof RunCancelledError || signal?.aborted === true;
@@ -209,7 +241,7 @@ export async function executeStep(request: StepExecutionRequest, env: StepEnviro
       error: toErrorInfo(error),
       ...(logs.length ? { logs } : {}),
     });
-    env.onEvent?.({ type: 'step-finished', runId: run.id, stepId: node.id, stepRun: ended });
+    env.onEvent?.({ type: 'step-finished', runId: run.id, stepId: recordId, stepRun: ended });
     if (cancelled)
       throw error instanceof RunCancelledError
         ? error
@@ -309,6 +341,25 @@ function makeTmpDirSync(stepId: string): string {
   return mkdtempSync(join(tmpRoot, `${stepId}-`));
 }
 
+async function loadItem(version: ArtifactVersion, index: number, stepId: string, input: string, env: StepEnvironment) {
+  const list = await env.materializers.get(version.materializer).load(version, { store: env.artifacts });
+  return itemOf(list, index, stepId, input);
+}
+
+function itemOf(list: unknown, index: number, stepId: string, input: string): unknown {
+  if (!Array.isArray(list)) {
+    throw new NonRetriableError(`Step "${stepId}" maps over input "${input}", which is not a list.`, {
+      context: { step: stepId, input },
+    });
+  }
+  if (index >= list.length) {
+    throw new NonRetriableError(
+      `Step "${stepId}": item ${index} of input "${input}" does not exist (${list.length} items).`,
+    );
+  }
+  return list[index];
+}
+
 /** Validates every declared output, then materializes them. Nothing is recorded if any is invalid. */
 async function writeOutputs(
   request: StepExecutionRequest,
@@ -358,7 +409,8 @@ async function writeOutputs(
     drafts.push({
       outputName: name,
       artifact: {
-        name: declaration.artifact ?? `${node.id}.${name}`,
+        // Fan-out items are versions of `<artifact>.items`; `<artifact>` holds the collected list.
+        name: `${declaration.artifact ?? `${node.id}.${name}`}${request.mapItem ? '.items' : ''}`,
         contentHash: stored.contentHash,
         uri: stored.uri,
         size: stored.size,

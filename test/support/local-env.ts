@@ -2,7 +2,7 @@ import { mkdtemp, rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { LocalArtifactStore } from '../../lib/artifacts/local-artifact-store.ts';
-import { MaterializerRegistry } from '../../lib/artifacts/materializers.ts';
+import { createMaterializerRegistry } from '../../lib/artifacts/registry.ts';
 import { SqliteMetadataStore } from '../../lib/metadata/sqlite/sqlite-metadata-store.ts';
 import type { StepEnvironment } from '../../lib/runtime/step-executor.ts';
 
@@ -18,7 +18,7 @@ export async function createLocalTestEnv(): Promise<LocalTestEnv> {
   const dir = await mkdtemp(join(tmpdir(), 'stackline-test-'));
   const metadata = SqliteMetadataStore.open(join(dir, 'metadata.db'));
   const artifacts = new LocalArtifactStore(join(dir, 'artifacts'));
-  const materializers = MaterializerRegistry.withBuiltins({ cacheDir: join(dir, 'materialized') });
+  const materializers = createMaterializerRegistry({ cacheDir: join(dir, 'materialized') });
   return {
     metadata,
     artifacts,

@@ -62,4 +62,26 @@ describe('pipeline wiring types', () => {
       load();
     });
   });
+
+  it('types fan-out: a list feeds the mapped input and every output comes back as a list', () => {
+    const perRow = step(
+      {
+        name: 'per_row',
+        inputs: { row: z.object({ x: z.number(), label: z.string() }), scale: z.number() },
+        outputs: { y: z.number() },
+      },
+      ({ inputs }) => ({ y: inputs.row.x * inputs.scale }),
+    );
+    pipeline({ name: 'fan_types' }, () => {
+      const { rows, count: n } = load();
+      const { y } = perRow.map({ row: rows, scale: n }, { over: 'row' });
+      expectTypeOf(y).toEqualTypeOf<OutputRef<number[]>>();
+      // @ts-expect-error the mapped input needs a list of rows, not a number
+      perRow.map({ row: n, scale: n }, { over: 'row' });
+      // @ts-expect-error `over` must name one of the step's inputs
+      perRow.map({ row: rows, scale: n }, { over: 'rows' });
+      // @ts-expect-error a list of numbers is not what `shout` takes
+      shout({ text: y });
+    });
+  });
 });
