@@ -14,7 +14,7 @@ import {
 } from './commands/model.ts';
 import { runCommand } from './commands/run.ts';
 import { runsList, runsShow } from './commands/runs.ts';
-import { stackDescribe, stackList, stackSet } from './commands/stack.ts';
+import { stackDelete, stackDescribe, stackList, stackProvision, stackRegister, stackSet } from './commands/stack.ts';
 import { ExitCode, exitCodeFor } from './exit-codes.ts';
 import type { CliIo } from './io.ts';
 
@@ -159,6 +159,37 @@ export async function main(argv: string[], io: CliIo): Promise<number> {
     .argument('<name>')
     .addOption(json())
     .action(async (name: string, opts) => stackSet(await openProject(), name, opts, io));
+  stack
+    .command('register')
+    .description('create or replace a stack (checks the configuration; creates nothing on AWS)')
+    .argument('<name>')
+    .addOption(new Option('--orchestrator <type>').choices(['local', 'step-functions']).default('local'))
+    .addOption(new Option('--artifact-store <type>').choices(['local', 's3']).default('local'))
+    .option('--bucket <bucket>', 'S3 bucket of the artifact store')
+    .option('--prefix <prefix>', 'key prefix in the bucket')
+    .addOption(new Option('--sse <mode>', 'server-side encryption of artifacts').choices(['AES256', 'aws:kms']))
+    .option('--kms-key-id <key>', 'KMS key for --sse aws:kms (default: the bucket key)')
+    .addOption(new Option('--metadata-store <type>').choices(['sqlite', 'dynamodb']).default('sqlite'))
+    .option('--table-prefix <prefix>', 'DynamoDB tables are <prefix>-stacks, -runs, -artifacts, -models')
+    .option('--region <region>', 'AWS region (default: AWS_REGION)')
+    .option('--endpoint <url>', 'AWS endpoint, for emulators such as moto or LocalStack')
+    .option('--description <text>')
+    .option('--tag <key:value>', 'tag the stack (repeatable)', collect, [])
+    .option('--set-active', 'make it the active stack')
+    .addOption(json())
+    .action(async (name: string, opts) => stackRegister(await openProject(), name, opts, io));
+  stack
+    .command('delete')
+    .description('remove a stack from the registry (not the default or the active one; its data stays)')
+    .argument('<name>')
+    .addOption(json())
+    .action(async (name: string, opts) => stackDelete(await openProject(), name, opts, io));
+  stack
+    .command('provision')
+    .description("create a stack's DynamoDB tables and S3 bucket — for emulators and dev accounts; production uses CDK")
+    .argument('<name>')
+    .addOption(json())
+    .action(async (name: string, opts) => stackProvision(await openProject(), name, opts, io));
 
   const model = program.command('model').description('the model control plane: versions, stages, aliases, history');
   model

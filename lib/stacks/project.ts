@@ -2,9 +2,9 @@ import { existsSync, mkdirSync, readFileSync, renameSync, writeFileSync } from '
 import { dirname, join, resolve } from 'node:path';
 import { z } from 'zod';
 import type { ArtifactStore } from '../artifacts/artifact-store.ts';
-import { registeredMaterializers } from '../artifacts/custom-materializers.ts';
 import { LocalArtifactStore } from '../artifacts/local-artifact-store.ts';
-import { MaterializerRegistry } from '../artifacts/materializers.ts';
+import type { MaterializerRegistry } from '../artifacts/materializers.ts';
+import { createMaterializerRegistry } from '../artifacts/registry.ts';
 import { StackConfigError, ValidationError } from '../errors.ts';
 import type { MetadataStore } from '../metadata/metadata-store.ts';
 import { SqliteMetadataStore } from '../metadata/sqlite/sqlite-metadata-store.ts';
@@ -32,6 +32,11 @@ export function resolveHome(cwd = process.cwd(), env: NodeJS.ProcessEnv = proces
   }
 }
 
+/** What `StackRuntime.close()` releases: the AWS SDK clients a stack's stores were given. */
+interface SdkClient {
+  destroy(): void;
+}
+
 const ClientConfigSchema = z.object({ activeStack: z.string().default(DEFAULT_STACK_NAME) });
 
 /** An opened stack: the stores a run on it uses. */
@@ -41,6 +46,7 @@ export interface StackRuntime {
   metadata: MetadataStore;
   artifacts: ArtifactStore;
   materializers: MaterializerRegistry;
+  /** Closes the stack's own stores and destroys the AWS SDK clients opened for them. */
   close(): Promise<void>;
 }
 
@@ -88,49 +94,101 @@ export class Project {
     renameSync(tmp, this.configPath);
   }
 
-  /** Opens the stores of a stack (the active one by default). */
-  async openStack(name = this.activeStackName()): Promise<StackRuntime> {
+  /**
+   * The validated components of a registered stack.
+   *
+   * @throws NotFoundError when no stack has this name; StackConfigError when its configuration is invalid.
+   */
+  async stackComponents(name: string): Promise<StackComponents> {
     const record = await this.registry.stacks.get(name);
     const parsed = StackComponentsSchema.safeParse(record.components);
     if (!parsed.success) {
       throw new StackConfigError(
         `Stack "${name}" has an invalid configuration: ${formatZodIssues(parsed.error)}. Fix it with \`stackline stack register\`.`,
+        { context: { stack: name } },
       );
     }
-    const components = parsed.data;
-    const materializers = MaterializerRegistry.withBuiltins({ cacheDir: join(this.home, 'materialized') });
-    for (const custom of registeredMaterializers()) materializers.register(custom);
-    const artifacts = this.openArtifactStore(name, components);
-    const metadata = this.openMetadataStore(name, components);
-    return {
-      name,
-      components,
-      metadata,
-      artifacts,
-      materializers,
-      close: async () => {
-        if (metadata !== this.registry) await metadata.close();
-      },
-    };
+    return parsed.data;
   }
 
-  private openArtifactStore(stack: string, components: StackComponents): ArtifactStore {
+  /**
+   * Opens the stores of a stack (the active one by default). AWS components get their own SDK
+   * clients, created here and destroyed by the runtime's `close()`.
+   */
+  async openStack(name = this.activeStackName()): Promise<StackRuntime> {
+    const components = await this.stackComponents(name);
+    const materializers = createMaterializerRegistry({ cacheDir: join(this.home, 'materialized') });
+    const clients: SdkClient[] = [];
+    const destroyClients = () => {
+      for (const client of clients.splice(0)) client.destroy();
+    };
+    try {
+      const artifacts = await this.openArtifactStore(name, components, clients);
+      const metadata = await this.openMetadataStore(name, components, clients);
+      return {
+        name,
+        components,
+        metadata,
+        artifacts,
+        materializers,
+        close: async () => {
+          try {
+            if (metadata !== this.registry) await metadata.close();
+          } finally {
+            destroyClients();
+          }
+        },
+      };
+    } catch (error) {
+      destroyClients();
+      throw error;
+    }
+  }
+
+  // The AWS branches load the SDK with import(): it takes about half a second to load, which commands
+  // on local stacks should not pay.
+
+  private async openArtifactStore(
+    stack: string,
+    components: StackComponents,
+    clients: SdkClient[],
+  ): Promise<ArtifactStore> {
     const config = components.artifactStore;
     if (config.type === 'local') return new LocalArtifactStore(resolve(this.home, config.path ?? 'artifacts'));
-    throw new StackConfigError(
-      `Stack "${stack}": artifact store type "${config.type}" is not available in this build.`,
-    );
+    const [{ createS3Client }, { S3ArtifactStore }] = await Promise.all([
+      import('./aws-clients.ts'),
+      import('../artifacts/s3-artifact-store.ts'),
+    ]);
+    const client = createS3Client(stack, config);
+    clients.push(client);
+    return new S3ArtifactStore({
+      client,
+      bucket: config.bucket,
+      prefix: config.prefix,
+      serverSideEncryption: config.serverSideEncryption,
+      kmsKeyId: config.kmsKeyId,
+      cacheDir: join(this.home, 'cache', 's3'),
+    });
   }
 
-  private openMetadataStore(stack: string, components: StackComponents): MetadataStore {
+  private async openMetadataStore(
+    stack: string,
+    components: StackComponents,
+    clients: SdkClient[],
+  ): Promise<MetadataStore> {
     const config = components.metadataStore;
     if (config.type === 'sqlite') {
       if (!config.path) return this.registry;
       return SqliteMetadataStore.open(resolve(this.home, config.path));
     }
-    throw new StackConfigError(
-      `Stack "${stack}": metadata store type "${config.type}" is not available in this build.`,
-    );
+    const [{ createDynamoDbClient }, { DynamoDbMetadataStore }, { tableNamesFor }] = await Promise.all([
+      import('./aws-clients.ts'),
+      import('../metadata/dynamodb/dynamodb-metadata-store.ts'),
+      import('../metadata/dynamodb/table-definitions.ts'),
+    ]);
+    const client = createDynamoDbClient(stack, config);
+    clients.push(client);
+    return new DynamoDbMetadataStore({ client, tables: tableNamesFor(config.tablePrefix) });
   }
 
   async close(): Promise<void> {

@@ -12,7 +12,7 @@ import {
   TransactWriteCommand,
   type TransactWriteCommandInput,
 } from '@aws-sdk/lib-dynamodb';
-import { ConflictError, StacklineError, ValidationError } from '../../errors.ts';
+import { ConflictError, StackConfigError, StacklineError, ValidationError } from '../../errors.ts';
 import type { Page, PageRequest, StepRun, Tag } from '../types.ts';
 import type { DynamoDbTableNames } from './table-definitions.ts';
 
@@ -267,13 +267,15 @@ export async function queryPage<T>(
   let startKey = request.cursor === undefined ? undefined : decodeCursor(request.cursor, keyAttributes);
   do {
     const wanted = limit + 1 - collected.length;
-    const output = await db.doc.send(
-      new QueryCommand({
-        ...input,
-        ExclusiveStartKey: startKey,
-        // With a filter, reading only `wanted` items per request could take many round trips.
-        Limit: input.FilterExpression === undefined ? wanted : Math.max(wanted, 200),
-      }),
+    const output = await translated(`Querying ${input.TableName}`, () =>
+      db.doc.send(
+        new QueryCommand({
+          ...input,
+          ExclusiveStartKey: startKey,
+          // With a filter, reading only `wanted` items per request could take many round trips.
+          Limit: input.FilterExpression === undefined ? wanted : Math.max(wanted, 200),
+        }),
+      ),
     );
     collected.push(...(output.Items ?? []));
     startKey = output.LastEvaluatedKey;
@@ -292,11 +294,22 @@ export async function queryAll(db: Db, input: QueryCommandInput): Promise<Item[]
   const items: Item[] = [];
   let startKey: Item | undefined;
   do {
-    const output = await db.doc.send(new QueryCommand({ ...input, ExclusiveStartKey: startKey }));
+    const output = await translated(`Querying ${input.TableName}`, () =>
+      db.doc.send(new QueryCommand({ ...input, ExclusiveStartKey: startKey })),
+    );
     items.push(...(output.Items ?? []));
     startKey = output.LastEvaluatedKey;
   } while (startKey !== undefined);
   return items;
+}
+
+/** Runs a read, translating SDK errors (above all, a missing table) into Stackline errors. */
+async function translated<T>(what: string, read: () => Promise<T>): Promise<T> {
+  try {
+    return await read();
+  } catch (error) {
+    throw translateError(error, what);
+  }
 }
 
 /** Strongly consistent BatchGetItem of any number of keys from one table; missing keys are left out. */
@@ -307,8 +320,8 @@ export async function batchGet(db: Db, table: string, keys: Key[]): Promise<Item
     let pending: Item[] | undefined = unique.slice(i, i + 100);
     for (let attempt = 0; pending && pending.length > 0; attempt++) {
       if (attempt > 0) await sleep(backoffMs(attempt));
-      const output: BatchGetCommandOutput = await db.doc.send(
-        new BatchGetCommand({ RequestItems: { [table]: { Keys: pending, ConsistentRead: true } } }),
+      const output: BatchGetCommandOutput = await translated(`Reading from ${table}`, () =>
+        db.doc.send(new BatchGetCommand({ RequestItems: { [table]: { Keys: pending, ConsistentRead: true } } })),
       );
       items.push(...(output.Responses?.[table] ?? []));
       pending = output.UnprocessedKeys?.[table]?.Keys;
@@ -412,8 +425,11 @@ export function translateError(error: unknown, what: string): unknown {
   if (error instanceof StacklineError) return error;
   const e = error as { name?: string; message?: string } | undefined;
   if (e?.name === 'ResourceNotFoundException') {
-    return new StacklineError(
-      `${what}: a DynamoDB metadata table or index does not exist (${e.message}). Deploy the stack's metadata tables, or check the table names in the stack configuration.`,
+    // Not a missing record (those are NotFoundError): the stack points at tables that are not there.
+    return new StackConfigError(
+      `${what}: a DynamoDB metadata table or index does not exist (${e.message}). Create the tables with ` +
+        '`stackline stack provision <stack>` (emulators and dev accounts) or by deploying the CDK stack, ' +
+        "and check the stack's table prefix and region.",
       { cause: error },
     );
   }

@@ -15,6 +15,23 @@ export interface DynamoDbTableNames {
 }
 
 /**
+ * The table names of a stack's metadata store: `<tablePrefix>-stacks`, `-runs`, `-artifacts` and
+ * `-models`. The one place this naming lives: `openStack`, `stackline stack provision` and the CDK
+ * stack all derive the names from the stack's `tablePrefix` through it.
+ *
+ * @example
+ * tableNamesFor('stackline-prod'); // { stacks: 'stackline-prod-stacks', runs: 'stackline-prod-runs', ... }
+ */
+export function tableNamesFor(tablePrefix: string): DynamoDbTableNames {
+  return {
+    stacks: `${tablePrefix}-stacks`,
+    runs: `${tablePrefix}-runs`,
+    artifacts: `${tablePrefix}-artifacts`,
+    models: `${tablePrefix}-models`,
+  };
+}
+
+/**
  * Global secondary indexes, by table. Every table has a string partition key `pk` and sort key `sk`;
  * each index has its own `<index>Pk` / `<index>Sk` string attributes, written only on the items it
  * serves (sparse). See `docs/dynamodb-design.md` for the access pattern each one answers.
@@ -76,12 +93,33 @@ export function tableDefinitions(
   };
 }
 
-/** Creates the four tables and waits until they are active. For tests and local emulators. */
-export async function createTables(client: DynamoDBClient, tables: DynamoDbTableNames): Promise<void> {
+/**
+ * Creates the four tables and waits until they are active. For tests, local emulators and dev
+ * accounts (`stackline stack provision`); production tables come from the CDK stack.
+ * With `ifNotExists`, a table that already exists is left as it is (and waited for), so calling it
+ * again is harmless; without it, an existing table fails the call.
+ *
+ * @returns the names of the tables it created and of those that already existed.
+ */
+export async function createTables(
+  client: DynamoDBClient,
+  tables: DynamoDbTableNames,
+  options: { ifNotExists?: boolean } = {},
+): Promise<{ created: string[]; existing: string[] }> {
+  const created: string[] = [];
+  const existing: string[] = [];
   await Promise.all(
     Object.values(tableDefinitions(tables)).map(async (definition) => {
-      await client.send(new CreateTableCommand(definition));
-      await waitUntilTableExists({ client, maxWaitTime: 60, minDelay: 1 }, { TableName: definition.TableName! });
+      const name = definition.TableName!;
+      try {
+        await client.send(new CreateTableCommand(definition));
+        created.push(name);
+      } catch (error) {
+        if (!(options.ifNotExists && (error as { name?: string }).name === 'ResourceInUseException')) throw error;
+        existing.push(name);
+      }
+      await waitUntilTableExists({ client, maxWaitTime: 60, minDelay: 1 }, { TableName: name });
     }),
   );
+  return { created: created.sort(), existing: existing.sort() };
 }
