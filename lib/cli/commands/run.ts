@@ -91,21 +91,35 @@ export async function runCommand(
   process.on('SIGTERM', onSignal);
   process.on('exit', onExit);
   try {
-    const result = await runPipelineLocally(pipeline, stack, {
-      params,
-      cache: options.cache === false ? false : (config?.cache ?? undefined),
-      stepCache: Object.fromEntries(
-        Object.entries(config?.steps ?? {}).flatMap(([id, s]) => (s.cache === undefined ? [] : [[id, s.cache]])),
-      ),
-      concurrency: options.concurrency ?? config?.concurrency ?? stackConcurrency(stack.components),
-      tags: [...(config?.tags ?? []), ...options.tag],
-      stackName: stack.name,
-      signal: controller.signal,
-      onRunCreated: (id) => {
-        runId = id;
-      },
-      ...(options.json ? {} : { onEvent: progressPrinter(io) }),
-    });
+    const onEvent = options.json ? undefined : progressPrinter(io);
+    const tags = [...(config?.tags ?? []), ...options.tag];
+    const result =
+      stack.components.orchestrator.type === 'step-functions'
+        ? await (await import('../../orchestrators/step-functions-orchestrator.ts')).runOnStepFunctions(
+            pipeline,
+            stack,
+            {
+              params,
+              tags,
+              signal: controller.signal,
+              ...(onEvent ? { onEvent } : {}),
+            },
+          )
+        : await runPipelineLocally(pipeline, stack, {
+            params,
+            cache: options.cache === false ? false : (config?.cache ?? undefined),
+            stepCache: Object.fromEntries(
+              Object.entries(config?.steps ?? {}).flatMap(([id, s]) => (s.cache === undefined ? [] : [[id, s.cache]])),
+            ),
+            concurrency: options.concurrency ?? config?.concurrency ?? stackConcurrency(stack.components),
+            tags,
+            stackName: stack.name,
+            signal: controller.signal,
+            onRunCreated: (id) => {
+              runId = id;
+            },
+            ...(onEvent ? { onEvent } : {}),
+          });
     runId = undefined;
     if (options.json) printJson(io, summarizeRun(result));
     else printOutputsHint(io, result.run);

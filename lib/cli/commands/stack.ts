@@ -51,6 +51,10 @@ export async function stackSet(project: Project, name: string, options: { json?:
 
 export interface StackRegisterOptions {
   orchestrator: 'local' | 'step-functions';
+  roleArn?: string;
+  stateMachinePrefix?: string;
+  stepRunner: 'in-process' | 'lambda';
+  functionName?: string;
   artifactStore: 'local' | 's3';
   bucket?: string;
   prefix?: string;
@@ -66,7 +70,7 @@ export interface StackRegisterOptions {
   json?: boolean;
 }
 
-type ComponentKey = 'orchestrator' | 'artifactStore' | 'metadataStore';
+type ComponentKey = 'orchestrator' | 'artifactStore' | 'metadataStore' | 'stepRunner';
 
 /** The CLI option that sets each component field, for messages in the user's terms. */
 const FLAG_OF_FIELD: Record<string, string> = {
@@ -77,6 +81,9 @@ const FLAG_OF_FIELD: Record<string, string> = {
   tablePrefix: '--table-prefix',
   region: '--region',
   endpoint: '--endpoint',
+  roleArn: '--role-arn',
+  stateMachinePrefix: '--state-machine-prefix',
+  functionName: '--function-name',
 };
 
 /** Options that only mean something with a given choice, and what that choice is called. */
@@ -86,6 +93,24 @@ const ONLY_WITH: Array<{
   applies: (o: StackRegisterOptions) => boolean;
   requirement: string;
 }> = [
+  {
+    option: 'roleArn',
+    flag: '--role-arn',
+    applies: (o) => o.orchestrator === 'step-functions',
+    requirement: '--orchestrator step-functions',
+  },
+  {
+    option: 'stateMachinePrefix',
+    flag: '--state-machine-prefix',
+    applies: (o) => o.orchestrator === 'step-functions',
+    requirement: '--orchestrator step-functions',
+  },
+  {
+    option: 'functionName',
+    flag: '--function-name',
+    applies: (o) => o.stepRunner === 'lambda',
+    requirement: '--step-runner lambda',
+  },
   { option: 'bucket', flag: '--bucket', applies: (o) => o.artifactStore === 's3', requirement: '--artifact-store s3' },
   { option: 'prefix', flag: '--prefix', applies: (o) => o.artifactStore === 's3', requirement: '--artifact-store s3' },
   { option: 'sse', flag: '--sse', applies: (o) => o.artifactStore === 's3', requirement: '--artifact-store s3' },
@@ -112,7 +137,11 @@ function usesAws(o: StackRegisterOptions): boolean {
 function componentsFrom(o: StackRegisterOptions): Record<ComponentKey, Record<string, unknown>> {
   const aws = { region: o.region, endpoint: o.endpoint };
   return {
-    orchestrator: o.orchestrator === 'local' ? { type: 'local' } : { type: 'step-functions', ...aws },
+    orchestrator:
+      o.orchestrator === 'local'
+        ? { type: 'local' }
+        : { type: 'step-functions', roleArn: o.roleArn, stateMachinePrefix: o.stateMachinePrefix, ...aws },
+    stepRunner: o.stepRunner === 'lambda' ? { type: 'lambda', functionName: o.functionName } : { type: 'in-process' },
     artifactStore:
       o.artifactStore === 'local'
         ? { type: 'local' }
@@ -134,6 +163,19 @@ function validateRegistration(name: string, o: StackRegisterOptions): Record<str
   if (name === DEFAULT_STACK_NAME) problems.push('"default" is the built-in local stack; choose another name');
   for (const { option, flag, applies, requirement } of ONLY_WITH) {
     if (o[option] !== undefined && !applies(o)) problems.push(`${flag} is only used with ${requirement}`);
+  }
+  if (o.orchestrator === 'step-functions') {
+    if (o.stepRunner !== 'lambda' || !o.functionName)
+      problems.push('--orchestrator step-functions needs --step-runner lambda --function-name NAME');
+    if (!o.roleArn)
+      problems.push('--orchestrator step-functions needs --role-arn ARN (the role Step Functions runs as)');
+    if (o.artifactStore !== 's3' || o.metadataStore !== 'dynamodb') {
+      problems.push(
+        '--orchestrator step-functions needs --artifact-store s3 and --metadata-store dynamodb (steps run in AWS)',
+      );
+    }
+  } else if (o.stepRunner === 'lambda') {
+    problems.push('--step-runner lambda is only used with --orchestrator step-functions');
   }
   for (const tag of o.tag) {
     if (!/^[^:\s]+:\S/.test(tag)) problems.push(`--tag ${JSON.stringify(tag)} is not key:value`);
