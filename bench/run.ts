@@ -16,9 +16,10 @@ import { fileURLToPath } from 'node:url';
 import { parseArgs } from 'node:util';
 import { artifactsBenchmark } from './artifacts.ts';
 import { cachedRerunBenchmark, orchestrationBenchmark } from './orchestration.ts';
+import { s3ArtifactsBenchmark } from './s3-artifacts.ts';
 import { type Benchmark, type BenchResult, formatBytes, formatNumber, formatResult, formatTarget } from './stats.ts';
 
-const BENCHMARKS: Benchmark[] = [orchestrationBenchmark, cachedRerunBenchmark, artifactsBenchmark];
+const BENCHMARKS: Benchmark[] = [orchestrationBenchmark, cachedRerunBenchmark, artifactsBenchmark, s3ArtifactsBenchmark];
 
 const USAGE = `Usage: npm run bench -- [--quick] [--json] [--only <name>[,<name>...]]
 
