@@ -15,11 +15,26 @@ import { dirname, join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { parseArgs } from 'node:util';
 import { artifactsBenchmark } from './artifacts.ts';
+import { benchCompile } from './compile.ts';
 import { cachedRerunBenchmark, orchestrationBenchmark } from './orchestration.ts';
 import { s3ArtifactsBenchmark } from './s3-artifacts.ts';
-import { type Benchmark, type BenchResult, formatBytes, formatNumber, formatResult, formatTarget } from './stats.ts';
+import {
+  type Benchmark,
+  type BenchResult,
+  formatBytes,
+  formatNumber,
+  formatResult,
+  formatTarget,
+  simpleBenchmark,
+} from './stats.ts';
 
-const BENCHMARKS: Benchmark[] = [orchestrationBenchmark, cachedRerunBenchmark, artifactsBenchmark, s3ArtifactsBenchmark];
+const BENCHMARKS: Benchmark[] = [
+  orchestrationBenchmark,
+  cachedRerunBenchmark,
+  artifactsBenchmark,
+  s3ArtifactsBenchmark,
+  simpleBenchmark('compile', 'compileToAsl time and definition size for ~1,000-step pipelines', benchCompile),
+];
 
 const USAGE = `Usage: npm run bench -- [--quick] [--json] [--only <name>[,<name>...]]
 

@@ -195,3 +195,32 @@ export function formatResult(result: BenchResult): string {
   }
   return out.join('\n');
 }
+
+/** A benchmark written as `fn(options) → { metrics: [{ label, value, unit, target?: '< 50 ms' }] }`. */
+export function simpleBenchmark(
+  name: string,
+  description: string,
+  fn: (options: {
+    quick?: boolean;
+  }) => Promise<{ metrics: Array<{ label: string; value: number; unit: string; target?: string; note?: string }> }>,
+): Benchmark {
+  return {
+    name,
+    description,
+    async run(options) {
+      const { metrics } = await fn({ quick: options.quick });
+      return {
+        metrics: metrics.map((m) =>
+          metric(m.label, m.value, m.unit, m.target ? parseTarget(m.target) : undefined, m.note),
+        ),
+      };
+    },
+  };
+}
+
+/** `'< 50 ms'`, `'>= 0.8 ×'` → `{ op, value }` (the unit after the number is ignored). */
+export function parseTarget(text: string): Target {
+  const match = /^\s*(<=|>=|<|>)\s*([\d.,]+)/.exec(text);
+  if (!match) throw new Error(`Unreadable benchmark target ${JSON.stringify(text)}: write it like "< 50 ms".`);
+  return { op: match[1] as Target['op'], value: Number(match[2]!.replace(/,/g, '')) };
+}

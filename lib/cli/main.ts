@@ -2,6 +2,7 @@ import { Command, CommanderError, InvalidArgumentError, Option } from 'commander
 import { StacklineError } from '../errors.ts';
 import { Project, resolveHome } from '../stacks/project.ts';
 import { artifactsList, artifactsLoad, artifactsShow, artifactsVersions } from './commands/artifacts.ts';
+import { compileCommand } from './commands/compile.ts';
 import {
   modelAliasRemove,
   modelAliasSet,
@@ -84,6 +85,21 @@ export async function main(argv: string[], io: CliIo): Promise<number> {
     .addOption(json())
     .action(async (file: string, opts) => {
       exitCode = await runCommand(await openProject(), file, opts, io);
+    });
+
+  program
+    .command('compile')
+    .description('compile a pipeline to an AWS Step Functions state machine (Amazon States Language)')
+    .argument('<file>', 'pipeline module, e.g. examples/iris/pipeline.ts')
+    .option('--pipeline <name>', 'pipeline to compile when the file exports several')
+    .option('--out <file>', 'write the definition to this file (prints its size and state count)')
+    .option(
+      '--lambda-arn <arn>',
+      'step runner Lambda function (default: the placeholder arn:aws:lambda:<AWS_REGION or us-east-1>:123456789012:function:stackline-step-runner)',
+    )
+    .addOption(json())
+    .action(async (file: string, opts) => {
+      exitCode = await compileCommand(file, opts, io);
     });
 
   const runs = program.command('runs').description('list and inspect pipeline runs');
