@@ -1,16 +1,16 @@
-import { type ChildProcess, spawn } from 'node:child_process';
+import { type ChildProcess, execFile, spawn } from 'node:child_process';
 import { accessSync, constants } from 'node:fs';
-import { mkdtemp, rm, writeFile } from 'node:fs/promises';
 import { createServer } from 'node:net';
-import { tmpdir } from 'node:os';
-import { delimiter, join } from 'node:path';
+import { delimiter, isAbsolute, join } from 'node:path';
+import { fileURLToPath } from 'node:url';
+import { promisify } from 'node:util';
 
 /** A running AWS emulator (or an externally provided endpoint) for integration tests. */
 export interface MotoServer {
   /** `http://127.0.0.1:PORT`, or `AWS_ENDPOINT_URL` when that is set. */
   endpoint: string;
   port: number;
-  /** PID of the spawned `moto_server`; undefined when an external endpoint is used. */
+  /** PID of the spawned moto launcher; undefined when an external endpoint is used. */
   pid: number | undefined;
   /** Kills exactly the spawned process (no-op for an external endpoint). */
   stop(): Promise<void>;
@@ -18,49 +18,42 @@ export interface MotoServer {
   reset(): Promise<void>;
 }
 
+export interface StartMotoOptions {
+  /**
+   * Switch on moto's Step Functions interpreter (`POST /moto-api/config
+   * {"stepfunctions":{"execute_state_machine":true}}`) right after the server is ready, so
+   * executions really run. Only state machines created after this point execute. Ignored for an
+   * external endpoint (`AWS_ENDPOINT_URL`).
+   */
+  stepFunctionsExecution?: boolean;
+}
+
+/** Folder holding the `moto_ext` Python package (the patched moto launcher, see its README). */
+export const MOTO_EXTENSION_DIR = fileURLToPath(new URL('../emulator', import.meta.url));
+
 const MOTO_INSTALL_HINT =
-  "moto_server was not found on PATH. Integration tests need the moto AWS emulator: pip install 'moto[server]==5.2.1' " +
+  "Integration tests need the moto AWS emulator for python3: pip install 'moto[server]==5.2.1' " +
   '(or set AWS_ENDPOINT_URL to use LocalStack or another endpoint).';
 const READY_TIMEOUT_MS = 30_000;
 
 /**
- * Loaded into moto_server through `sitecustomize` (Python imports it at start-up when it is on
- * PYTHONPATH). moto 5.2.1 serves requests on several threads but does not isolate DynamoDB calls
- * from each other: two concurrent TransactWriteItems can both pass their conditions and both write
- * (measured: 50 racing conditional version allocations produced duplicate numbers). Real DynamoDB
- * serializes conflicting transactions, so the emulator must too: one lock around every DynamoDB
- * request. Other services keep their threads (Step Functions calls back into the server).
- */
-const SERIALIZE_DYNAMODB_PATCH = `
-import threading
-
-try:
-    from moto.dynamodb.responses import DynamoHandler
-except Exception:  # not moto_server, or moto without DynamoDB: nothing to patch
-    DynamoHandler = None
-
-if DynamoHandler is not None:
-    _stackline_lock = threading.RLock()
-    _stackline_call_action = DynamoHandler.call_action
-
-    def _serialized_call_action(self):
-        with _stackline_lock:
-            return _stackline_call_action(self)
-
-    DynamoHandler.call_action = _serialized_call_action
-`;
-
-/**
- * Starts `moto_server` on a free port and waits until it answers. When `AWS_ENDPOINT_URL` is set,
+ * Starts moto on a free port through Stackline's launcher (`python3 -m moto_ext`, in
+ * test/emulator: moto 5.2.1 plus small patches — real Node.js Lambda invocations, Step Functions
+ * fixes, serialized DynamoDB requests) and waits until it answers. When `AWS_ENDPOINT_URL` is set,
  * nothing is spawned and that endpoint is used instead (LocalStack or real AWS).
+ * `STACKLINE_MOTO_PYTHON` selects another Python interpreter than `python3`.
  *
  * @example
  * const moto = await startMoto();
  * const s3 = new S3Client(awsTestClientConfig(moto.endpoint));
  * // ...
  * await moto.stop();
+ *
+ * @example
+ * // Step Functions executions run, and their Lambda tasks run real Node code
+ * const moto = await startMoto({ stepFunctionsExecution: true });
  */
-export async function startMoto(): Promise<MotoServer> {
+export async function startMoto(options: StartMotoOptions = {}): Promise<MotoServer> {
   const external = process.env.AWS_ENDPOINT_URL;
   if (external) {
     const url = new URL(external);
@@ -73,21 +66,17 @@ export async function startMoto(): Promise<MotoServer> {
     };
   }
 
-  const executable = findOnPath('moto_server');
-  if (!executable) throw new Error(MOTO_INSTALL_HINT);
-
-  const patchDir = await mkdtemp(join(tmpdir(), 'stackline-moto-'));
-  await writeFile(join(patchDir, 'sitecustomize.py'), SERIALIZE_DYNAMODB_PATCH);
-  const pythonPath = [patchDir, process.env.PYTHONPATH].filter(Boolean).join(delimiter);
-  const removePatchDir = () => rm(patchDir, { recursive: true, force: true });
+  const python = await findPythonWithMoto();
+  const pythonPath = [MOTO_EXTENSION_DIR, process.env.PYTHONPATH].filter(Boolean).join(delimiter);
 
   // Another process may grab the port between our probe and moto's bind; retry with a new port.
   let lastError: unknown;
   for (let attempt = 0; attempt < 3; attempt++) {
     const port = await freePort();
     const endpoint = `http://127.0.0.1:${port}`;
-    const child = spawn(executable, ['-H', '127.0.0.1', '-p', String(port)], {
-      env: { ...process.env, MOTO_PORT: String(port), PYTHONPATH: pythonPath },
+    const child = spawn(python, ['-m', 'moto_ext', '--host', '127.0.0.1', '--port', String(port)], {
+      // No __pycache__ in the source tree.
+      env: { ...process.env, MOTO_PORT: String(port), PYTHONPATH: pythonPath, PYTHONDONTWRITEBYTECODE: '1' },
       stdio: ['ignore', 'ignore', 'pipe'],
     });
     let stderr = '';
@@ -97,6 +86,9 @@ export async function startMoto(): Promise<MotoServer> {
     });
     try {
       await waitUntilReady(endpoint, child, () => stderr);
+      if (options.stepFunctionsExecution) {
+        await postConfig(endpoint, { stepfunctions: { execute_state_machine: true } });
+      }
     } catch (error) {
       lastError = error;
       await killAndWait(child);
@@ -106,17 +98,13 @@ export async function startMoto(): Promise<MotoServer> {
       endpoint,
       port,
       pid: child.pid,
-      stop: async () => {
-        await killAndWait(child);
-        await removePatchDir();
-      },
+      stop: () => killAndWait(child),
       reset: async () => {
         const response = await fetch(`${endpoint}/moto-api/reset`, { method: 'POST' });
         if (!response.ok) throw new Error(`moto reset failed: HTTP ${response.status}`);
       },
     };
   }
-  await removePatchDir();
   throw lastError;
 }
 
@@ -133,6 +121,29 @@ export function awsTestClientConfig(endpoint: string) {
     credentials: { accessKeyId: 'test', secretAccessKey: 'test' },
     forcePathStyle: true,
   };
+}
+
+/** The Python interpreter to run the launcher with; throws the install hint when moto is missing. */
+async function findPythonWithMoto(): Promise<string> {
+  const name = process.env.STACKLINE_MOTO_PYTHON || 'python3';
+  const python = isAbsolute(name) ? name : findOnPath(name);
+  if (!python) throw new Error(`${name} was not found on PATH. ${MOTO_INSTALL_HINT}`);
+  try {
+    await promisify(execFile)(python, ['-c', 'import moto'], { timeout: 30_000 });
+  } catch (error) {
+    const detail = (error as { stderr?: string }).stderr?.trim().split('\n').at(-1) ?? String(error);
+    throw new Error(`${python} cannot import moto (${detail}). ${MOTO_INSTALL_HINT}`);
+  }
+  return python;
+}
+
+async function postConfig(endpoint: string, config: unknown): Promise<void> {
+  const response = await fetch(`${endpoint}/moto-api/config`, {
+    method: 'POST',
+    headers: { 'content-type': 'application/json' },
+    body: JSON.stringify(config),
+  });
+  if (!response.ok) throw new Error(`moto config update failed: HTTP ${response.status}`);
 }
 
 function findOnPath(name: string): string | undefined {
@@ -171,7 +182,7 @@ async function waitUntilReady(endpoint: string, child: ChildProcess, stderr: () 
   const deadline = Date.now() + READY_TIMEOUT_MS;
   try {
     while (Date.now() < deadline) {
-      if (exited) throw new Error(`moto_server ${exited} before it was ready:\n${stderr()}`);
+      if (exited) throw new Error(`moto (python3 -m moto_ext) ${exited} before it was ready:\n${stderr()}`);
       try {
         const response = await fetch(`${endpoint}/moto-api/config`, { signal: AbortSignal.timeout(2000) });
         if (response.ok) return;
@@ -180,7 +191,7 @@ async function waitUntilReady(endpoint: string, child: ChildProcess, stderr: () 
       }
       await new Promise((resolve) => setTimeout(resolve, 100));
     }
-    throw new Error(`moto_server at ${endpoint} was not ready after ${READY_TIMEOUT_MS} ms:\n${stderr()}`);
+    throw new Error(`moto at ${endpoint} was not ready after ${READY_TIMEOUT_MS} ms:\n${stderr()}`);
   } finally {
     child.off('exit', onExit);
   }

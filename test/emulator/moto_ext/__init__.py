@@ -1,0 +1,36 @@
+"""Stackline's moto extension: test tooling that closes gaps of moto 5.2.1 for the emulator tier.
+
+Start it with ``python3 -m moto_ext --host 127.0.0.1 --port 5000`` (``PYTHONPATH`` pointing at the
+folder that contains this package). Each patch lives in its own module, with a comment saying which
+moto behaviour it changes and why; ``apply_patches()`` applies all of them once.
+"""
+
+from __future__ import annotations
+
+import os
+from importlib import import_module
+
+# Order does not matter: the patches touch unrelated parts of moto.
+PATCH_MODULES = (
+    "lambda_node",  # Lambda Invoke runs nodejs* functions for real in a `node` subprocess
+    "sfn_rlock",  # second execution in a region no longer fails with "cannot pickle '_thread.RLock'"
+    "sfn_execution_name",  # StartExecution without `name` gets a uuid name instead of "None"
+    "dynamodb_serialize",  # one lock around DynamoDB request handling (no concurrent transactions)
+)
+
+_applied: list[str] = []
+
+
+def apply_patches() -> list[str]:
+    """Applies every patch (idempotent) and returns the names of the applied patch modules.
+
+    ``MOTO_EXT_SKIP=name,name`` leaves patches out (to reproduce moto's own behaviour).
+    """
+    if not _applied:
+        skipped = {name.strip() for name in os.environ.get("MOTO_EXT_SKIP", "").split(",")}
+        for name in PATCH_MODULES:
+            if name in skipped:
+                continue
+            import_module(f"{__name__}.{name}").apply()
+            _applied.append(name)
+    return list(_applied)
