@@ -1,5 +1,5 @@
 import { createHash, type Hash, randomUUID } from 'node:crypto';
-import { existsSync, mkdirSync, renameSync, unlinkSync, writeFileSync } from 'node:fs';
+import { existsSync, mkdirSync, readFileSync, renameSync, statSync, unlinkSync, writeFileSync } from 'node:fs';
 import { type FileHandle, open, readFile, unlink } from 'node:fs/promises';
 import { join, resolve } from 'node:path';
 import type { Readable } from 'node:stream';
@@ -13,6 +13,9 @@ import type { ArtifactStore, BlobSource, StoredBlob } from './artifact-store.ts'
  * is within noise of larger sizes and several times faster than the 64 KiB stream default.
  */
 const CHUNK_SIZE = 1024 * 1024;
+/** Blobs up to this size are read synchronously by `getBytes`. */
+const SYNC_READ_LIMIT = 1024 * 1024;
+
 /** In-memory content up to this size is written synchronously (see `#writeSmallBlob`). */
 const SYNC_WRITE_LIMIT = 64 * 1024;
 /** Blobs never change once written, so they are created read-only. */
@@ -76,9 +79,15 @@ export class LocalArtifactStore implements ArtifactStore {
   }
 
   async getBytes(contentHash: string): Promise<Buffer> {
-    return readFile(this.#blobPath(contentHash)).catch((error: unknown) => {
+    const path = this.#blobPath(contentHash);
+    try {
+      // Small values (the common case: JSON step outputs) are read synchronously: promise-based
+      // readFile makes four thread-pool round trips (~170 µs vs ~40 µs), paid on every step input.
+      if (statSync(path).size <= SYNC_READ_LIMIT) return readFileSync(path);
+      return await readFile(path);
+    } catch (error) {
       throw this.#translateMissing(error, contentHash);
-    });
+    }
   }
 
   async getFile(contentHash: string): Promise<string> {
