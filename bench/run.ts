@@ -15,6 +15,7 @@ import { dirname, join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { parseArgs } from 'node:util';
 import { artifactsBenchmark } from './artifacts.ts';
+import { bundleBenchmark } from './bundle.ts';
 import { benchCompile } from './compile.ts';
 import { cachedRerunBenchmark, orchestrationBenchmark } from './orchestration.ts';
 import { s3ArtifactsBenchmark } from './s3-artifacts.ts';
@@ -34,6 +35,7 @@ const BENCHMARKS: Benchmark[] = [
   artifactsBenchmark,
   s3ArtifactsBenchmark,
   simpleBenchmark('compile', 'compileToAsl time and definition size for ~1,000-step pipelines', benchCompile),
+  bundleBenchmark,
 ];
 
 const USAGE = `Usage: npm run bench -- [--quick] [--json] [--only <name>[,<name>...]]

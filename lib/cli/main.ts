@@ -2,6 +2,7 @@ import { Command, CommanderError, InvalidArgumentError, Option } from 'commander
 import { StacklineError } from '../errors.ts';
 import { Project, resolveHome } from '../stacks/project.ts';
 import { artifactsList, artifactsLoad, artifactsShow, artifactsVersions } from './commands/artifacts.ts';
+import { bundleCommand } from './commands/bundle.ts';
 import { compileCommand } from './commands/compile.ts';
 import {
   modelAliasRemove,
@@ -85,6 +86,16 @@ export async function main(argv: string[], io: CliIo): Promise<number> {
     .addOption(json())
     .action(async (file: string, opts) => {
       exitCode = await runCommand(await openProject(), file, opts, io);
+    });
+
+  program
+    .command('bundle')
+    .description('bundle a pipeline file with the step runner for AWS Lambda and ECS')
+    .argument('<file>', 'pipeline module, e.g. examples/iris/pipeline.ts')
+    .requiredOption('--out <dir>', 'writes <dir>/lambda/index.mjs and <dir>/container/{index.mjs,Dockerfile}')
+    .addOption(json())
+    .action(async (file: string, opts) => {
+      exitCode = await bundleCommand(file, opts, io);
     });
 
   program

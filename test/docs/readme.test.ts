@@ -24,7 +24,8 @@ function readmeBlocks(markdown: string): Block[] {
     const lang = match[1];
     const line = markdown.slice(0, match.index).split('\n').length;
     if (lang === 'ts' || lang === 'sh') blocks.push({ lang, code: match[2]!, line });
-    else throw new Error(`README.md line ${line}: a code block tagged "${lang}" is neither ts nor sh, so no test runs it`);
+    else
+      throw new Error(`README.md line ${line}: a code block tagged "${lang}" is neither ts nor sh, so no test runs it`);
   }
   return blocks;
 }

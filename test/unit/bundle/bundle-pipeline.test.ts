@@ -1,0 +1,119 @@
+import { execFile } from 'node:child_process';
+import { mkdtemp, readFile, rm } from 'node:fs/promises';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { pathToFileURL } from 'node:url';
+import { promisify } from 'node:util';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { type BundleResult, bundlePipeline } from '../../../lib/bundle/bundle-pipeline.ts';
+import { ValidationError } from '../../../lib/errors.ts';
+import { runCli } from '../../support/cli.ts';
+
+const SIMPLE = join(import.meta.dirname, '../../fixtures/pipelines/simple.ts');
+
+let outDir: string;
+let result: BundleResult;
+
+beforeAll(async () => {
+  outDir = await mkdtemp(join(tmpdir(), 'stackline-bundle-'));
+  result = await bundlePipeline({ pipelineFile: SIMPLE, outDir });
+});
+afterAll(async () => {
+  if (outDir) await rm(outDir, { recursive: true, force: true });
+});
+
+/** The Lambda handler of the bundle, loaded the way the Node.js runtime loads `index.handler`. */
+async function loadHandler(): Promise<(event: unknown, context: unknown) => Promise<unknown>> {
+  const module = (await import(pathToFileURL(result.lambda.path).href)) as { handler: never };
+  return module.handler;
+}
+
+describe('bundlePipeline', () => {
+  it('writes a Lambda bundle under 1.5 MB that holds no native module', async () => {
+    expect(result.lambda.path).toBe(join(outDir, 'lambda', 'index.mjs'));
+    expect(result.lambda.bytes).toBeLessThan(1.5 * 1024 * 1024);
+    const code = await readFile(result.lambda.path, 'utf8');
+    expect(code).not.toContain('better-sqlite3');
+    expect(code).not.toMatch(/\.node['"]/);
+    expect(result.lambda.bytes).toBe(Buffer.byteLength(code));
+  });
+
+  it('produces a module whose handler loads without AWS configuration (read at the first invocation)', async () => {
+    expect(typeof (await loadHandler())).toBe('function');
+  });
+
+  it('keeps error names through minification: an invalid event fails as NonRetriableError naming the field', async () => {
+    const handler = await loadHandler();
+    await expect(handler({ action: 'run-step', pipeline: 'simple', runId: 'run_1' }, {})).rejects.toMatchObject({
+      name: 'NonRetriableError',
+      message: expect.stringMatching(/stepId: /),
+    });
+  });
+
+  it('reports a missing runner configuration by variable name at the first invocation', async () => {
+    const handler = await loadHandler();
+    const saved = process.env.STACKLINE_STACK;
+    delete process.env.STACKLINE_STACK;
+    try {
+      await expect(handler({ action: 'start-run', pipeline: 'simple' }, {})).rejects.toMatchObject({
+        name: 'NonRetriableError',
+        message: expect.stringMatching(/STACKLINE_STACK: missing/),
+      });
+    } finally {
+      if (saved !== undefined) process.env.STACKLINE_STACK = saved;
+    }
+  });
+
+  it('writes a container directory with the ECS entry and a Dockerfile that runs it', async () => {
+    const dockerfile = await readFile(join(result.container.dir, 'Dockerfile'), 'utf8');
+    expect(dockerfile).toMatch(/^FROM \S+node:22-slim$/m);
+    expect(dockerfile).toMatch(/^CMD \["node", "\/app\/index\.mjs"\]$/m);
+    const entry = await readFile(join(result.container.dir, 'index.mjs'), 'utf8');
+    expect(result.container.bytes).toBe(Buffer.byteLength(entry) + Buffer.byteLength(dockerfile));
+  });
+
+  it('builds an ECS entry that prints the error type on stderr and exits 1 on a bad request', async () => {
+    const run = promisify(execFile)(process.execPath, [join(result.container.dir, 'index.mjs')], {
+      env: { PATH: process.env.PATH, STACKLINE_REQUEST: '{"action":"plan-map"}' },
+    });
+    const failure = (await run.then(
+      () => undefined,
+      (error: unknown) => error,
+    )) as { code: number; stderr: string; stdout: string };
+    expect(failure.code).toBe(1);
+    expect(failure.stdout).toBe('');
+    expect(JSON.parse(failure.stderr.trim().split('\n').at(-1)!)).toMatchObject({
+      errorType: 'NonRetriableError',
+      errorMessage: expect.stringMatching(/pipeline: /),
+    });
+  });
+
+  it('rejects a pipeline file that does not exist', async () => {
+    await expect(bundlePipeline({ pipelineFile: join(outDir, 'missing.ts'), outDir })).rejects.toThrow(ValidationError);
+  });
+});
+
+describe('stackline bundle', () => {
+  it('bundles a pipeline file and prints the pipelines and sizes with --json', async () => {
+    const out = join(outDir, 'cli');
+    const result = await runCli(join(outDir, 'home'), 'bundle', SIMPLE, '--out', out, '--json');
+    expect(result.code).toBe(0);
+    expect(result.json()).toMatchObject({
+      pipelines: ['simple'],
+      lambda: { path: join(out, 'lambda', 'index.mjs'), bytes: expect.any(Number) },
+      container: { dir: join(out, 'container'), bytes: expect.any(Number) },
+    });
+  });
+
+  it('fails with a usage error when the file exports no pipeline', async () => {
+    const result = await runCli(
+      join(outDir, 'home'),
+      'bundle',
+      join(import.meta.dirname, '../../../examples/shared/preprocessing.ts'),
+      '--out',
+      join(outDir, 'x'),
+    );
+    expect(result.code).toBe(2);
+    expect(result.stderr).toMatch(/exports no pipeline/);
+  });
+});
