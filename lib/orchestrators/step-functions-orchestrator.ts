@@ -84,7 +84,7 @@ export async function runOnStepFunctions(
         }),
       }),
     );
-    return await followExecution(sfn, executionArn!, runId, pipeline, prepared.graph, stack, options);
+    return await followExecution(sfn, executionArn!, runId, prepared.graph, stack, options);
   } finally {
     if (!options.sfn) sfn.destroy();
   }
@@ -114,7 +114,6 @@ async function followExecution(
   sfn: SFNClient,
   executionArn: string,
   runId: string,
-  pipeline: PipelineDefinition,
   graph: ReturnType<PipelineDefinition['build']>,
   stack: StackRuntime,
   options: StepFunctionsRunOptions,
