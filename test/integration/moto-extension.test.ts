@@ -25,7 +25,7 @@ import {
 } from '@aws-sdk/client-sfn';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import type { StepEvent } from '../emulator/fixtures/step-handler.ts';
-import { awsTestClientConfig, type MotoServer, startMoto } from '../support/moto.ts';
+import { awsTestClientConfig, createRole, type MotoServer, startMoto } from '../support/moto.ts';
 
 // The moto extension (test/emulator/moto_ext) against real SDK v3 clients: a bundled Node handler
 // runs for real on Invoke and inside Step Functions executions, with Retry/Catch on its errors.
@@ -67,29 +67,6 @@ async function buildFunctionZip(dir: string): Promise<Uint8Array> {
   await utimes(join(dir, 'index.mjs'), fixed, fixed);
   await run('python3', ['-m', 'zipfile', '-c', 'function.zip', 'index.mjs'], { cwd: dir });
   return readFile(join(dir, 'function.zip'));
-}
-
-/** moto checks that a function's role exists; there is no IAM client installed, so use the query API. */
-async function createRole(endpoint: string, roleName: string): Promise<void> {
-  const response = await fetch(endpoint, {
-    method: 'POST',
-    headers: {
-      'content-type': 'application/x-www-form-urlencoded',
-      // moto routes by the credential scope and does not verify signatures.
-      authorization:
-        'AWS4-HMAC-SHA256 Credential=test/20250101/us-east-1/iam/aws4_request, SignedHeaders=host, Signature=0',
-    },
-    body: new URLSearchParams({
-      Action: 'CreateRole',
-      Version: '2010-05-08',
-      RoleName: roleName,
-      AssumeRolePolicyDocument: JSON.stringify({
-        Version: '2012-10-17',
-        Statement: [{ Effect: 'Allow', Principal: { Service: 'lambda.amazonaws.com' }, Action: 'sts:AssumeRole' }],
-      }),
-    }),
-  });
-  if (!response.ok) throw new Error(`CreateRole failed: HTTP ${response.status} ${await response.text()}`);
 }
 
 async function createFunction(name: string, zip: Uint8Array, timeout: number): Promise<string> {

@@ -208,3 +208,26 @@ function killAndWait(child: ChildProcess): Promise<void> {
     child.kill('SIGTERM');
   });
 }
+
+/** moto checks that a function's role exists; there is no IAM client installed, so use the query API. */
+export async function createRole(endpoint: string, roleName: string): Promise<void> {
+  const response = await fetch(endpoint, {
+    method: 'POST',
+    headers: {
+      'content-type': 'application/x-www-form-urlencoded',
+      // moto routes by the credential scope and does not verify signatures.
+      authorization:
+        'AWS4-HMAC-SHA256 Credential=test/20250101/us-east-1/iam/aws4_request, SignedHeaders=host, Signature=0',
+    },
+    body: new URLSearchParams({
+      Action: 'CreateRole',
+      Version: '2010-05-08',
+      RoleName: roleName,
+      AssumeRolePolicyDocument: JSON.stringify({
+        Version: '2012-10-17',
+        Statement: [{ Effect: 'Allow', Principal: { Service: 'lambda.amazonaws.com' }, Action: 'sts:AssumeRole' }],
+      }),
+    }),
+  });
+  if (!response.ok) throw new Error(`CreateRole failed: HTTP ${response.status} ${await response.text()}`);
+}
