@@ -67,8 +67,10 @@ describe('README examples', async () => {
         const { stdout } = await exec(process.execPath, ['--import', 'tsx', file], {
           env: { ...process.env, STACKLINE_HOME: home, NO_COLOR: '1' },
         });
-        // The first example prints what its comments promise.
-        if (block.code.includes('line_fit')) expect(stdout).toMatch(/^completed \[ 'cached', 'cached' \]\n3\n$/);
+        // When every console.log line ends in `// <output>`, the example must print exactly that.
+        const logs = block.code.split('\n').filter((l) => /^\s*console\.log\(/.test(l));
+        const promised = logs.map((l) => /\);\s*\/\/ (.*)$/.exec(l)?.[1]);
+        if (logs.length > 0 && promised.every((p) => p !== undefined)) expect(stdout).toBe(`${promised.join('\n')}\n`);
         return;
       }
       for (const line of block.code.split('\n').filter((l) => l.trim())) {
