@@ -105,7 +105,7 @@ export class S3ArtifactStore implements ArtifactStore {
       ...(options.kmsKeyId && { SSEKMSKeyId: options.kmsKeyId }),
     };
     this.#partSize = Math.max(options.transfer?.partSizeBytes ?? 8 * MiB, MIN_PART_BYTES);
-    this.#queueSize = options.transfer?.queueSize ?? 2;
+    this.#queueSize = options.transfer?.queueSize ?? 4;
     this.#copyObjectMax = options.transfer?.copyObjectMaxBytes ?? COPY_OBJECT_MAX_BYTES;
     this.#copyPartSize = Math.max(options.transfer?.copyPartSizeBytes ?? 512 * MiB, MIN_PART_BYTES);
   }
@@ -129,7 +129,7 @@ export class S3ArtifactStore implements ArtifactStore {
       }
       throw error;
     }
-    return this.#putStream(createReadStream(path, { highWaterMark: MiB }));
+    return this.#putHashedFile(path);
   }
 
   async get(contentHash: string): Promise<Readable> {
@@ -189,6 +189,49 @@ export class S3ArtifactStore implements ArtifactStore {
       if (!isPreconditionFailed(error)) throw this.#translate(error, `storing blob sha256:${hex}`);
     }
     return this.#describe(hex, bytes.byteLength);
+  }
+
+  /**
+   * A file can be read twice, so hash it first and upload it once, straight to its content key —
+   * no temporary object and no server-side copy (which costs a second full write: measured ~0.6× a
+   * raw upload on moto). Streams cannot be re-read and go through `#putStream` instead, which needs
+   * no local disk (Lambda's /tmp is small).
+   */
+  async #putHashedFile(path: string): Promise<StoredBlob> {
+    const hash = createHash('sha256');
+    let size = 0;
+    for await (const chunk of createReadStream(path, { highWaterMark: MiB })) {
+      hash.update(chunk as Buffer);
+      size += (chunk as Buffer).byteLength;
+    }
+    return this.#uploadFile(path, hash.digest('hex'), size);
+  }
+
+  /** Uploads a local file whose hash is known to its content key, unless that key exists. */
+  async #uploadFile(path: string, hex: string, size: number): Promise<StoredBlob> {
+    const blobKey = this.#blobKey(hex);
+    if (await this.#existsKey(blobKey)) return this.#describe(hex, size);
+    try {
+      // lib-storage passes If-None-Match to PutObject (one part) or CompleteMultipartUpload, so an
+      // object, once written, is never overwritten; parts go up in parallel, straight from the file.
+      const upload = new Upload({
+        client: this.#client,
+        params: {
+          Bucket: this.bucket,
+          Key: blobKey,
+          Body: createReadStream(path, { highWaterMark: MiB }),
+          ContentLength: size,
+          IfNoneMatch: '*',
+          ...this.#encryption,
+        },
+        partSize: this.#partSize,
+        queueSize: this.#queueSize,
+      });
+      await upload.done();
+    } catch (error) {
+      if (!isPreconditionFailed(error)) throw this.#translate(error, `storing blob sha256:${hex}`);
+    }
+    return this.#describe(hex, size);
   }
 
   async #putStream(source: AsyncIterable<Uint8Array | string>): Promise<StoredBlob> {
