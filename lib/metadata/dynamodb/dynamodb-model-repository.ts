@@ -2,6 +2,7 @@ import { GetCommand, PutCommand, QueryCommand } from '@aws-sdk/lib-dynamodb';
 import { ConflictError, NotFoundError, ValidationError } from '../../errors.ts';
 import { newId, nowIso } from '../../util/ids.ts';
 import type { ModelRepository, PromoteOptions } from '../metadata-store.ts';
+import { assertVersionLabel } from '../store-rules.ts';
 import {
   type ArtifactVersion,
   EXCLUSIVE_STAGES,
@@ -37,8 +38,6 @@ import {
   withoutUndefined,
 } from './support.ts';
 import { INDEXES } from './table-definitions.ts';
-
-const RESERVED_LABELS: readonly string[] = [...MODEL_STAGES, 'latest'];
 
 /**
  * Models and their versions (models table). Everything about one model lives in its partition
@@ -613,14 +612,4 @@ function aliasChange(
     reason: options.reason,
     at,
   });
-}
-
-/** Version names and aliases share getVersion's namespace with stages, `latest` and numbers. */
-function assertVersionLabel(model: string, what: 'alias' | 'version name', label: string): void {
-  if (label === '' || RESERVED_LABELS.includes(label) || /^\d+$/.test(label)) {
-    throw new ValidationError(
-      `Model "${model}": "${label}" cannot be a ${what}; stages, "latest", numbers and "" would be ambiguous in a version reference`,
-      { context: { model, [what === 'alias' ? 'alias' : 'name']: label } },
-    );
-  }
 }

@@ -1,6 +1,7 @@
 import { GetCommand, QueryCommand, UpdateCommand } from '@aws-sdk/lib-dynamodb';
 import { ConflictError, NotFoundError, ValidationError } from '../../errors.ts';
 import type { RunRepository } from '../metadata-store.ts';
+import { normalizeTimestamp } from '../store-rules.ts';
 import type {
   ArtifactVersion,
   ErrorInfo,
@@ -487,14 +488,4 @@ function runNotFound(id: string): NotFoundError {
 
 function stepNotFound(id: string): NotFoundError {
   return new NotFoundError(`Step run "${id}" not found`, { context: { stepRunId: id } });
-}
-
-function normalizeTimestamp(value: string, field: string): string {
-  const time = Date.parse(value);
-  if (Number.isNaN(time)) {
-    throw new ValidationError(`"${field}" must be an ISO-8601 timestamp, got "${value}"`, {
-      context: { [field]: value },
-    });
-  }
-  return new Date(time).toISOString();
 }

@@ -2,6 +2,7 @@
  * Plumbing shared by the DynamoDB repositories: expression building, pagination with opaque
  * cursors, optimistic transactions with retries, and SDK error translation.
  */
+
 import {
   BatchGetCommand,
   type BatchGetCommandOutput,
@@ -13,6 +14,7 @@ import {
   type TransactWriteCommandInput,
 } from '@aws-sdk/lib-dynamodb';
 import { ConflictError, StackConfigError, StacklineError, ValidationError } from '../../errors.ts';
+import { pageLimit, uniqueTags } from '../store-rules.ts';
 import type { Page, PageRequest, StepRun, Tag } from '../types.ts';
 import type { DynamoDbTableNames } from './table-definitions.ts';
 
@@ -62,8 +64,6 @@ export class KeyedQueue {
   }
 }
 
-const DEFAULT_PAGE_LIMIT = 50;
-const MAX_PAGE_LIMIT = 1000;
 /** TransactWriteItems accepts at most 100 actions. */
 export const MAX_TRANSACTION_ITEMS = 100;
 
@@ -84,10 +84,6 @@ export function recordOf<T>(item: Item): T {
 /** Zero-padded so that version numbers sort as strings in sort keys. */
 export function padNumber(n: number): string {
   return String(n).padStart(10, '0');
-}
-
-export function uniqueTags(tags: readonly Tag[]): Tag[] {
-  return [...new Set(tags)];
 }
 
 /** A string set for `ADD`, or undefined for none (DynamoDB has no empty sets). */
@@ -215,14 +211,6 @@ export function updateAction(TableName: string, Key: Key, expression: Expression
 }
 
 // ---------- Pagination ----------
-
-export function pageLimit(limit: number | undefined): number {
-  if (limit === undefined) return DEFAULT_PAGE_LIMIT;
-  if (!Number.isInteger(limit) || limit < 1) {
-    throw new ValidationError(`Page limit must be a positive integer, got ${limit}`, { context: { limit } });
-  }
-  return Math.min(limit, MAX_PAGE_LIMIT);
-}
 
 /** A cursor is the DynamoDB key of the last item returned, as base64url JSON: opaque to callers. */
 function encodeCursor(key: Item): string {
@@ -441,3 +429,5 @@ export function translateError(error: unknown, what: string): unknown {
   }
   return error;
 }
+
+export { pageLimit, uniqueTags };

@@ -11,6 +11,7 @@ import type {
   RunRepository,
   StackRepository,
 } from '../metadata-store.ts';
+import { assertVersionLabel, normalizeTimestamp, pageLimit, uniqueTags } from '../store-rules.ts';
 import {
   type ArtifactSummary,
   type ArtifactVersion,
@@ -41,8 +42,6 @@ import {
 } from '../types.ts';
 import { migrate } from './migrations.ts';
 
-const DEFAULT_PAGE_LIMIT = 50;
-const MAX_PAGE_LIMIT = 1000;
 const BUSY_TIMEOUT_MS = 10_000;
 
 type TagKind = 'stack' | 'run' | 'artifact_version' | 'model' | 'model_version';
@@ -212,10 +211,6 @@ function parseOptionalJson<T>(text: string | null): T | undefined {
   return text === null ? undefined : parseJson<T>(text);
 }
 
-function uniqueTags(tags: readonly Tag[]): Tag[] {
-  return [...new Set(tags)];
-}
-
 function insertTags(sql: Sql, kind: TagKind, id: string, tags: readonly Tag[]): void {
   for (const tag of tags) {
     sql.run('INSERT OR IGNORE INTO tags (entity_kind, entity_id, tag) VALUES (?, ?, ?)', kind, id, tag);
@@ -229,14 +224,6 @@ function tagCondition(kind: TagKind, column: string): string {
 // ---------- Pagination ----------
 
 type CursorKey = (string | number)[];
-
-function pageLimit(limit: number | undefined): number {
-  if (limit === undefined) return DEFAULT_PAGE_LIMIT;
-  if (!Number.isInteger(limit) || limit < 1) {
-    throw new ValidationError(`Page limit must be a positive integer, got ${limit}`, { context: { limit } });
-  }
-  return Math.min(limit, MAX_PAGE_LIMIT);
-}
 
 function encodeCursor(key: CursorKey): string {
   return Buffer.from(json(key)).toString('base64url');
@@ -1016,16 +1003,6 @@ class SqliteRunRepository implements RunRepository {
   }
 }
 
-function normalizeTimestamp(value: string, field: string): string {
-  const time = Date.parse(value);
-  if (Number.isNaN(time)) {
-    throw new ValidationError(`"${field}" must be an ISO-8601 timestamp, got "${value}"`, {
-      context: { [field]: value },
-    });
-  }
-  return new Date(time).toISOString();
-}
-
 // ---------- Artifacts ----------
 
 class SqliteArtifactRepository implements ArtifactRepository {
@@ -1179,18 +1156,6 @@ class SqliteArtifactRepository implements ArtifactRepository {
 }
 
 // ---------- Models ----------
-
-const RESERVED_LABELS: readonly string[] = [...MODEL_STAGES, 'latest'];
-
-/** Version names and aliases share getVersion's namespace with stages, `latest` and numbers. */
-function assertVersionLabel(model: string, what: 'alias' | 'version name', label: string): void {
-  if (label === '' || RESERVED_LABELS.includes(label) || /^\d+$/.test(label)) {
-    throw new ValidationError(
-      `Model "${model}": "${label}" cannot be a ${what}; stages, "latest", numbers and "" would be ambiguous in a version reference`,
-      { context: { model, [what === 'alias' ? 'alias' : 'name']: label } },
-    );
-  }
-}
 
 function assertModelVersionExists(sql: Sql, id: string): void {
   if (sql.get('SELECT 1 FROM model_versions WHERE id = ?', id) === undefined) {
