@@ -5,7 +5,12 @@ import type { ArtifactVersion, StepRun, StepRunOutputDraft } from '../metadata/t
 import { canonicalJson, sha256Hex } from '../util/canonical-json.ts';
 import { newId, nowIso } from '../util/ids.ts';
 import { computeCacheKey } from './cache-key.ts';
-import type { StepEnvironment, StepExecutionRequest, StepExecutionResult } from './step-executor.ts';
+import {
+  reuseCachedStepRun,
+  type StepEnvironment,
+  type StepExecutionRequest,
+  type StepExecutionResult,
+} from './step-executor.ts';
 
 /**
  * A fan-out step runs in three phases, the same locally and on Step Functions (plan-map, Map,
@@ -44,25 +49,8 @@ export async function planFanOut(request: FanOutRequest, env: StepEnvironment): 
   if (request.cache) {
     const hit = await env.metadata.runs.findCacheHit(cacheKey);
     if (hit) {
-      const now = nowIso();
-      const parent = await env.metadata.runs.recordCachedStep({
-        ...base,
-        id: newId('srun'),
-        status: 'cached',
-        startedAt: now,
-        endedAt: now,
-        durationMs: 0,
-        attempts: 0,
-        cachedFrom: hit.id,
-        outputs: hit.outputs,
-        metadata: hit.metadata,
-      });
-      const versions = new Map(
-        (await env.metadata.artifacts.getVersionsByIds(Object.values(hit.outputs))).map((v) => [v.id, v]),
-      );
-      const outputs = Object.fromEntries(Object.entries(hit.outputs).map(([n, id]) => [n, versions.get(id)!]));
-      env.onEvent?.({ type: 'step-finished', runId: run.id, stepId: node.id, stepRun: parent });
-      return { parent, cached: { stepRun: parent, outputs }, count: Number(hit.metadata.items ?? 0) };
+      const cached = await reuseCachedStepRun(base, hit, hit.metadata, env);
+      return { parent: cached.stepRun, cached, count: Number(hit.metadata.items ?? 0) };
     }
   }
   const list = await env.materializers.get(listVersion.materializer).load(listVersion, { store: env.artifacts });

@@ -135,26 +135,7 @@ export async function executeStep(request: StepExecutionRequest, env: StepEnviro
 
   if (request.cache) {
     const hit = await env.metadata.runs.findCacheHit(cacheKey);
-    if (hit) {
-      const now = nowIso();
-      const stepRun = await env.metadata.runs.recordCachedStep({
-        ...base,
-        id: newId('srun'),
-        status: 'cached',
-        startedAt: now,
-        endedAt: now,
-        durationMs: 0,
-        attempts: 0,
-        cachedFrom: hit.id,
-        outputs: hit.outputs,
-        metadata: model ? { modelVersion: `${model.model}:${model.number}` } : {},
-      });
-      const versions = await env.metadata.artifacts.getVersionsByIds(Object.values(hit.outputs));
-      const byId = new Map(versions.map((v) => [v.id, v]));
-      const outputs = Object.fromEntries(Object.entries(hit.outputs).map(([name, id]) => [name, byId.get(id)!]));
-      env.onEvent?.({ type: 'step-finished', runId: run.id, stepId: recordId, stepRun });
-      return { stepRun, outputs };
-    }
+    if (hit) return reuseCachedStepRun(base, hit, model ? { modelVersion: `${model.model}:${model.number}` } : {}, env);
   }
 
   const started = performance.now();
@@ -344,6 +325,40 @@ function makeTmpDirSync(stepId: string): string {
 async function loadItem(version: ArtifactVersion, index: number, stepId: string, input: string, env: StepEnvironment) {
   const list = await env.materializers.get(version.materializer).load(version, { store: env.artifacts });
   return itemOf(list, index, stepId, input);
+}
+
+/** The fields a step run is recorded with, whether it runs or is served from the cache. */
+export type StepRunIdentity = Pick<
+  StepRun,
+  'runId' | 'stepId' | 'stepName' | 'cacheKey' | 'codeHash' | 'parameters' | 'inputs'
+>;
+
+/** Records a `cached` step run pointing at `hit`'s artifact versions, and returns them. */
+export async function reuseCachedStepRun(
+  identity: StepRunIdentity,
+  hit: StepRun,
+  metadata: Metadata,
+  env: StepEnvironment,
+): Promise<StepExecutionResult> {
+  const now = nowIso();
+  const stepRun = await env.metadata.runs.recordCachedStep({
+    ...identity,
+    id: newId('srun'),
+    status: 'cached',
+    startedAt: now,
+    endedAt: now,
+    durationMs: 0,
+    attempts: 0,
+    cachedFrom: hit.id,
+    outputs: hit.outputs,
+    metadata,
+  });
+  const versions = new Map(
+    (await env.metadata.artifacts.getVersionsByIds(Object.values(hit.outputs))).map((v) => [v.id, v]),
+  );
+  const outputs = Object.fromEntries(Object.entries(hit.outputs).map(([name, id]) => [name, versions.get(id)!]));
+  env.onEvent?.({ type: 'step-finished', runId: identity.runId, stepId: identity.stepId, stepRun });
+  return { stepRun, outputs };
 }
 
 function itemOf(list: unknown, index: number, stepId: string, input: string): unknown {

@@ -1,17 +1,6 @@
+import './promise-with-resolvers.ts';
 import { StateMachine } from 'aws-local-stepfunctions';
 import type { MapState, State, StateMachineDefinition, StateMachineFragment } from '../../lib/compiler/asl-types.ts';
-
-// aws-local-stepfunctions 3 calls Promise.withResolvers (Node ≥ 22) when it runs a state; Node 20 lacks it.
-const PromiseWithResolvers = Promise as unknown as { withResolvers?: () => unknown };
-PromiseWithResolvers.withResolvers ??= () => {
-  let resolve!: (value: unknown) => void;
-  let reject!: (reason: unknown) => void;
-  const promise = new Promise((res, rej) => {
-    resolve = res;
-    reject = rej;
-  });
-  return { promise, resolve, reject };
-};
 
 /** What the Task states of a compiled state machine are bound to. */
 export interface TaskBindings {

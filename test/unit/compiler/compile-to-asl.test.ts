@@ -1,3 +1,4 @@
+import '../../support/promise-with-resolvers.ts';
 import { existsSync, mkdirSync, readFileSync, writeFileSync } from 'node:fs';
 import { createRequire } from 'node:module';
 import { dirname, join } from 'node:path';
@@ -866,18 +867,6 @@ describe('compile errors', () => {
 });
 
 // --- execution on a local ASL interpreter ----------------------------------------------------
-
-// aws-local-stepfunctions 3 uses Promise.withResolvers (Node ≥ 22).
-const PromiseWithResolvers = Promise as unknown as { withResolvers?: () => unknown };
-PromiseWithResolvers.withResolvers ??= () => {
-  let resolve!: (value: unknown) => void;
-  let reject!: (reason: unknown) => void;
-  const promise = new Promise((res, rej) => {
-    resolve = res;
-    reject = rej;
-  });
-  return { promise, resolve, reject };
-};
 
 type Runner = (request: Record<string, unknown>) => unknown;
 
