@@ -4,8 +4,9 @@
  */
 import { mkdir, readdir, readFile, rm, stat, writeFile } from 'node:fs/promises';
 import { dirname, join, resolve } from 'node:path';
-import { fileURLToPath } from 'node:url';
+import { fileURLToPath, pathToFileURL } from 'node:url';
 import { build, type Plugin } from 'esbuild';
+import { definedStepCodeHashes, PINNED_CODE_HASHES_GLOBAL } from '../dsl/step.ts';
 import { ValidationError } from '../errors.ts';
 
 /** The Stackline installation the bundle takes the step runner (and `stackline` imports) from. */
@@ -79,6 +80,10 @@ export async function bundlePipeline(options: BundleOptions): Promise<BundleResu
 
   const minify = options.minify ?? true;
   const module = JSON.stringify(pipelineFile);
+  // Load the module here, as the CLI would, so its steps' code hashes are the ones local runs
+  // record; the bundle pins them (see `pinnedCodeHash` in lib/dsl/step.ts).
+  await import(pathToFileURL(pipelineFile).href);
+  const banner = `${CJS_SHIM}\nglobalThis.${PINNED_CODE_HASHES_GLOBAL} = ${JSON.stringify(definedStepCodeHashes())};`;
   await Promise.all([
     bundleEntry(
       [
@@ -89,6 +94,7 @@ export async function bundlePipeline(options: BundleOptions): Promise<BundleResu
       join(lambdaDir, 'index.mjs'),
       pipelineFile,
       minify,
+      banner,
     ),
     bundleEntry(
       [
@@ -99,6 +105,7 @@ export async function bundlePipeline(options: BundleOptions): Promise<BundleResu
       join(containerDir, 'index.mjs'),
       pipelineFile,
       minify,
+      banner,
     ),
   ]);
   await writeFile(join(containerDir, 'Dockerfile'), DOCKERFILE);
@@ -110,7 +117,13 @@ export async function bundlePipeline(options: BundleOptions): Promise<BundleResu
   };
 }
 
-async function bundleEntry(contents: string, outfile: string, pipelineFile: string, minify: boolean): Promise<void> {
+async function bundleEntry(
+  contents: string,
+  outfile: string,
+  pipelineFile: string,
+  minify: boolean,
+  banner: string,
+): Promise<void> {
   await mkdir(dirname(outfile), { recursive: true });
   try {
     await build({
@@ -128,7 +141,7 @@ async function bundleEntry(contents: string, outfile: string, pipelineFile: stri
       keepNames: true,
       treeShaking: true,
       legalComments: 'none',
-      banner: { js: CJS_SHIM },
+      banner: { js: banner },
       // The user's `import … from 'stackline'` must be the runner's copy: one materializer
       // registry, one set of error classes.
       alias: { stackline: STACKLINE_INDEX },

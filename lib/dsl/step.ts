@@ -85,6 +85,39 @@ export type AnyStep = { readonly spec: StepSpec };
 
 const STEP_NAME = /^[A-Za-z_][A-Za-z0-9_-]{0,79}$/;
 
+function sourceCodeHash(fn: (...args: never[]) => unknown, codeVersion: string | undefined): string {
+  return createHash('sha256')
+    .update(fn.toString())
+    .update('\0')
+    .update(codeVersion ?? '')
+    .digest('hex');
+}
+
+/**
+ * Code hashes fixed when a pipeline module was bundled for AWS (see `lib/bundle`). A bundler
+ * prints functions differently from the TypeScript loader the CLI uses, so hashing the bundled
+ * source would give every step a new cache key on AWS; the bundle instead carries the hashes its
+ * steps have locally, and local and AWS runs share cache entries.
+ */
+export const PINNED_CODE_HASHES_GLOBAL = '__stacklineCodeHashes';
+
+function pinnedCodeHash(name: string): string | undefined {
+  const pinned = (globalThis as Record<string, unknown>)[PINNED_CODE_HASHES_GLOBAL] as
+    | Record<string, string>
+    | undefined;
+  return pinned?.[name];
+}
+
+const definedSteps = new Map<string, string | null>();
+
+/**
+ * Code hash of every step defined in this process so far, by name (steps defined twice with
+ * different code are left out: a name alone cannot tell them apart). Used by the bundler.
+ */
+export function definedStepCodeHashes(): Record<string, string> {
+  return Object.fromEntries([...definedSteps].filter((e): e is [string, string] => e[1] !== null));
+}
+
 function normalizeOutput(name: string, stepName: string, declaration: OutputDeclaration): OutputOptions {
   if (declaration instanceof z.ZodType) return { schema: declaration };
   if (declaration && typeof declaration === 'object' && declaration.schema instanceof z.ZodType) return declaration;
@@ -133,13 +166,12 @@ export function step<
     parameters: parameters ?? z.object({}),
     outputs: normalizedOutputs,
     options,
-    codeHash: createHash('sha256')
-      .update(fn.toString())
-      .update('\0')
-      .update(options.codeVersion ?? '')
-      .digest('hex'),
+    codeHash: pinnedCodeHash(name) ?? sourceCodeHash(fn, options.codeVersion),
     fn: fn as StepSpec['fn'],
   };
+
+  const seen = definedSteps.get(name);
+  definedSteps.set(name, seen === undefined || seen === spec.codeHash ? spec.codeHash : null);
 
   const invoke = (refs?: Record<string, unknown>, invocation?: InvocationOptions<unknown>) => {
     const builder = currentBuilder();

@@ -147,6 +147,11 @@ describe('emulator tier: the reference scenario on Step Functions + Lambda (moto
       ]);
       const awsRuns = (await aws.stack.metadata.runs.list({ limit: 10 })).items;
       expect(awsRuns).toHaveLength(4);
+      // The bundle pins the steps' local code hashes: running the same pipeline in this process on
+      // the same stores reuses what the Lambda computed.
+      const { featureEngineering } = await import('../../examples/reference/feature-engineering.ts');
+      const rerun = await aws.run(featureEngineering);
+      expect(rerun.steps.map((s) => s.stepRun?.status)).toEqual(['cached', 'cached', 'cached', 'cached']);
       expect(awsRuns.every((r) => r.status === 'completed' && r.config.orchestrator === 'step-functions')).toBe(true);
     } finally {
       await aws.close();

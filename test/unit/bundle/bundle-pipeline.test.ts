@@ -38,6 +38,19 @@ describe('bundlePipeline', () => {
     expect(result.lambda.bytes).toBe(Buffer.byteLength(code));
   });
 
+  it('pins each step to the code hash it has when the CLI loads the module, so local and AWS runs share the cache', async () => {
+    const { simple } = await import(SIMPLE);
+    const local = Object.fromEntries(
+      simple
+        .build({ count: 1 })
+        .nodes.map((n: { spec: { name: string; codeHash: string } }) => [n.spec.name, n.spec.codeHash]),
+    );
+    const code = await readFile(result.lambda.path, 'utf8');
+    const pinned = JSON.parse(/globalThis\.__stacklineCodeHashes\s*=\s*(\{[^}]*\})/.exec(code)![1]!);
+    expect(Object.keys(local).sort()).toEqual(['numbers', 'stats']);
+    for (const [name, hash] of Object.entries(local)) expect(pinned[name]).toBe(hash);
+  });
+
   it('produces a module whose handler loads without AWS configuration (read at the first invocation)', async () => {
     expect(typeof (await loadHandler())).toBe('function');
   });

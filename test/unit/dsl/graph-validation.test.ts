@@ -1,5 +1,6 @@
 import { describe, expect, it } from 'vitest';
 import { z } from 'zod';
+import { PINNED_CODE_HASHES_GLOBAL } from '../../../lib/dsl/step.ts';
 import { PipelineDefinitionError, pipeline, step, ValidationError } from '../../../lib/index.ts';
 
 const source = step({ name: 'source', outputs: { n: z.number(), s: z.string() } }, () => ({ n: 1, s: 'a' }));
@@ -147,5 +148,19 @@ describe('pipeline graph validation', () => {
     });
     expect(p.parseParameters({})).toEqual({ trees: 10 });
     expect(() => p.parseParameters({ trees: 'many' })).toThrow(/Invalid parameters for pipeline "pp": trees: /);
+  });
+
+  it('uses a code hash pinned by a bundle instead of hashing the printed source', () => {
+    const key = PINNED_CODE_HASHES_GLOBAL as keyof typeof globalThis;
+    const unpinned = step({ name: 'pinned_probe', outputs: { n: z.number() } }, () => ({ n: 1 })).spec.codeHash;
+    Object.assign(globalThis, { [key]: { pinned_probe: 'f'.repeat(64) } });
+    try {
+      const pinned = step({ name: 'pinned_probe', outputs: { n: z.number() } }, () => ({ n: 1 })).spec.codeHash;
+      expect(pinned).toBe('f'.repeat(64));
+      expect(unpinned).toMatch(/^[0-9a-f]{64}$/);
+      expect(unpinned).not.toBe(pinned);
+    } finally {
+      delete (globalThis as Record<string, unknown>)[key];
+    }
   });
 });
