@@ -54,7 +54,7 @@ async function printSummary(trainedVersionIds: string[]) {
   lines.push('  recent stage changes:');
   for (const h of history)
     lines.push(
-      `    v${h.versionNumber} ${h.fromStage ?? 'none'} → ${h.toStage ?? h.alias} by ${h.actor}${h.reason ? ` (${h.reason})` : ''}`,
+      `    v${h.versionNumber} ${h.kind === 'stage' ? `${h.fromStage ?? 'none'} → ${h.toStage}` : `${h.kind} ${h.alias}`} by ${h.actor}${h.reason ? ` (${h.reason})` : ''}`,
     );
 
   const production = await sl.getModelVersion(MODEL_NAME, 'production');

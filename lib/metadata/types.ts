@@ -161,12 +161,16 @@ export interface ModelArtifactLink {
   artifactVersionId: string;
 }
 
-/** One recorded stage or alias change. `kind: 'alias'` entries use `alias` and leave stages undefined. */
+/**
+ * One recorded stage or alias change. `alias` entries (an alias set on `versionNumber`, moved from
+ * `previousVersion` if it was elsewhere) and `alias-removed` entries (the alias taken off
+ * `versionNumber`) use `alias` and leave the stages undefined.
+ */
 export interface StageChange {
   id: string;
   model: string;
   versionNumber: number;
-  kind: 'stage' | 'alias';
+  kind: 'stage' | 'alias' | 'alias-removed';
   fromStage?: ModelStage;
   toStage?: ModelStage;
   alias?: string;

@@ -1074,10 +1074,11 @@ export function describeMetadataStoreConformance(name: string, factory: () => Pr
         expect(removed).toMatchObject({
           model: 'churn',
           versionNumber: 1,
-          kind: 'alias',
+          kind: 'alias-removed',
           alias: 'champion',
           actor: 'bo',
         });
+        expect(removed.previousVersion).toBeUndefined();
         expect((await store.models.getVersion('churn', 1)).aliases).toEqual([]);
         expect(await rejection(store.models.getVersion('churn', 'champion'))).toBeInstanceOf(NotFoundError);
         expect((await store.models.history('churn')).items.at(-1)).toEqual(removed);

@@ -113,7 +113,9 @@ export async function modelHistory(
     const change =
       h.kind === 'stage'
         ? `${h.fromStage ?? 'none'} → ${h.toStage}`
-        : `alias ${h.alias}${h.previousVersion ? ` (from v${h.previousVersion})` : ''}`;
+        : h.kind === 'alias-removed'
+          ? `alias ${h.alias} removed`
+          : `alias ${h.alias}${h.previousVersion ? ` (from v${h.previousVersion})` : ''}`;
     rows.push([h.at.slice(0, 19).replace('T', ' '), `v${h.versionNumber}`, change, h.actor, h.reason ?? '']);
   }
   io.stdout.write(page.items.length ? table(rows) : 'No stage changes yet.\n');

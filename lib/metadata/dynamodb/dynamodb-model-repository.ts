@@ -386,7 +386,7 @@ export class DynamoDbModelRepository implements ModelRepository {
         const at = nowIso();
         const e = new Expression();
         e.condition(`${e.path('number')} = ${e.value(holder)}`);
-        const change = aliasChange(model, holder, alias, holder, options, at);
+        const change = aliasChange(model, holder, alias, undefined, options, at, 'alias-removed');
         return {
           actions: [
             {
@@ -600,12 +600,13 @@ function aliasChange(
   previousVersion: number | undefined,
   options: Omit<PromoteOptions, 'force'>,
   at: string,
+  kind: 'alias' | 'alias-removed' = 'alias',
 ): StageChange {
   return withoutUndefined<StageChange>({
     id: newId('sc'),
     model,
     versionNumber,
-    kind: 'alias',
+    kind,
     alias,
     previousVersion,
     actor: options.actor,

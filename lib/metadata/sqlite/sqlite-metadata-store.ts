@@ -344,7 +344,7 @@ interface StageChangeRow {
   id: string;
   model: string;
   version_number: number;
-  kind: 'stage' | 'alias';
+  kind: StageChange['kind'];
   from_stage: ModelStage | null;
   to_stage: ModelStage | null;
   alias: string | null;
@@ -1443,7 +1443,13 @@ class SqliteModelRepository implements ModelRepository {
       const at = nowIso();
       this.sql.run('DELETE FROM model_aliases WHERE model = ? AND alias = ?', model, alias);
       this.touchVersion(holder.id, at);
-      return this.recordChange(model, holder.number, { kind: 'alias', alias, previous: holder.number }, options, at);
+      return this.recordChange(
+        model,
+        holder.number,
+        { kind: 'alias-removed', alias, previous: undefined },
+        options,
+        at,
+      );
     });
   }
 
@@ -1601,7 +1607,7 @@ class SqliteModelRepository implements ModelRepository {
     versionNumber: number,
     change:
       | { kind: 'stage'; from: ModelStage | undefined; to: ModelStage }
-      | { kind: 'alias'; alias: string; previous: number | undefined },
+      | { kind: 'alias' | 'alias-removed'; alias: string; previous: number | undefined },
     options: Omit<PromoteOptions, 'force'>,
     at: string,
   ): StageChange {
@@ -1612,8 +1618,8 @@ class SqliteModelRepository implements ModelRepository {
       kind: change.kind,
       from_stage: change.kind === 'stage' ? (change.from ?? null) : null,
       to_stage: change.kind === 'stage' ? change.to : null,
-      alias: change.kind === 'alias' ? change.alias : null,
-      previous_version: change.kind === 'alias' ? (change.previous ?? null) : null,
+      alias: change.kind === 'stage' ? null : change.alias,
+      previous_version: change.kind === 'stage' ? null : (change.previous ?? null),
       actor: options.actor,
       reason: options.reason ?? null,
       at,
