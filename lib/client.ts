@@ -4,6 +4,7 @@ import type {
   ArtifactVersion,
   Metadata,
   ModelArtifactRole,
+  ModelRecord,
   ModelStage,
   ModelVersion,
   ModelVersionRef,
@@ -106,6 +107,11 @@ export class Stackline {
   /** Loads an artifact linked to a model version picked by stage, number, name, alias or `latest`. */
   async loadModelArtifact<T = unknown>(model: string, version: ModelVersionRef, artifactName?: string): Promise<T> {
     return loadModelArtifact<T>(this.stack, await this.getModelVersion(model, version), artifactName);
+  }
+
+  /** Creates a model explicitly (pipelines also create theirs on first use). @throws ConflictError if it exists */
+  createModel(model: { name: string; description?: string; tags?: Tag[]; metadata?: Metadata }): Promise<ModelRecord> {
+    return this.stack.metadata.models.create(model);
   }
 
   getModelVersion(model: string, version: ModelVersionRef): Promise<ModelVersion> {

@@ -8,6 +8,7 @@ import {
   modelAliasRemove,
   modelAliasSet,
   modelCompare,
+  modelCreate,
   modelHistory,
   modelList,
   modelPromote,
@@ -223,6 +224,15 @@ export async function main(argv: string[], io: CliIo): Promise<number> {
     .action(async (name: string, opts) => stackProvision(await openProject(), name, opts, io));
 
   const model = program.command('model').description('the model control plane: versions, stages, aliases, history');
+  model
+    .command('create')
+    .description('create a model explicitly (pipelines with `model` create theirs on first use)')
+    .argument('<model>')
+    .option('--description <text>')
+    .option('--tag <key:value>', 'tag the model (repeatable)', collect, [])
+    .addOption(stackOpt())
+    .addOption(json())
+    .action((name: string, opts) => withStack(opts.stack, (s) => modelCreate(s, name, opts, io)));
   model
     .command('list')
     .option('--tag <key:value>')

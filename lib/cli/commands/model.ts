@@ -32,6 +32,28 @@ function short(v: ModelVersion): string[] {
   ];
 }
 
+const MODEL_NAME = /^[A-Za-z_][A-Za-z0-9_.-]{0,99}$/;
+
+export async function modelCreate(
+  stack: StackRuntime,
+  name: string,
+  options: { description?: string; tag: string[]; json?: boolean },
+  io: CliIo,
+) {
+  if (!MODEL_NAME.test(name))
+    throw new ValidationError(`Model name ${JSON.stringify(name)} is invalid: use letters, digits, ".", "_" or "-".`);
+  for (const tag of options.tag) {
+    if (!/^[^:\s]+(:\S.*)?$/.test(tag)) throw new ValidationError(`--tag ${JSON.stringify(tag)} is not key:value.`);
+  }
+  const model = await stack.metadata.models.create({
+    name,
+    ...(options.description ? { description: options.description } : {}),
+    tags: options.tag,
+  });
+  if (options.json) return printJson(io, model);
+  io.stdout.write(`Created model ${model.name}${model.tags.length ? ` (${model.tags.join(', ')})` : ''}\n`);
+}
+
 export async function modelList(
   stack: StackRuntime,
   options: { tag?: string; limit: number; json?: boolean },

@@ -200,6 +200,33 @@ describe('stackline model CLI', () => {
     expect((await runCli(home, 'model', 'promote', 'toy', '2', 'prod')).code).toBe(2);
   });
 
+  it('creates a model explicitly with description and tags, and refuses a duplicate', async () => {
+    const created = await runCli(
+      home,
+      'model',
+      'create',
+      'fraud',
+      '--description',
+      'Card fraud',
+      '--tag',
+      'team:fraud-detection',
+      '--json',
+    );
+    expect(created.code).toBe(0);
+    expect(created.json()).toMatchObject({
+      name: 'fraud',
+      description: 'Card fraud',
+      tags: ['team:fraud-detection'],
+      latestVersion: 0,
+    });
+    const listed = (await runCli(home, 'model', 'list', '--tag', 'team:fraud-detection', '--json')).json().models;
+    expect(listed.map((m: { name: string }) => m.name)).toEqual(['fraud']);
+    const again = await runCli(home, 'model', 'create', 'fraud');
+    expect(again.code).toBe(2);
+    expect(again.stderr).toContain('fraud');
+    expect((await runCli(home, 'model', 'create', 'bad name')).code).toBe(2);
+  });
+
   it('lists models by tag, versions by stage, compares and manages aliases', async () => {
     expect((await runCli(home, 'model', 'list', '--json')).json().models.map((m: { name: string }) => m.name)).toEqual([
       'toy',
