@@ -104,6 +104,12 @@ export class Stackline {
     return this.stack.metadata.artifacts.getVersion(name, version);
   }
 
+  /** Merges values (metrics, notes) into an artifact version's metadata. */
+  async logArtifactMetadata(name: string, version: number | 'latest', values: Metadata): Promise<void> {
+    const found = await this.stack.metadata.artifacts.getVersion(name, version);
+    await this.stack.metadata.logMetadata({ kind: 'artifact_version', id: found.id }, values);
+  }
+
   /** Loads an artifact linked to a model version picked by stage, number, name, alias or `latest`. */
   async loadModelArtifact<T = unknown>(model: string, version: ModelVersionRef, artifactName?: string): Promise<T> {
     return loadModelArtifact<T>(this.stack, await this.getModelVersion(model, version), artifactName);

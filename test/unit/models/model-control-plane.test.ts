@@ -159,6 +159,12 @@ describe('stages', () => {
     ]);
   });
 
+  it('logs metadata on artifact versions saved outside pipelines', async () => {
+    const saved = await sl.saveArtifact('holdout', [1, 2, 3], { metadata: { source: 'manual' } });
+    await sl.logArtifactMetadata('holdout', saved.version, { rows: 3 });
+    expect((await sl.getArtifactVersion('holdout', saved.version)).metadata).toEqual({ source: 'manual', rows: 3 });
+  });
+
   it('compares versions side by side, marking keys that differ', async () => {
     await sl.logModelMetadata('toy', 1, { params: { depth: 3 }, team: 'fraud' });
     await sl.logModelMetadata('toy', 2, { params: { depth: 5 }, team: 'fraud' });
