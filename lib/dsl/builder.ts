@@ -48,10 +48,6 @@ export function currentBuilder(): GraphBuilder | undefined {
   return active;
 }
 
-export function isExternalId(stepId: string): boolean {
-  return stepId.startsWith('$artifact:');
-}
-
 function isOutputRef(value: unknown): value is OutputRef<unknown> {
   return typeof value === 'object' && value !== null && (value as { kind?: unknown }).kind === 'output-ref';
 }

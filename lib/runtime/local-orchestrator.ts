@@ -1,6 +1,6 @@
 import type { PipelineGraph, StepNode } from '../dsl/builder.ts';
 import type { PipelineDefinition } from '../dsl/pipeline.ts';
-import { RunCancelledError, StacklineError, StepFailedError } from '../errors.ts';
+import { RunCancelledError } from '../errors.ts';
 import type { ArtifactVersion, PipelineRun, StepRun, Tag } from '../metadata/types.ts';
 import { nowIso } from '../util/ids.ts';
 import { collectFanOut, planFanOut } from './fan-out.ts';
@@ -217,9 +217,4 @@ function markBlocked(graph: PipelineGraph, id: string, blocked: Set<string>) {
       markBlocked(graph, next, blocked);
     }
   }
-}
-
-/** Distinguishes a step's failure from a problem in Stackline itself, for exit codes and messages. */
-export function isStepFailure(error: unknown): error is StepFailedError {
-  return error instanceof StepFailedError || (error instanceof StacklineError && error.code === 'STEP_FAILED');
 }

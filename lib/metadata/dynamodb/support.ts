@@ -15,7 +15,7 @@ import {
 } from '@aws-sdk/lib-dynamodb';
 import { ConflictError, StackConfigError, StacklineError, ValidationError } from '../../errors.ts';
 import { pageLimit, uniqueTags } from '../store-rules.ts';
-import type { Page, PageRequest, StepRun, Tag } from '../types.ts';
+import type { Page, PageRequest, StepRun } from '../types.ts';
 import type { DynamoDbTableNames } from './table-definitions.ts';
 
 export type Item = Record<string, NativeAttributeValue>;
