@@ -17,6 +17,7 @@ import {
   type Db,
   Expression,
   type Item,
+  listByName,
   queryAll,
   queryPage,
   recordOf,
@@ -104,22 +105,11 @@ export class DynamoDbArtifactRepository implements ArtifactRepository {
    * versions' tags, and the tag filter keeps names with at least one version carrying the tag.
    */
   async list(filter: TagFilter = {}): Promise<Page<ArtifactSummary>> {
-    const e = new Expression();
-    const key = `${e.path('byNamePk')} = ${e.value('ARTIFACT')}`;
-    if (filter.tag !== undefined) e.condition(`contains(${e.path('tags')}, ${e.value(filter.tag)})`);
-    const { ConditionExpression, ...names } = e.build();
-    return queryPage(
+    return listByName<ArtifactSummary>(
       this.db,
-      {
-        TableName: this.#table,
-        IndexName: INDEXES.artifacts.byName,
-        KeyConditionExpression: key,
-        FilterExpression: ConditionExpression,
-        ...names,
-      },
-      ['pk', 'sk', 'byNamePk', 'byNameSk'],
+      { TableName: this.#table, IndexName: INDEXES.artifacts.byName },
+      'ARTIFACT',
       filter,
-      (item) => recordOf<ArtifactSummary>(item),
     );
   }
 

@@ -28,6 +28,7 @@ import {
   type Item,
   isConditionalCheckFailed,
   type Key,
+  listByName,
   queryPage,
   recordOf,
   type TransactionAction,
@@ -85,22 +86,11 @@ export class DynamoDbModelRepository implements ModelRepository {
   }
 
   async list(filter: TagFilter = {}): Promise<Page<ModelRecord>> {
-    const e = new Expression();
-    const key = `${e.path('byNamePk')} = ${e.value('MODEL')}`;
-    if (filter.tag !== undefined) e.condition(`contains(${e.path('tags')}, ${e.value(filter.tag)})`);
-    const { ConditionExpression, ...names } = e.build();
-    return queryPage(
+    return listByName<ModelRecord>(
       this.db,
-      {
-        TableName: this.#table,
-        IndexName: INDEXES.models.byName,
-        KeyConditionExpression: key,
-        FilterExpression: ConditionExpression,
-        ...names,
-      },
-      ['pk', 'sk', 'byNamePk', 'byNameSk'],
+      { TableName: this.#table, IndexName: INDEXES.models.byName },
+      'MODEL',
       filter,
-      (item) => recordOf<ModelRecord>(item),
     );
   }
 

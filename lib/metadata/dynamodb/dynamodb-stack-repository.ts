@@ -7,7 +7,7 @@ import {
   type Db,
   Expression,
   isConditionalCheckFailed,
-  queryPage,
+  listByName,
   recordOf,
   translateError,
   uniqueTags,
@@ -63,22 +63,11 @@ export class DynamoDbStackRepository implements StackRepository {
   }
 
   async list(filter: TagFilter = {}): Promise<Page<StackRecord>> {
-    const e = new Expression();
-    const key = `${e.path('byNamePk')} = ${e.value('STACK')}`;
-    if (filter.tag !== undefined) e.condition(`contains(${e.path('tags')}, ${e.value(filter.tag)})`);
-    const { ConditionExpression, ...names } = e.build();
-    return queryPage(
+    return listByName<StackRecord>(
       this.db,
-      {
-        TableName: this.db.tables.stacks,
-        IndexName: INDEXES.stacks.byName,
-        KeyConditionExpression: key,
-        FilterExpression: ConditionExpression,
-        ...names,
-      },
-      ['pk', 'sk', 'byNamePk', 'byNameSk'],
+      { TableName: this.db.tables.stacks, IndexName: INDEXES.stacks.byName },
+      'STACK',
       filter,
-      (item) => recordOf<StackRecord>(item),
     );
   }
 

@@ -431,3 +431,26 @@ export function translateError(error: unknown, what: string): unknown {
 }
 
 export { pageLimit, uniqueTags };
+
+/**
+ * One page of every record of a kind (stacks, artifacts, models), in name order, from a `byName`
+ * index whose partition key is the constant `kind`; a tag filter keeps records carrying the tag.
+ */
+export function listByName<T>(
+  db: Db,
+  table: { TableName: string; IndexName: string },
+  kind: string,
+  filter: PageRequest & { tag?: string },
+): Promise<Page<T>> {
+  const e = new Expression();
+  const key = `${e.path('byNamePk')} = ${e.value(kind)}`;
+  if (filter.tag !== undefined) e.condition(`contains(${e.path('tags')}, ${e.value(filter.tag)})`);
+  const { ConditionExpression, ...names } = e.build();
+  return queryPage(
+    db,
+    { ...table, KeyConditionExpression: key, FilterExpression: ConditionExpression, ...names },
+    ['pk', 'sk', 'byNamePk', 'byNameSk'],
+    filter,
+    (item) => recordOf<T>(item),
+  );
+}
