@@ -105,7 +105,7 @@ export class S3ArtifactStore implements ArtifactStore {
       ...(options.kmsKeyId && { SSEKMSKeyId: options.kmsKeyId }),
     };
     this.#partSize = Math.max(options.transfer?.partSizeBytes ?? 8 * MiB, MIN_PART_BYTES);
-    this.#queueSize = options.transfer?.queueSize ?? 4;
+    this.#queueSize = options.transfer?.queueSize ?? 2;
     this.#copyObjectMax = options.transfer?.copyObjectMaxBytes ?? COPY_OBJECT_MAX_BYTES;
     this.#copyPartSize = Math.max(options.transfer?.copyPartSizeBytes ?? 512 * MiB, MIN_PART_BYTES);
   }
