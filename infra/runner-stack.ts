@@ -1,0 +1,226 @@
+/**
+ * The compute half of an environment: the step-runner Lambda (a `stackline bundle` of one
+ * pipeline module) and the IAM role the CLI creates state machines with.
+ */
+import { Arn, ArnFormat, CfnOutput, Duration, RemovalPolicy, Stack, type StackProps } from 'aws-cdk-lib';
+import * as iam from 'aws-cdk-lib/aws-iam';
+import type * as kms from 'aws-cdk-lib/aws-kms';
+import * as lambda from 'aws-cdk-lib/aws-lambda';
+import * as logs from 'aws-cdk-lib/aws-logs';
+import type { Construct } from 'constructs';
+import { tableDefinitions, tableNamesFor } from '../lib/metadata/dynamodb/table-definitions.ts';
+import { acknowledgeRule, acknowledgeWildcardResource } from './nag.ts';
+
+/** Props of {@link RunnerStack}. */
+export interface RunnerStackProps extends StackProps {
+  /** The Stackline stack name the runner records on runs (`STACKLINE_STACK`). */
+  stacklineStack: string;
+  /** The artifact bucket's name and the store's key prefix in it (`STACKLINE_ARTIFACT_BUCKET`, `STACKLINE_ARTIFACT_PREFIX`). */
+  bucketName: string;
+  artifactPrefix: string;
+  /** The bucket's customer-managed key, if any (`STACKLINE_SSE=aws:kms`, `STACKLINE_KMS_KEY_ID`). */
+  encryptionKey?: kms.IKey;
+  /** The metadata tables are `tableNamesFor(tablePrefix)` (`STACKLINE_TABLE_PREFIX`). */
+  tablePrefix: string;
+  /** A directory holding the bundle's `index.mjs` (`<outDir>/lambda` of `bundlePipeline`). */
+  codeDirectory: string;
+  /** Default `<tablePrefix>-step-runner`. */
+  functionName?: string;
+  /** Default 1024. */
+  memoryMb?: number;
+  /** Default 300. */
+  timeoutSeconds?: number;
+  /** `STACKLINE_DISTRIBUTED_MAP_THRESHOLD`; unset keeps the runner's default. */
+  distributedMapThreshold?: number;
+  /** State machines the CLI creates are `<prefix><pipeline>`; the role may only start those. Default `<tablePrefix>-`. */
+  stateMachinePrefix?: string;
+}
+
+/** What the metadata store does with its tables (CDK's read/write data set, without streams). */
+const TABLE_DATA_ACTIONS = [
+  'dynamodb:BatchGetItem',
+  'dynamodb:BatchWriteItem',
+  'dynamodb:ConditionCheckItem',
+  'dynamodb:DeleteItem',
+  'dynamodb:GetItem',
+  'dynamodb:PutItem',
+  'dynamodb:Query',
+  'dynamodb:Scan',
+  'dynamodb:UpdateItem',
+];
+
+/** What `S3ArtifactStore` does with objects: get/head, put (also multipart and copy), delete, abort uploads. */
+const OBJECT_ACTIONS = ['s3:GetObject', 's3:PutObject', 's3:DeleteObject', 's3:AbortMultipartUpload'];
+
+/**
+ * The step-runner Lambda (Node.js 22, arm64, handler `index.handler`) with the environment
+ * `lib/runtime/aws-step-runner-config.ts` reads and read/write access to the artifact store's
+ * keys and the metadata tables; the role Step Functions assumes for the CLI's state machines
+ * (invoke the runner, read Distributed Map item lists under `<prefix>/runs/`, start and follow its
+ * own child executions); and outputs naming all of it, including the `stackline stack register`
+ * command for the environment.
+ *
+ * The bucket and tables are referred to by name, not through CloudFormation exports: the data
+ * stack can then be updated without first removing this one, and each IAM resource is an exact,
+ * predictable ARN (the cdk-nag acknowledgments below name them).
+ *
+ * @example
+ * const runner = new RunnerStack(app, 'Stackline-prod-Runner', {
+ *   stacklineStack: 'prod', bucketName: data.bucketName, artifactPrefix: 'stackline',
+ *   tablePrefix: 'stackline-prod', codeDirectory: 'cdk.out/stackline-bundles/prod/lambda',
+ * });
+ * runner.addDependency(data);
+ */
+export class RunnerStack extends Stack {
+  readonly function: lambda.Function;
+  readonly stateMachineRole: iam.Role;
+  readonly stateMachinePrefix: string;
+
+  constructor(scope: Construct, id: string, props: RunnerStackProps) {
+    super(scope, id, props);
+    const artifactPrefix = props.artifactPrefix.replace(/^\/+|\/+$/g, '');
+    const functionName = props.functionName ?? `${props.tablePrefix}-step-runner`;
+    this.stateMachinePrefix = props.stateMachinePrefix ?? `${props.tablePrefix}-`;
+
+    const bucketArn = Arn.format({ service: 's3', region: '', account: '', resource: props.bucketName }, this);
+    const keysUnder = (path: string) => `${bucketArn}/${artifactPrefix ? `${artifactPrefix}/` : ''}${path}`;
+    const storeObjects = keysUnder('*');
+    const mapItems = keysUnder('runs/*');
+    const tableArns = Object.values(tableDefinitions(tableNamesFor(props.tablePrefix))).flatMap((definition) => {
+      const tableArn = Arn.format(
+        { service: 'dynamodb', resource: 'table', resourceName: definition.TableName! },
+        this,
+      );
+      return [
+        tableArn,
+        ...(definition.GlobalSecondaryIndexes ?? []).map((index) => `${tableArn}/index/${index.IndexName}`),
+      ];
+    });
+
+    const logGroup = new logs.LogGroup(this, 'StepRunnerLogs', {
+      logGroupName: `/aws/lambda/${functionName}`,
+      retention: logs.RetentionDays.ONE_MONTH,
+      removalPolicy: RemovalPolicy.DESTROY,
+    });
+    // Our own role instead of AWSLambdaBasicExecutionRole: it logs only to its own group.
+    const functionRole = new iam.Role(this, 'StepRunnerRole', {
+      assumedBy: new iam.ServicePrincipal('lambda.amazonaws.com'),
+      description: `Stackline step runner (${props.stacklineStack})`,
+    });
+    logGroup.grantWrite(functionRole);
+    functionRole.addToPolicy(new iam.PolicyStatement({ actions: OBJECT_ACTIONS, resources: [storeObjects] }));
+    // HeadObject answers 404 rather than 403 for a missing blob only with ListBucket.
+    functionRole.addToPolicy(new iam.PolicyStatement({ actions: ['s3:ListBucket'], resources: [bucketArn] }));
+    functionRole.addToPolicy(new iam.PolicyStatement({ actions: TABLE_DATA_ACTIONS, resources: tableArns }));
+    if (props.encryptionKey) {
+      functionRole.addToPolicy(
+        new iam.PolicyStatement({
+          actions: ['kms:Decrypt', 'kms:GenerateDataKey'],
+          resources: [props.encryptionKey.keyArn],
+        }),
+      );
+    }
+    acknowledgeWildcardResource(
+      functionRole,
+      storeObjects,
+      'The artifact store writes content-addressed keys (<prefix>/blobs/<hash>, <prefix>/tmp/<uuid>, <prefix>/runs/<run>/...) that cannot be listed in advance; access is limited to its prefix.',
+    );
+
+    this.function = new lambda.Function(this, 'StepRunner', {
+      functionName,
+      description: `Stackline step runner for stack ${props.stacklineStack}`,
+      runtime: lambda.Runtime.NODEJS_22_X,
+      architecture: lambda.Architecture.ARM_64,
+      handler: 'index.handler',
+      code: lambda.Code.fromAsset(props.codeDirectory),
+      memorySize: props.memoryMb ?? 1024,
+      timeout: Duration.seconds(props.timeoutSeconds ?? 300),
+      role: functionRole,
+      logGroup,
+      environment: {
+        STACKLINE_STACK: props.stacklineStack,
+        STACKLINE_ARTIFACT_BUCKET: props.bucketName,
+        STACKLINE_ARTIFACT_PREFIX: artifactPrefix,
+        STACKLINE_TABLE_PREFIX: props.tablePrefix,
+        ...(props.encryptionKey ? { STACKLINE_SSE: 'aws:kms', STACKLINE_KMS_KEY_ID: props.encryptionKey.keyArn } : {}),
+        ...(props.distributedMapThreshold !== undefined
+          ? { STACKLINE_DISTRIBUTED_MAP_THRESHOLD: String(props.distributedMapThreshold) }
+          : {}),
+      },
+    });
+    acknowledgeRule(
+      this.function,
+      'L1',
+      'Node.js 22 on purpose: the bundle targets Node 20+ and is tested on Node 20/22; move to 24 after testing there.',
+    );
+
+    this.stateMachineRole = new iam.Role(this, 'StateMachineRole', {
+      assumedBy: new iam.ServicePrincipal('states.amazonaws.com', {
+        conditions: { StringEquals: { 'aws:SourceAccount': this.account } },
+      }),
+      description: `Step Functions role of the Stackline stack ${props.stacklineStack}: state machines ${this.stateMachinePrefix}*`,
+    });
+    // The compiled state machines invoke the function by name (unqualified): no version ARNs.
+    this.stateMachineRole.addToPolicy(
+      new iam.PolicyStatement({ actions: ['lambda:InvokeFunction'], resources: [this.function.functionArn] }),
+    );
+    // Distributed Map reads the item list the runner wrote under <prefix>/runs/<runId>/...
+    this.stateMachineRole.addToPolicy(new iam.PolicyStatement({ actions: ['s3:GetObject'], resources: [mapItems] }));
+    if (props.encryptionKey) {
+      this.stateMachineRole.addToPolicy(
+        new iam.PolicyStatement({ actions: ['kms:Decrypt'], resources: [props.encryptionKey.keyArn] }),
+      );
+    }
+    // Distributed Map runs its iterations as child executions of the same state machine.
+    const states = (resource: string, resourceName: string) =>
+      Arn.format({ service: 'states', resource, resourceName, arnFormat: ArnFormat.COLON_RESOURCE_NAME }, this);
+    const stateMachines = states('stateMachine', `${this.stateMachinePrefix}*`);
+    const executions = states('execution', `${this.stateMachinePrefix}*`);
+    this.stateMachineRole.addToPolicy(
+      new iam.PolicyStatement({ actions: ['states:StartExecution'], resources: [stateMachines] }),
+    );
+    this.stateMachineRole.addToPolicy(
+      new iam.PolicyStatement({
+        actions: ['states:DescribeExecution', 'states:StopExecution'],
+        resources: [executions],
+      }),
+    );
+    acknowledgeWildcardResource(
+      this.stateMachineRole,
+      mapItems,
+      'Distributed Map reads item lists at keys the runner chooses per run (<prefix>/runs/<run>/<step>/items.json).',
+    );
+    acknowledgeWildcardResource(
+      this.stateMachineRole,
+      stateMachines,
+      'The CLI creates one state machine per pipeline (<prefix><pipeline>), after this stack is deployed.',
+    );
+    acknowledgeWildcardResource(
+      this.stateMachineRole,
+      executions,
+      'Distributed Map child executions of those state machines have run-specific names.',
+    );
+
+    new CfnOutput(this, 'FunctionName', { value: this.function.functionName, description: 'Step-runner Lambda' });
+    new CfnOutput(this, 'StateMachineRoleArn', {
+      value: this.stateMachineRole.roleArn,
+      description: 'Role Step Functions assumes (--role-arn)',
+    });
+    new CfnOutput(this, 'ArtifactBucket', { value: props.bucketName, description: 'Artifact bucket' });
+    new CfnOutput(this, 'TablePrefix', { value: props.tablePrefix, description: 'DynamoDB table prefix' });
+    new CfnOutput(this, 'RegisterCommand', {
+      description: 'Registers this environment as a Stackline stack',
+      value: [
+        `npx stackline stack register ${props.stacklineStack}`,
+        `--orchestrator step-functions --role-arn ${this.stateMachineRole.roleArn}`,
+        `--state-machine-prefix ${this.stateMachinePrefix}`,
+        `--step-runner lambda --function-name ${this.function.functionName}`,
+        `--artifact-store s3 --bucket ${props.bucketName}`,
+        ...(artifactPrefix ? [`--prefix ${artifactPrefix}`] : []),
+        ...(props.encryptionKey ? [`--sse aws:kms --kms-key-id ${props.encryptionKey.keyArn}`] : []),
+        `--metadata-store dynamodb --table-prefix ${props.tablePrefix}`,
+        `--region ${this.region}`,
+      ].join(' '),
+    });
+  }
+}

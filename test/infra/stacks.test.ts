@@ -1,0 +1,379 @@
+/**
+ * Unit tests on the synthesized CloudFormation of `infra/`: one app with dev, staging and prod
+ * (bundling a small fixture pipeline) is synthesized once, in beforeAll, and shared.
+ */
+import { mkdtemp, readFile, rm } from 'node:fs/promises';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { App } from 'aws-cdk-lib';
+import { Template } from 'aws-cdk-lib/assertions';
+import * as s3 from 'aws-cdk-lib/aws-s3';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { resolveEnvironments } from '../../infra/environments.ts';
+import { addStacklineStages, type StacklineStage } from '../../infra/stackline-app.ts';
+import { tableDefinitions, tableNamesFor } from '../../lib/metadata/dynamodb/table-definitions.ts';
+import { readStepRunnerEnvironment, StepRunnerEnvironment } from '../../lib/runtime/aws-step-runner-config.ts';
+
+const ACCOUNT = '123456789012';
+const REGION = 'eu-west-1';
+const PIPELINE = 'test/fixtures/pipelines/simple.ts';
+
+/**
+ * A synthesized resource. Its properties are CloudFormation JSON whose shape each test knows;
+ * typing them loosely keeps the assertions readable (a wrong guess fails the assertion).
+ */
+// biome-ignore lint/suspicious/noExplicitAny: template JSON, checked by the assertions themselves
+type Json = any;
+type Resource = { Type: string; Properties?: Record<string, Json>; DeletionPolicy?: string };
+interface Statement {
+  Effect: string;
+  Action: string | string[];
+  Resource: unknown;
+}
+interface Synthesized {
+  stage: StacklineStage;
+  data: Template;
+  runner: Template;
+}
+
+let outdir: string;
+const synthesized = {} as Record<'dev' | 'staging' | 'prod', Synthesized>;
+
+beforeAll(async () => {
+  outdir = await mkdtemp(join(tmpdir(), 'stackline-infra-'));
+  // Findings go to the report, which a test below asserts on, instead of failing beforeAll.
+  const app = new App({ outdir, context: { '@aws-cdk/core:failSynthOnValidationErrors': false } });
+  const stages = await addStacklineStages(app, {
+    environments: resolveEnvironments({
+      overrides: {
+        dev: { pipelineFile: PIPELINE },
+        // staging covers the optional settings: a KMS key and a Distributed Map threshold.
+        staging: { pipelineFile: PIPELINE, encryption: 'kms', distributedMapThreshold: 40 },
+        prod: { pipelineFile: PIPELINE },
+      },
+      defaultAccount: ACCOUNT,
+      defaultRegion: REGION,
+    }),
+  });
+  app.synth();
+  for (const stage of stages) {
+    synthesized[stage.environment.name] = {
+      stage,
+      data: Template.fromStack(stage.data),
+      runner: Template.fromStack(stage.runner),
+    };
+  }
+});
+
+afterAll(async () => {
+  if (outdir) await rm(outdir, { recursive: true, force: true });
+});
+
+/** Renders an ARN-valued intrinsic as text (`arn:aws:…`; references as `<Logical.Attr>`). */
+function render(value: unknown): string {
+  if (typeof value === 'string') return value;
+  const v = value as Record<string, Json>;
+  if (v.Ref === 'AWS::Partition') return 'aws';
+  if (v.Ref) return `<${v.Ref}>`;
+  if (v['Fn::GetAtt']) return `<${v['Fn::GetAtt'].join('.')}>`;
+  if (v['Fn::Join']) return v['Fn::Join'][1].map(render).join(v['Fn::Join'][0]);
+  return JSON.stringify(value);
+}
+
+const asArray = <T>(value: T | T[]): T[] => (Array.isArray(value) ? value : [value]);
+
+/** The (action, resource) pairs the role's policies allow, resources rendered. */
+function allowedFor(template: Template, roleLogicalId: string): Array<{ action: string; resource: string }> {
+  const policies = Object.values(template.findResources('AWS::IAM::Policy') as Record<string, Resource>).filter(
+    (policy) => policy.Properties?.Roles.some((role: { Ref: string }) => role.Ref === roleLogicalId),
+  );
+  return policies.flatMap((policy) =>
+    (policy.Properties!.PolicyDocument.Statement as Statement[])
+      .filter((s) => s.Effect === 'Allow')
+      .flatMap((s) =>
+        asArray<string>(s.Action).flatMap((action) =>
+          asArray(s.Resource).map((resource) => ({ action, resource: render(resource) })),
+        ),
+      ),
+  );
+}
+
+function roleAssumedBy(template: Template, service: string): string {
+  const roles = template.findResources('AWS::IAM::Role', {
+    Properties: { AssumeRolePolicyDocument: { Statement: [{ Principal: { Service: service } }] } },
+  });
+  expect(Object.keys(roles)).toHaveLength(1);
+  return Object.keys(roles)[0]!;
+}
+
+function stepRunner(template: Template): [string, Resource] {
+  const functions = Object.entries(template.findResources('AWS::Lambda::Function') as Record<string, Resource>);
+  expect(functions).toHaveLength(1);
+  return functions[0]!;
+}
+
+const byName = <T extends { AttributeName?: string }>(items: T[] = []) =>
+  [...items].sort((a, b) => String(a.AttributeName).localeCompare(String(b.AttributeName)));
+
+describe('the data stack', () => {
+  it('renders the four metadata tables exactly as tableDefinitions describes them', () => {
+    const { data, stage } = synthesized.prod;
+    const tables = Object.values(data.findResources('AWS::DynamoDB::Table') as Record<string, Resource>);
+    expect(tables).toHaveLength(4);
+    const rendered = Object.fromEntries(tables.map((table) => [table.Properties!.TableName, table.Properties!]));
+    for (const definition of Object.values(tableDefinitions(tableNamesFor(stage.environment.tablePrefix)))) {
+      const table = rendered[definition.TableName!];
+      expect(table, definition.TableName).toBeDefined();
+      expect(table!.BillingMode).toBe(definition.BillingMode);
+      expect(table!.KeySchema).toEqual(definition.KeySchema);
+      expect(byName(table!.AttributeDefinitions)).toEqual(byName(definition.AttributeDefinitions));
+      expect(table!.GlobalSecondaryIndexes).toEqual(definition.GlobalSecondaryIndexes);
+    }
+  });
+
+  it('turns point-in-time recovery on for every table', () => {
+    const tables = Object.values(
+      synthesized.dev.data.findResources('AWS::DynamoDB::Table') as Record<string, Resource>,
+    );
+    for (const table of tables) {
+      expect(table.Properties!.PointInTimeRecoverySpecification).toEqual({ PointInTimeRecoveryEnabled: true });
+    }
+  });
+
+  it('encrypts the bucket with S3-managed keys by default and blocks public access', () => {
+    synthesized.dev.data.hasResourceProperties('AWS::S3::Bucket', {
+      BucketName: `stackline-dev-artifacts-${ACCOUNT}-${REGION}`,
+      BucketEncryption: {
+        ServerSideEncryptionConfiguration: [{ ServerSideEncryptionByDefault: { SSEAlgorithm: 'AES256' } }],
+      },
+      PublicAccessBlockConfiguration: {
+        BlockPublicAcls: true,
+        BlockPublicPolicy: true,
+        IgnorePublicAcls: true,
+        RestrictPublicBuckets: true,
+      },
+    });
+  });
+
+  it('encrypts the bucket with its own rotating KMS key when the environment asks for it', () => {
+    const { data } = synthesized.staging;
+    data.hasResourceProperties('AWS::KMS::Key', { EnableKeyRotation: true });
+    const [bucket] = Object.values(data.findResources('AWS::S3::Bucket') as Record<string, Resource>);
+    const sse = bucket!.Properties!.BucketEncryption.ServerSideEncryptionConfiguration[0].ServerSideEncryptionByDefault;
+    expect(sse.SSEAlgorithm).toBe('aws:kms');
+    expect(sse.KMSMasterKeyID).toEqual({ 'Fn::GetAtt': [expect.stringMatching(/^ArtifactKey/), 'Arn'] });
+  });
+
+  it('keeps the bucket unversioned: blobs are content-addressed and immutable', () => {
+    const [bucket] = Object.values(synthesized.prod.data.findResources('AWS::S3::Bucket') as Record<string, Resource>);
+    expect(bucket!.Properties!.VersioningConfiguration).toBeUndefined();
+  });
+
+  it('denies every request to the bucket that does not use TLS', () => {
+    const policies = Object.values(
+      synthesized.dev.data.findResources('AWS::S3::BucketPolicy') as Record<string, Resource>,
+    );
+    const statements = policies.flatMap((policy) => policy.Properties!.PolicyDocument.Statement);
+    expect(statements).toContainEqual(
+      expect.objectContaining({
+        Effect: 'Deny',
+        Action: 's3:*',
+        Condition: { Bool: { 'aws:SecureTransport': 'false' } },
+      }),
+    );
+  });
+
+  it('expires temporary upload objects under <prefix>/tmp/ after a day and aborts stale multipart uploads', () => {
+    const [bucket] = Object.values(synthesized.dev.data.findResources('AWS::S3::Bucket') as Record<string, Resource>);
+    const rules = bucket!.Properties!.LifecycleConfiguration.Rules;
+    expect(rules).toContainEqual(
+      expect.objectContaining({ Prefix: 'stackline/tmp/', ExpirationInDays: 1, Status: 'Enabled' }),
+    );
+    expect(rules).toContainEqual(
+      expect.objectContaining({ AbortIncompleteMultipartUpload: { DaysAfterInitiation: 1 }, Status: 'Enabled' }),
+    );
+    // Nothing outside tmp/ expires: blobs stay until deleted on purpose.
+    expect(rules.filter((rule: Json) => rule.ExpirationInDays !== undefined)).toHaveLength(1);
+  });
+
+  it('retains the tables and the bucket of prod when its stack is deleted', () => {
+    const resources = synthesized.prod.data.toJSON().Resources as Record<string, Resource>;
+    const stateful = Object.values(resources).filter((r) =>
+      ['AWS::DynamoDB::Table', 'AWS::S3::Bucket'].includes(r.Type),
+    );
+    expect(stateful).toHaveLength(5);
+    for (const resource of stateful) expect(resource.DeletionPolicy).toBe('Retain');
+  });
+
+  it('deletes the tables and the bucket of dev with its stack', () => {
+    const resources = synthesized.dev.data.toJSON().Resources as Record<string, Resource>;
+    const stateful = Object.values(resources).filter((r) =>
+      ['AWS::DynamoDB::Table', 'AWS::S3::Bucket'].includes(r.Type),
+    );
+    expect(stateful).toHaveLength(5);
+    for (const resource of stateful) expect(resource.DeletionPolicy).toBe('Delete');
+  });
+});
+
+describe('the runner stack', () => {
+  it('runs the bundle on Node.js 22 arm64 with handler index.handler', async () => {
+    const [, fn] = stepRunner(synthesized.dev.runner);
+    expect(fn.Properties).toMatchObject({
+      FunctionName: 'stackline-dev-step-runner',
+      Runtime: 'nodejs22.x',
+      Architectures: ['arm64'],
+      Handler: 'index.handler',
+      MemorySize: 1024,
+      Timeout: 300,
+    });
+    // The asset is the bundle: <outdir>/asset.<hash>/index.mjs, exporting the handler.
+    const assetHash = String(fn.Properties!.Code.S3Key).replace(/\.zip$/, '');
+    const bundle = await readFile(join(outdir, `asset.${assetHash}`, 'index.mjs'), 'utf8');
+    expect(bundle).toMatch(/export\s*\{[^}]*\bhandler\b/);
+  });
+
+  it('sets the variables the step runner requires, and only ones it reads', () => {
+    const required = Object.entries(StepRunnerEnvironment.shape)
+      .filter(([, schema]) => !schema.safeParse(undefined).success)
+      .map(([name]) => name)
+      .filter((name) => name !== 'AWS_REGION'); // set by Lambda itself (reserved)
+    for (const { runner } of Object.values(synthesized)) {
+      const variables = stepRunner(runner)[1].Properties!.Environment.Variables as Record<string, unknown>;
+      expect(Object.keys(variables)).toEqual(expect.arrayContaining(required));
+      for (const name of Object.keys(variables)) expect(Object.keys(StepRunnerEnvironment.shape)).toContain(name);
+    }
+  });
+
+  it('gives dev an environment the step runner accepts', () => {
+    const variables = stepRunner(synthesized.dev.runner)[1].Properties!.Environment.Variables;
+    expect(readStepRunnerEnvironment({ ...variables, AWS_REGION: REGION })).toEqual({
+      STACKLINE_STACK: 'dev',
+      STACKLINE_ARTIFACT_BUCKET: `stackline-dev-artifacts-${ACCOUNT}-${REGION}`,
+      STACKLINE_ARTIFACT_PREFIX: 'stackline',
+      STACKLINE_TABLE_PREFIX: 'stackline-dev',
+      AWS_REGION: REGION,
+    });
+  });
+
+  it('passes the KMS key and the Distributed Map threshold when the environment sets them', () => {
+    const variables = stepRunner(synthesized.staging.runner)[1].Properties!.Environment.Variables;
+    expect(variables.STACKLINE_SSE).toBe('aws:kms');
+    expect(variables.STACKLINE_KMS_KEY_ID).toEqual({ 'Fn::ImportValue': expect.stringContaining('ArtifactKey') });
+    expect(variables.STACKLINE_DISTRIBUTED_MAP_THRESHOLD).toBe('40');
+  });
+
+  it('lets the Lambda read and write the artifact store keys and list the bucket', () => {
+    const { runner } = synthesized.dev;
+    const role = stepRunner(runner)[1].Properties!.Role['Fn::GetAtt'][0];
+    const allowed = allowedFor(runner, role);
+    const bucketArn = `arn:aws:s3:::stackline-dev-artifacts-${ACCOUNT}-${REGION}`;
+    for (const action of ['s3:GetObject', 's3:PutObject', 's3:DeleteObject', 's3:AbortMultipartUpload']) {
+      expect(allowed).toContainEqual({ action, resource: `${bucketArn}/stackline/*` });
+    }
+    expect(allowed).toContainEqual({ action: 's3:ListBucket', resource: bucketArn });
+  });
+
+  it('lets the Lambda read and write every table and query every index', () => {
+    const { runner } = synthesized.dev;
+    const allowed = allowedFor(runner, stepRunner(runner)[1].Properties!.Role['Fn::GetAtt'][0]);
+    for (const definition of Object.values(tableDefinitions(tableNamesFor('stackline-dev')))) {
+      const tableArn = `arn:aws:dynamodb:${REGION}:${ACCOUNT}:table/${definition.TableName}`;
+      for (const action of ['dynamodb:GetItem', 'dynamodb:PutItem', 'dynamodb:UpdateItem', 'dynamodb:DeleteItem']) {
+        expect(allowed).toContainEqual({ action, resource: tableArn });
+      }
+      for (const index of definition.GlobalSecondaryIndexes ?? []) {
+        expect(allowed).toContainEqual({ action: 'dynamodb:Query', resource: `${tableArn}/index/${index.IndexName}` });
+      }
+    }
+  });
+
+  it('lets the Lambda and Step Functions use the KMS key of the bucket', () => {
+    const { runner } = synthesized.staging;
+    const lambdaRole = stepRunner(runner)[1].Properties!.Role['Fn::GetAtt'][0];
+    const keyArn = (allowed: Array<{ action: string; resource: string }>, action: string) =>
+      allowed.find((a) => a.action === action)?.resource;
+    expect(keyArn(allowedFor(runner, lambdaRole), 'kms:GenerateDataKey')).toContain('ArtifactKey');
+    expect(keyArn(allowedFor(runner, lambdaRole), 'kms:Decrypt')).toContain('ArtifactKey');
+    expect(keyArn(allowedFor(runner, roleAssumedBy(runner, 'states.amazonaws.com')), 'kms:Decrypt')).toContain(
+      'ArtifactKey',
+    );
+  });
+
+  it('gives Step Functions a role that can invoke the step runner', () => {
+    const { runner } = synthesized.dev;
+    const [functionId] = stepRunner(runner);
+    const allowed = allowedFor(runner, roleAssumedBy(runner, 'states.amazonaws.com'));
+    expect(allowed).toContainEqual({ action: 'lambda:InvokeFunction', resource: `<${functionId}.Arn>` });
+  });
+
+  it('lets that role read Distributed Map item lists and run its own child executions, nothing more', () => {
+    const { runner } = synthesized.dev;
+    const allowed = allowedFor(runner, roleAssumedBy(runner, 'states.amazonaws.com'));
+    const states = `arn:aws:states:${REGION}:${ACCOUNT}`;
+    expect(allowed).toEqual(
+      expect.arrayContaining([
+        {
+          action: 's3:GetObject',
+          resource: `arn:aws:s3:::stackline-dev-artifacts-${ACCOUNT}-${REGION}/stackline/runs/*`,
+        },
+        { action: 'states:StartExecution', resource: `${states}:stateMachine:stackline-dev-*` },
+        { action: 'states:DescribeExecution', resource: `${states}:execution:stackline-dev-*` },
+        { action: 'states:StopExecution', resource: `${states}:execution:stackline-dev-*` },
+      ]),
+    );
+    expect(allowed).toHaveLength(5);
+  });
+
+  it('outputs the function, role, bucket, table prefix and the stack register command', () => {
+    const outputs = synthesized.dev.runner.toJSON().Outputs as Record<string, { Value: unknown }>;
+    expect(Object.keys(outputs)).toEqual(
+      expect.arrayContaining([
+        'FunctionName',
+        'StateMachineRoleArn',
+        'ArtifactBucket',
+        'TablePrefix',
+        'RegisterCommand',
+      ]),
+    );
+    const [functionId] = stepRunner(synthesized.dev.runner);
+    const roleId = roleAssumedBy(synthesized.dev.runner, 'states.amazonaws.com');
+    expect(render(outputs.RegisterCommand!.Value)).toBe(
+      `npx stackline stack register dev --orchestrator step-functions --role-arn <${roleId}.Arn> ` +
+        `--state-machine-prefix stackline-dev- --step-runner lambda --function-name <${functionId}> ` +
+        `--artifact-store s3 --bucket stackline-dev-artifacts-${ACCOUNT}-${REGION} --prefix stackline ` +
+        `--metadata-store dynamodb --table-prefix stackline-dev --region ${REGION}`,
+    );
+  });
+
+  it('is deployed after the data stack it refers to by name', () => {
+    const { stage } = synthesized.prod;
+    expect(stage.runner.dependencies).toContain(stage.data);
+  });
+});
+
+describe('cdk-nag AwsSolutions checks', () => {
+  type Report = {
+    pluginReports: Array<{ pluginName: string; violations: Array<{ ruleName: string; severity: string }> }>;
+  };
+  const errors = (report: Report) =>
+    report.pluginReports.flatMap((plugin) =>
+      plugin.violations.filter((v) => v.severity === 'error').map((v) => `${plugin.pluginName}: ${v.ruleName}`),
+    );
+
+  it('report no unacknowledged error for any environment', async () => {
+    const report = JSON.parse(await readFile(join(outdir, 'validation-report.json'), 'utf8')) as Report;
+    expect(errors(report)).toEqual([]);
+  });
+
+  it('are registered by addStacklineStages: an unacknowledged bucket is reported', async () => {
+    const controlDir = join(outdir, 'nag-control');
+    const app = new App({ outdir: controlDir, context: { '@aws-cdk/core:failSynthOnValidationErrors': false } });
+    const [stage] = await addStacklineStages(app, {
+      environments: resolveEnvironments({ selected: 'dev', overrides: { dev: { pipelineFile: PIPELINE } } }),
+    });
+    new s3.Bucket(stage!.data, 'Unlogged', { enforceSSL: true });
+    app.synth();
+    const report = JSON.parse(await readFile(join(controlDir, 'validation-report.json'), 'utf8')) as Report;
+    expect(errors(report)).toEqual(['AwsSolutions: AwsSolutions-S1']);
+  });
+});
