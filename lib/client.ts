@@ -1,3 +1,4 @@
+import { ARTIFACT_NAME } from './dsl/names.ts';
 import type { PipelineDefinition } from './dsl/pipeline.ts';
 import { ValidationError } from './errors.ts';
 import type {
@@ -64,7 +65,7 @@ export class Stackline {
 
   /** Saves a value as the next version of artifact `name`. */
   async saveArtifact(name: string, value: unknown, options: SaveArtifactOptions = {}): Promise<ArtifactVersion> {
-    if (!/^[A-Za-z0-9_][A-Za-z0-9_.:-]{0,199}$/.test(name)) {
+    if (!ARTIFACT_NAME.test(name)) {
       throw new ValidationError(
         `Artifact name ${JSON.stringify(name)} is invalid: use letters, digits, ".", "_", ":" or "-".`,
       );

@@ -1,3 +1,5 @@
+import type { ErrorInfo } from './metadata/types.ts';
+
 /**
  * Every error Stackline raises on purpose is a {@link StacklineError}. Each carries a stable `code`,
  * the context that identifies what failed, and (in the message) what to do about it. The CLI maps
@@ -69,4 +71,17 @@ export class StackConfigError extends StacklineError {
 
 export function errorMessage(error: unknown): string {
   return error instanceof Error ? error.message : String(error);
+}
+
+/**
+ * What a run or step run records about an error. Step runs keep the stack (it points into the
+ * user's step); runs keep only type and message.
+ */
+export function errorInfo(error: unknown, options: { withStack?: boolean } = {}): ErrorInfo {
+  if (!(error instanceof Error)) return { type: 'Error', message: String(error) };
+  return {
+    type: error.name,
+    message: error.message,
+    ...(options.withStack && error.stack ? { stack: error.stack } : {}),
+  };
 }

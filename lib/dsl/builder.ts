@@ -1,6 +1,7 @@
 import { PipelineDefinitionError, ValidationError } from '../errors.ts';
 import type { Metadata } from '../metadata/types.ts';
 import { formatZodIssues } from '../util/zod-format.ts';
+import { ARTIFACT_NAME, IDENTIFIER } from './names.ts';
 import type { StepSpec } from './step.ts';
 import type { InvocationOptions, OutputRef } from './types.ts';
 
@@ -81,7 +82,7 @@ export class GraphBuilder {
   }
 
   addExternal(name: string, version: number | 'latest'): OutputRef<unknown> {
-    if (!/^[A-Za-z0-9_][A-Za-z0-9_.:-]{0,199}$/.test(name))
+    if (!ARTIFACT_NAME.test(name))
       this.problems.push(`externalArtifact(${JSON.stringify(name)}): invalid artifact name.`);
     if (version !== 'latest' && !(Number.isInteger(version) && version >= 1)) {
       this.problems.push(
@@ -106,7 +107,7 @@ export class GraphBuilder {
         `Duplicate step id "${id}": step "${spec.name}" and step "${previous.spec.name}" both use it. Give one a distinct id: ${spec.name}(inputs, { id: '${id}_2' }).`,
       );
     }
-    if (!/^[A-Za-z_][A-Za-z0-9_-]{0,79}$/.test(id))
+    if (!IDENTIFIER.test(id))
       this.problems.push(`Step id ${JSON.stringify(id)} is invalid: use letters, digits, "_" or "-".`);
 
     const inputs: StepNode['inputs'] = {};

@@ -3,6 +3,7 @@ import { PipelineDefinitionError, ValidationError } from '../errors.ts';
 import type { Tag } from '../metadata/types.ts';
 import { formatZodIssues } from '../util/zod-format.ts';
 import { GraphBuilder, type PipelineGraph } from './builder.ts';
+import { IDENTIFIER } from './names.ts';
 
 /** The model a pipeline produces versions of (training) or belongs to. */
 export interface PipelineModel {
@@ -39,8 +40,6 @@ export interface PipelineDefinition<P extends z.ZodType = z.ZodType> {
   build(params: z.output<P>): PipelineGraph;
 }
 
-const PIPELINE_NAME = /^[A-Za-z_][A-Za-z0-9_-]{0,79}$/;
-
 /**
  * Declares a pipeline. The body wires steps by passing outputs to inputs; it runs once per run
  * with the run's parameters, and the wiring it records is the DAG.
@@ -60,7 +59,7 @@ export function pipeline<P extends z.ZodType = z.ZodObject<Record<never, never>>
   config: PipelineConfig<P>,
   body: (params: z.output<P>) => void,
 ): PipelineDefinition<P> {
-  if (typeof config?.name !== 'string' || !PIPELINE_NAME.test(config.name)) {
+  if (typeof config?.name !== 'string' || !IDENTIFIER.test(config.name)) {
     throw new PipelineDefinitionError(
       `Pipeline name ${JSON.stringify(config?.name)} is invalid: use letters, digits, "_" or "-" (max 80), starting with a letter or "_".`,
     );

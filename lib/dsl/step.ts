@@ -3,6 +3,7 @@ import { z } from 'zod';
 import { PipelineDefinitionError } from '../errors.ts';
 import type { Metadata } from '../metadata/types.ts';
 import { currentBuilder } from './builder.ts';
+import { IDENTIFIER } from './names.ts';
 import type {
   InputDeclarations,
   InputRefs,
@@ -83,8 +84,6 @@ export type StepDefinition<I extends InputDeclarations, P extends z.ZodType, O e
 
 export type AnyStep = { readonly spec: StepSpec };
 
-const STEP_NAME = /^[A-Za-z_][A-Za-z0-9_-]{0,79}$/;
-
 function sourceCodeHash(fn: (...args: never[]) => unknown, codeVersion: string | undefined): string {
   return createHash('sha256')
     .update(fn.toString())
@@ -145,7 +144,7 @@ export function step<
   P extends z.ZodType = z.ZodObject<Record<never, never>>,
 >(config: StepConfig<I, P, O>, fn: StepFunction<I, P, O>): StepDefinition<I, P, O> {
   const { name, description, inputs, parameters, outputs, ...options } = config;
-  if (typeof name !== 'string' || !STEP_NAME.test(name)) {
+  if (typeof name !== 'string' || !IDENTIFIER.test(name)) {
     throw new PipelineDefinitionError(
       `Step name ${JSON.stringify(name)} is invalid: use letters, digits, "_" or "-" (max 80), starting with a letter or "_".`,
     );

@@ -1,12 +1,11 @@
 import type { PipelineGraph, StepNode } from '../dsl/builder.ts';
 import type { PipelineDefinition } from '../dsl/pipeline.ts';
-import { RunCancelledError } from '../errors.ts';
+import { errorInfo, RunCancelledError } from '../errors.ts';
 import type { ArtifactVersion, PipelineRun, StepRun, Tag } from '../metadata/types.ts';
 import { nowIso } from '../util/ids.ts';
 import { collectFanOut, planFanOut } from './fan-out.ts';
 import {
   createRun,
-  errorInfo,
   linkModelOutputs,
   prepareRun,
   resolveStepInputs,

@@ -1,7 +1,8 @@
 import type { PipelineGraph, StepNode } from '../dsl/builder.ts';
 import type { PipelineDefinition } from '../dsl/pipeline.ts';
 import type { RunModelVersion } from '../dsl/types.ts';
-import type { ArtifactVersion, ErrorInfo, Metadata, PipelineRun, Tag } from '../metadata/types.ts';
+import { errorInfo } from '../errors.ts';
+import type { ArtifactVersion, Metadata, PipelineRun, Tag } from '../metadata/types.ts';
 import { currentActor, prepareRunModelVersion, toLoadedModelVersion } from '../models/model-context.ts';
 import { newId, nowIso } from '../util/ids.ts';
 import type { StepEnvironment, StepExecutionResult } from './step-executor.ts';
@@ -153,10 +154,4 @@ export async function linkModelOutputs(
     if (declaration.modelRole && artifact)
       await env.metadata.models.linkArtifact(modelVersionId, declaration.modelRole, artifact);
   }
-}
-
-export function errorInfo(error: unknown): ErrorInfo {
-  return error instanceof Error
-    ? { type: error.name, message: error.message }
-    : { type: 'Error', message: String(error) };
 }

@@ -8,6 +8,7 @@ import type { MaterializerRegistry } from '../artifacts/materializers.ts';
 import type { StepNode } from '../dsl/builder.ts';
 import type { LoadedModelVersion, ModelControl, RetryPolicy, RunModelVersion, StepContext } from '../dsl/types.ts';
 import {
+  errorInfo,
   NonRetriableError,
   OutputValidationError,
   RunCancelledError,
@@ -71,13 +72,6 @@ export interface StepExecutionResult {
   stepRun: StepRun;
   /** Output name → the artifact version (new, or the original one for cached step runs). */
   outputs: Record<string, ArtifactVersion>;
-}
-
-function toErrorInfo(error: unknown): ErrorInfo {
-  if (error instanceof Error) {
-    return { type: error.name, message: error.message, ...(error.stack ? { stack: error.stack } : {}) };
-  }
-  return { type: 'Error', message: String(error) };
 }
 
 function retryPolicy(retries: number | RetryPolicy | undefined): Required<RetryPolicy> {
@@ -195,7 +189,7 @@ export async function executeStep(request: StepExecutionRequest, env: StepEnviro
           stepId: recordId,
           attempt: attempts,
           delayMs,
-          error: toErrorInfo(error),
+          error: errorInfo(error, { withStack: true }),
         });
         await sleep(delayMs, undefined, signal ? { signal } : undefined).catch(() => {
           throw new RunCancelledError(`Step "${node.id}" was cancelled while waiting to retry.`);
@@ -219,7 +213,7 @@ export async function executeStep(request: StepExecutionRequest, env: StepEnviro
     const ended = await env.metadata.runs.endStep(stepRun.id, cancelled ? 'cancelled' : 'failed', nowIso(), {
       durationMs: Math.round(performance.now() - started),
       attempts,
-      error: toErrorInfo(error),
+      error: errorInfo(error, { withStack: true }),
       ...(logs.length ? { logs } : {}),
     });
     env.onEvent?.({ type: 'step-finished', runId: run.id, stepId: recordId, stepRun: ended });

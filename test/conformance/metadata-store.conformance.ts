@@ -1172,7 +1172,8 @@ function at(seconds: number): string {
   return new Date(EPOCH + seconds * 1000).toISOString();
 }
 
-function runDraft(overrides: Partial<PipelineRun> = {}): PipelineRun {
+/** Also used by the adapters' own tests, so every suite builds records the same way. */
+export function runDraft(overrides: Partial<PipelineRun> = {}): PipelineRun {
   return {
     id: newId('run'),
     pipeline: 'training',
@@ -1188,7 +1189,8 @@ function runDraft(overrides: Partial<PipelineRun> = {}): PipelineRun {
   };
 }
 
-function stepDraft(runId: string, overrides: Partial<StepRun> = {}): StepRun {
+/** Also used by the adapters' own tests, so every suite builds records the same way. */
+export function stepDraft(runId: string, overrides: Partial<StepRun> = {}): StepRun {
   return {
     id: newId('srun'),
     runId,
@@ -1207,7 +1209,8 @@ function stepDraft(runId: string, overrides: Partial<StepRun> = {}): StepRun {
   };
 }
 
-function artifactDraft(name: string, overrides: Partial<ArtifactVersionDraft> = {}): ArtifactVersionDraft {
+/** Also used by the adapters' own tests, so every suite builds records the same way. */
+export function artifactDraft(name: string, overrides: Partial<ArtifactVersionDraft> = {}): ArtifactVersionDraft {
   return {
     name,
     contentHash: `sha256:${'0'.repeat(64)}`,

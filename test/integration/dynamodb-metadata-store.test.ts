@@ -11,8 +11,12 @@ import {
   tableDefinitions,
 } from '../../lib/metadata/dynamodb/table-definitions.ts';
 import type { ArtifactVersionDraft, PipelineRun, StepRun } from '../../lib/metadata/types.ts';
-import { newId } from '../../lib/util/ids.ts';
-import { describeMetadataStoreConformance } from '../conformance/metadata-store.conformance.ts';
+import {
+  artifactDraft,
+  describeMetadataStoreConformance,
+  runDraft,
+  stepDraft,
+} from '../conformance/metadata-store.conformance.ts';
 import { awsTestClientConfig, type MotoServer, startMoto } from '../support/moto.ts';
 
 let moto: MotoServer;
@@ -56,52 +60,26 @@ async function freshStore(): Promise<{
 describeMetadataStoreConformance('DynamoDbMetadataStore on moto', freshStore);
 
 function draft(name: string, overrides: Partial<ArtifactVersionDraft> = {}): ArtifactVersionDraft {
-  return {
-    name,
+  return artifactDraft(name, {
     contentHash: `sha256:${'a'.repeat(64)}`,
     uri: 's3://bucket/blobs/aa/aaa',
     size: 3,
-    materializer: 'json',
-    dataType: 'json:object',
-    metadata: {},
-    tags: [],
     ...overrides,
-  };
+  });
 }
 
 function run(overrides: Partial<PipelineRun> = {}): PipelineRun {
-  return {
-    id: newId('run'),
+  return runDraft({
     pipeline: 'train',
-    status: 'running',
     stack: 'aws',
-    parameters: {},
-    config: {},
-    tags: [],
-    metadata: {},
     createdBy: 'test',
     startedAt: new Date().toISOString(),
     ...overrides,
-  };
+  });
 }
 
 function stepRun(runId: string, overrides: Partial<StepRun> = {}): StepRun {
-  return {
-    id: newId('srun'),
-    runId,
-    stepId: 'train',
-    stepName: 'train',
-    status: 'running',
-    cacheKey: 'ck',
-    codeHash: 'code',
-    parameters: {},
-    startedAt: new Date().toISOString(),
-    attempts: 1,
-    inputs: {},
-    outputs: {},
-    metadata: {},
-    ...overrides,
-  };
+  return stepDraft(runId, { cacheKey: 'ck', codeHash: 'code', startedAt: new Date().toISOString(), ...overrides });
 }
 
 describe('DynamoDbMetadataStore specifics', () => {

@@ -8,8 +8,7 @@ import { afterEach, beforeEach, describe, expect, it } from 'vitest';
 import { StacklineError, ValidationError } from '../../../lib/errors.ts';
 import { LATEST_SCHEMA_VERSION, MIGRATIONS } from '../../../lib/metadata/sqlite/migrations.ts';
 import { SqliteMetadataStore } from '../../../lib/metadata/sqlite/sqlite-metadata-store.ts';
-import { newId } from '../../../lib/util/ids.ts';
-import { describeMetadataStoreConformance } from '../../conformance/metadata-store.conformance.ts';
+import { describeMetadataStoreConformance, runDraft, stepDraft } from '../../conformance/metadata-store.conformance.ts';
 
 describeMetadataStoreConformance('SqliteMetadataStore in memory', async () => {
   const store = SqliteMetadataStore.open(':memory:');
@@ -129,33 +128,10 @@ describe('SqliteMetadataStore', () => {
   it('abandonSync marks unfinished runs before returning, as a process exit handler needs', async () => {
     const store = SqliteMetadataStore.open(':memory:');
     try {
-      const run = await store.runs.create({
-        id: newId('run'),
-        pipeline: 'training',
-        status: 'running',
-        stack: 'local',
-        parameters: {},
-        config: {},
-        tags: [],
-        metadata: {},
-        createdBy: 'test',
-        startedAt: '2026-01-01T00:00:00.000Z',
-      });
-      const step = await store.runs.startStep({
-        id: newId('srun'),
-        runId: run.id,
-        stepId: 'train',
-        stepName: 'train',
-        status: 'running',
-        cacheKey: 'k',
-        codeHash: 'h',
-        parameters: {},
-        startedAt: '2026-01-01T00:00:01.000Z',
-        attempts: 1,
-        inputs: {},
-        outputs: {},
-        metadata: {},
-      });
+      const run = await store.runs.create(runDraft({ createdBy: 'test', startedAt: '2026-01-01T00:00:00.000Z' }));
+      const step = await store.runs.startStep(
+        stepDraft(run.id, { cacheKey: 'k', codeHash: 'h', startedAt: '2026-01-01T00:00:01.000Z' }),
+      );
 
       const changed = store.abandonSync([run.id], 'failed', '2026-01-01T00:00:03.500Z', {
         type: 'Error',
