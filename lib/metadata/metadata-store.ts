@@ -125,7 +125,14 @@ export interface ArtifactRepository {
 export interface PromoteOptions {
   force?: boolean;
   reason?: string;
+  /** Who made the change: the authenticated caller where there is one, never a value a client supplies. */
   actor: string;
+  /**
+   * Compare-and-set: the version number the caller expects to hold the target stage now (`null`:
+   * expects it free). When another version holds it, the change is refused with a ConflictError
+   * naming the holder. Omitted: no expectation.
+   */
+  expectedHolder?: number | null;
 }
 
 export interface ModelRepository {
