@@ -16,7 +16,7 @@ import {
   modelVersions,
 } from './commands/model.ts';
 import { runCommand } from './commands/run.ts';
-import { runsList, runsShow } from './commands/runs.ts';
+import { runsCancel, runsList, runsReap, runsShow } from './commands/runs.ts';
 import { stackDelete, stackDescribe, stackList, stackProvision, stackRegister, stackSet } from './commands/stack.ts';
 import { ExitCode, exitCodeFor } from './exit-codes.ts';
 import type { CliIo } from './io.ts';
@@ -133,6 +133,20 @@ export async function main(argv: string[], io: CliIo): Promise<number> {
     .addOption(stackOpt())
     .addOption(json())
     .action((id: string, opts) => withStack(opts.stack, (s) => runsShow(s, id, opts, io)));
+  runs
+    .command('reap')
+    .description('end every run whose executor is gone (dead process, expired lease, ended execution)')
+    .option('--dry-run', 'only list them')
+    .addOption(stackOpt())
+    .addOption(json())
+    .action((opts) => withStack(opts.stack, (s) => runsReap(s, opts, io)));
+  runs
+    .command('cancel')
+    .description('stop a run (signal its process, or stop its Step Functions execution) and record it cancelled')
+    .argument('<run-id>')
+    .addOption(stackOpt())
+    .addOption(json())
+    .action((id: string, opts) => withStack(opts.stack, (s) => runsCancel(s, id, opts, io)));
 
   const artifacts = program.command('artifacts').description('list, inspect and load artifact versions');
   artifacts

@@ -58,12 +58,7 @@ export async function runOnStepFunctions(
   }
   const prepared = await prepareRun(pipeline, options.params, stack);
   const compiled = compileToAsl(pipeline, { lambdaFunctionArn: stepRunner.functionName, params: prepared.params });
-  const sfn =
-    options.sfn ??
-    new SFNClient({
-      region: resolveAwsRegion(stack.name, 'orchestrator', orchestrator),
-      ...(orchestrator.endpoint ? { endpoint: orchestrator.endpoint } : {}),
-    });
+  const sfn = options.sfn ?? stepFunctionsClient(stack);
   try {
     const stateMachineArn = await upsertStateMachine(
       sfn,
@@ -88,6 +83,34 @@ export async function runOnStepFunctions(
   } finally {
     if (!options.sfn) sfn.destroy();
   }
+}
+
+/** A Step Functions client for a stack whose orchestrator is `step-functions` (the caller destroys it). */
+export function stepFunctionsClient(stack: Pick<StackRuntime, 'name' | 'components'>): SFNClient {
+  const { orchestrator } = stack.components;
+  if (orchestrator.type !== 'step-functions')
+    throw new StackConfigError(`Stack "${stack.name}" does not use the step-functions orchestrator.`);
+  return new SFNClient({
+    region: resolveAwsRegion(stack.name, 'orchestrator', orchestrator),
+    ...(orchestrator.endpoint ? { endpoint: orchestrator.endpoint } : {}),
+  });
+}
+
+/** The status of an execution (`RUNNING`, `SUCCEEDED`, `FAILED`, `TIMED_OUT`, `ABORTED`), undefined if unknown. */
+export async function executionStatus(sfn: SFNClient, executionArn: string): Promise<string | undefined> {
+  try {
+    return (await sfn.send(new DescribeExecutionCommand({ executionArn }))).status;
+  } catch (error) {
+    if ((error as { name?: string }).name === 'ExecutionDoesNotExist') return undefined;
+    throw error;
+  }
+}
+
+/** Stops an execution; one that has already ended is left as it is. */
+export async function stopExecution(sfn: SFNClient, executionArn: string, cause: string): Promise<void> {
+  const status = await executionStatus(sfn, executionArn);
+  if (status !== 'RUNNING') return;
+  await sfn.send(new StopExecutionCommand({ executionArn, error: 'Cancelled', cause }));
 }
 
 async function upsertStateMachine(sfn: SFNClient, name: string, definition: string, roleArn: string): Promise<string> {

@@ -1,4 +1,5 @@
 import { ConflictError, NotFoundError } from '../../errors.ts';
+import { faultPoint } from '../../util/fault-points.ts';
 import { newId } from '../../util/ids.ts';
 import { uniqueTags } from '../store-rules.ts';
 import type {
@@ -413,6 +414,7 @@ export function insertArtifactVersion(sql: Sql, draft: ArtifactVersionDraft, cre
        @producer_run_id, @producer_step_run_id, @created_at)`,
     row,
   );
+  faultPoint('artifact-version:allocated');
   insertTags(sql, 'artifact_version', id, tags);
   return toArtifactVersion(row);
 }

@@ -1,4 +1,5 @@
 import { ConflictError, NotFoundError, ValidationError } from '../../errors.ts';
+import { faultPoint } from '../../util/fault-points.ts';
 import { newId, nowIso } from '../../util/ids.ts';
 import type { ModelRepository, PromoteOptions } from '../metadata-store.ts';
 import { assertVersionLabel, pageLimit, uniqueTags } from '../store-rules.ts';
@@ -124,6 +125,7 @@ export class SqliteModelRepository implements ModelRepository {
         now,
         now,
       );
+      faultPoint('model-version:allocated');
       this.sql.run('UPDATE models SET latest_version = ?, updated_at = ? WHERE name = ?', number, now, model);
       insertTags(this.sql, 'model_version', id, tags);
       if (init.runId !== undefined) {
@@ -266,6 +268,7 @@ export class SqliteModelRepository implements ModelRepository {
           );
         }
       }
+      faultPoint('stage:promoting');
       this.moveStage(target, stage, at);
       changes.push(
         this.recordChange(model, version, { kind: 'stage', from: target.stage ?? undefined, to: stage }, options, at),
