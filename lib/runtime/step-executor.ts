@@ -324,11 +324,9 @@ async function runAttempt(
       // The run's signal, not the attempt's: a timeout also aborts the attempt, and must stay a timeout.
       guards.push(
         new Promise<never>((_, reject) =>
-          runSignal.addEventListener(
-            'abort',
-            () => reject(new RunCancelledError(`Step "${node.id}" was cancelled.`)),
-            { once: true },
-          ),
+          runSignal.addEventListener('abort', () => reject(new RunCancelledError(`Step "${node.id}" was cancelled.`)), {
+            once: true,
+          }),
         ),
       );
     }
