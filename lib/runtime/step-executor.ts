@@ -32,6 +32,7 @@ import { faultPoint } from '../util/fault-points.ts';
 import { newId, nowIso } from '../util/ids.ts';
 import { formatZodIssues } from '../util/zod-format.ts';
 import { computeCacheKey } from './cache-key.ts';
+import { recordableLogs } from './step-logs.ts';
 
 /** Everything a step execution needs from the stack it runs on. */
 export interface StepEnvironment {
@@ -223,24 +224,29 @@ export async function executeStep(request: StepExecutionRequest, env: StepEnviro
 
     faultPoint('step:returned');
     const drafts = await writeOutputs(request, value, artifactMetadata, env);
+    const recorded = await recordableLogs(logs, stepRun, recordId, env);
     const completed = await env.metadata.runs.completeStep(stepRun.id, {
       endedAt: nowIso(),
       durationMs: Math.round(performance.now() - started),
       attempts,
       outputs: drafts,
-      metadata: stepMetadata,
-      ...(logs.length ? { logs } : {}),
+      metadata: { ...stepMetadata, ...recorded.metadata },
+      ...(logs.length ? { logs: recorded.logs } : {}),
     });
     faultPoint('step:completed');
     env.onEvent?.({ type: 'step-finished', runId: run.id, stepId: recordId, stepRun: completed.stepRun });
     return completed;
   } catch (error) {
     const cancelled = error instanceof RunCancelledError || signal?.aborted === true;
+    const recorded = await recordableLogs(logs, stepRun, recordId, env).catch(() => ({
+      logs: logs.slice(-100),
+      metadata: {},
+    }));
     const ended = await env.metadata.runs.endStep(stepRun.id, cancelled ? 'cancelled' : 'failed', nowIso(), {
       durationMs: Math.round(performance.now() - started),
       attempts,
       error: errorInfo(error, { withStack: true }),
-      ...(logs.length ? { logs } : {}),
+      ...(logs.length ? { logs: recorded.logs } : {}),
     });
     env.onEvent?.({ type: 'step-finished', runId: run.id, stepId: recordId, stepRun: ended });
     if (cancelled)
