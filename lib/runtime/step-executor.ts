@@ -187,24 +187,60 @@ export async function executeStep(request: StepExecutionRequest, env: StepEnviro
     let value: unknown;
     for (;;) {
       attempts++;
+      // Each attempt has its own metadata and scratch directory, and a fence: once the attempt has
+      // ended (timed out, failed, cancelled), whatever it still does through its context is refused,
+      // so an abandoned attempt cannot write beside its retry.
+      const attempt = {
+        number: attempts,
+        ended: false,
+        metadata: {} as Metadata,
+        artifactMetadata: {} as Record<string, Metadata>,
+        tmpDir: undefined as string | undefined,
+      };
+      const fence = () => {
+        if (attempt.ended)
+          throw new StepTimeoutError(`Step "${node.id}" attempt ${attempt.number} has ended; it can no longer write.`, {
+            context: { step: node.id, attempt: attempt.number },
+          });
+      };
       try {
-        value = await runAttempt({ ...request, models }, stepRun.id, attempts, inputs, model, {
-          log: (message) => {
-            logs.push(message);
-            env.onEvent?.({ type: 'step-log', runId: run.id, stepId: recordId, message });
+        value = await runAttempt(
+          { ...request, models: fencedModels(models, fence) },
+          stepRun.id,
+          attempts,
+          inputs,
+          model,
+          {
+            log: (message) => {
+              fence();
+              logs.push(message);
+              env.onEvent?.({ type: 'step-log', runId: run.id, stepId: recordId, message });
+            },
+            logMetadata: (values) => {
+              fence();
+              Object.assign(attempt.metadata, values);
+            },
+            logArtifactMetadata: (output, values) => {
+              fence();
+              attempt.artifactMetadata[output] = { ...attempt.artifactMetadata[output], ...values };
+            },
+            tmpDir: () => {
+              fence();
+              // Lives until the outputs are stored: steps may return files they wrote there.
+              attempt.tmpDir ??= makeTmpDirSync(node.id);
+              return attempt.tmpDir;
+            },
           },
-          logMetadata: (values) => Object.assign(stepMetadata, values),
-          logArtifactMetadata: (output, values) => {
-            artifactMetadata[output] = { ...artifactMetadata[output], ...values };
-          },
-          tmpDir: () => {
-            // Lives until the outputs are stored: steps may return files they wrote there.
-            tmpDir ??= makeTmpDirSync(node.id);
-            return tmpDir;
-          },
-        });
+        );
+        attempt.ended = true;
+        Object.assign(stepMetadata, attempt.metadata);
+        Object.assign(artifactMetadata, attempt.artifactMetadata);
+        tmpDir = attempt.tmpDir;
         break;
       } catch (error) {
+        attempt.ended = true;
+        // The ended attempt's scratch directory goes with it, so a retry starts clean.
+        if (attempt.tmpDir) await rm(attempt.tmpDir, { recursive: true, force: true });
         if (signal?.aborted) throw new RunCancelledError(`Step "${node.id}" was cancelled.`, { cause: error });
         if (error instanceof NonRetriableError || attempts > policy.maxRetries) throw error;
         const delayMs = backoffDelay(policy, attempts);
@@ -266,6 +302,20 @@ export async function executeStep(request: StepExecutionRequest, env: StepEnviro
   } finally {
     if (tmpDir) await rm(tmpDir, { recursive: true, force: true });
   }
+}
+
+/** The model control plane as an attempt sees it: every call refused once the attempt has ended. */
+function fencedModels(models: ModelControl, fence: () => void): ModelControl {
+  return new Proxy(models, {
+    get(target, key, receiver) {
+      const value = Reflect.get(target, key, receiver);
+      if (typeof value !== 'function') return value;
+      return (...args: unknown[]) => {
+        fence();
+        return (value as (...a: unknown[]) => unknown).apply(target, args);
+      };
+    },
+  });
 }
 
 type ContextCallbacks = Pick<StepContext, 'log' | 'logMetadata' | 'logArtifactMetadata'> & { tmpDir: () => string };
