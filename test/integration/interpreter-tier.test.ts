@@ -394,6 +394,66 @@ describe('the reference pipelines on the interpreter', () => {
   });
 });
 
+describe('duplicate deliveries and Lambda failures', () => {
+  it('every run-step delivered twice, Lambda errors injected before and after steps: each step runs once, results equal a clean run', async () => {
+    let seed = 7;
+    const random = () => {
+      seed = (seed * 1103515245 + 12345) % 2 ** 31;
+      return seed / 2 ** 31;
+    };
+    const handler = createLambdaHandler(testModule);
+    let injected = 0;
+    let duplicates = 0;
+    const lambda = async (payload: unknown) => {
+      const request = payload as { action: string };
+      if (request.action !== 'run-step') return handler(payload, {} as never);
+      if (random() < 0.2) {
+        injected++;
+        throw Object.assign(new Error('Rate exceeded'), { name: 'Lambda.TooManyRequestsException' });
+      }
+      // Delivered twice at once: one runs the step, the other waits on its lease or returns its result.
+      duplicates++;
+      const [first, second] = await Promise.allSettled([handler(payload, {} as never), handler(payload, {} as never)]);
+      const settled = first.status === 'fulfilled' ? first : second;
+      if (settled.status === 'rejected') throw (first as PromiseRejectedResult).reason;
+      if (random() < 0.3) {
+        // The step completed but its response was lost: Step Functions retries the delivery.
+        injected++;
+        throw Object.assign(new Error('Service error'), { name: 'Lambda.ServiceException' });
+      }
+      return settled.value;
+    };
+    const { definition } = compileToAsl(fanOut, { lambdaFunctionArn: LAMBDA_ARN });
+    squareCalls = 0;
+    const chaotic = await executeLocally(definition, { pipeline: 'it_fan_out', parameters: { n: 9 } }, { lambda });
+    expect(chaotic.error).toBeUndefined();
+    const runId = chaotic.taskCalls.map((call) => (call.request as { runId?: string }).runId).find(Boolean)!;
+
+    // Each of the 9 items ran exactly once despite the duplicates and retries.
+    expect(squareCalls).toBe(9);
+    expect(injected).toBeGreaterThan(0);
+    expect(duplicates).toBeGreaterThan(9);
+    const chaoticRun = await stores.metadata.runs.get(runId);
+    expect(chaoticRun.status).toBe('completed');
+
+    const clean = await createLocalTestEnv();
+    try {
+      const cleanRun = (await runPipelineLocally(fanOut, clean, { params: { n: 9 } })).run;
+      const stepsOf = async (target: StepEnvironment, id: string) =>
+        (await target.metadata.runs.listSteps(id)).map((s) => `${s.stepId}:${s.status}:${s.cacheKey}`).sort();
+      expect(await stepsOf(stores, runId)).toEqual(await stepsOf(clean, cleanRun.id));
+      const hash = async (target: StepEnvironment, name: string) =>
+        (await target.metadata.artifacts.getVersion(name, 'latest')).contentHash;
+      expect(await hash(stores, 'it_total.value')).toBe(await hash(clean, 'it_total.value'));
+      expect(await outputValue(runId, 'it_total')).toBe(
+        Array.from({ length: 9 }, (_, i) => i * i).reduce((a, b) => a + b),
+      );
+    } finally {
+      await clean.cleanup();
+    }
+  });
+});
+
 describe('wide fan-outs', () => {
   it('runs a fan-out wider than the threshold as a Distributed Map reading its items from S3', async () => {
     const execution = await execute(testModule, wideFanOut, { parameters: { n: 45 } });
