@@ -18,7 +18,7 @@ import {
 } from '../errors.ts';
 import type { MetadataStore } from '../metadata/metadata-store.ts';
 import type { ArtifactVersion, ErrorInfo, Metadata, StepRun, StepRunOutputDraft } from '../metadata/types.ts';
-import { createModelControl, currentActor } from '../models/model-context.ts';
+import { createModelControl } from '../models/model-context.ts';
 import { canonicalJson, sha256Hex } from '../util/canonical-json.ts';
 import { newId, nowIso } from '../util/ids.ts';
 import { formatZodIssues } from '../util/zod-format.ts';
@@ -33,8 +33,13 @@ export interface StepEnvironment {
   resolveModel?: (node: StepNode) => Promise<LoadedModelVersion | undefined>;
   /** Receives progress events (CLI progress, logs). */
   onEvent?: (event: StepEvent) => void;
-  /** Who runs the step (recorded on stage changes a step makes). Default: the OS user. */
+  /** Who runs the step (recorded on the runs it creates). Default: the OS user. */
   actor?: string;
+  /**
+   * Pipelines whose steps may promote to production here (the stack's `promoters`; `*` = all).
+   * Stage changes a step makes are recorded as `pipeline:<name> run <runId>`, never as `actor`.
+   */
+  promoters?: readonly string[];
 }
 
 export type StepEvent =
@@ -144,7 +149,7 @@ export async function executeStep(request: StepExecutionRequest, env: StepEnviro
   });
   env.onEvent?.({ type: 'step-started', runId: run.id, stepId: recordId, stepRunId: stepRun.id });
 
-  const models = createModelControl(env, env.actor ?? currentActor());
+  const models = createModelControl(env, { pipeline: run.pipeline, runId: run.id, promoters: env.promoters ?? [] });
   const logs: string[] = [];
   const stepMetadata: Metadata = model ? { modelVersion: `${model.model}:${model.number}` } : {};
   const artifactMetadata: Record<string, Metadata> = {};

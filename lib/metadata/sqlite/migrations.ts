@@ -176,6 +176,11 @@ export const MIGRATIONS: readonly Migration[] = [
       CREATE INDEX stage_changes_by_model ON stage_changes(model, seq);
     `,
   },
+  {
+    version: 2,
+    description: 'a promotion gate per model (JSON: metric and direction)',
+    sql: 'ALTER TABLE models ADD COLUMN promotion_gate TEXT;',
+  },
 ];
 
 /** The schema version this code writes. */
