@@ -9,6 +9,7 @@ import {
   modelAliasSet,
   modelCompare,
   modelCreate,
+  modelGate,
   modelHistory,
   modelList,
   modelPromote,
@@ -221,6 +222,12 @@ export async function main(argv: string[], io: CliIo): Promise<number> {
     .option('--endpoint <url>', 'AWS endpoint, for emulators such as moto or LocalStack')
     .option('--description <text>')
     .option('--tag <key:value>', 'tag the stack (repeatable)', collect, [])
+    .option(
+      '--promoter <pipeline>',
+      'a pipeline whose steps may promote to production (repeatable; * = all)',
+      collect,
+      [],
+    )
     .option('--set-active', 'make it the active stack')
     .addOption(json())
     .action(async (name: string, opts) => stackRegister(await openProject(), name, opts, io));
@@ -244,9 +251,18 @@ export async function main(argv: string[], io: CliIo): Promise<number> {
     .argument('<model>')
     .option('--description <text>')
     .option('--tag <key:value>', 'tag the model (repeatable)', collect, [])
+    .option('--gate <metric:max|min>', 'promotion gate: production only for a version whose metric beats the holder')
     .addOption(stackOpt())
     .addOption(json())
     .action((name: string, opts) => withStack(opts.stack, (s) => modelCreate(s, name, opts, io)));
+  model
+    .command('gate')
+    .description("set a model's promotion gate (metric:max or metric:min), or remove it with `none`")
+    .argument('<model>')
+    .argument('<gate>')
+    .addOption(stackOpt())
+    .addOption(json())
+    .action((name: string, gate: string, opts) => withStack(opts.stack, (s) => modelGate(s, name, gate, opts, io)));
   model
     .command('list')
     .option('--tag <key:value>')

@@ -26,7 +26,7 @@ import type {
   StepRun,
   StepRunOutputDraft,
 } from '../metadata/types.ts';
-import { createModelControl, currentActor } from '../models/model-context.ts';
+import { createModelControl } from '../models/model-context.ts';
 import { canonicalJson, sha256Hex } from '../util/canonical-json.ts';
 import { faultPoint } from '../util/fault-points.ts';
 import { newId, nowIso } from '../util/ids.ts';
@@ -42,7 +42,7 @@ export interface StepEnvironment {
   resolveModel?: (node: StepNode) => Promise<LoadedModelVersion | undefined>;
   /** Receives progress events (CLI progress, logs). */
   onEvent?: (event: StepEvent) => void;
-  /** Who runs the step (recorded on stage changes a step makes). Default: the OS user. */
+  /** Who runs the step (recorded on the runs it creates). Default: the OS user. */
   actor?: string;
   /**
    * The executor recorded on step runs and the in-progress lease they start with: while it holds,
@@ -50,6 +50,11 @@ export interface StepEnvironment {
    * the completed result). Locally renewed by the run's heartbeat; on Lambda, the invocation's deadline.
    */
   lease?: { executor: ExecutorIdentity; until: () => string };
+  /**
+   * Pipelines whose steps may promote to production here (the stack's `promoters`; `*` = all).
+   * Stage changes a step makes are recorded as `pipeline:<name> run <runId>`, never as `actor`.
+   */
+  promoters?: readonly string[];
 }
 
 export type StepEvent =
@@ -168,7 +173,7 @@ export async function executeStep(request: StepExecutionRequest, env: StepEnviro
   faultPoint('step:started');
   env.onEvent?.({ type: 'step-started', runId: run.id, stepId: recordId, stepRunId: stepRun.id });
 
-  const models = createModelControl(env, env.actor ?? currentActor());
+  const models = createModelControl(env, { pipeline: run.pipeline, runId: run.id, promoters: env.promoters ?? [] });
   const logs: string[] = [];
   const stepMetadata: Metadata = model ? { modelVersion: `${model.model}:${model.number}` } : {};
   const artifactMetadata: Record<string, Metadata> = {};
