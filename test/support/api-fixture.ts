@@ -8,9 +8,15 @@ export const FIXTURE_MODEL = 'iris_classifier';
  * Seeds a store the way pipelines leave it: a feature run writing `iris.features`, then `versions`
  * training runs, each completed, reading the features, writing `iris.model` (real bytes in the
  * artifact store) and producing one model version with an `accuracy` metric and a linked `model`
- * artifact. Version 1 is put in production.
+ * artifact. Version 1 is put in production unless `production: false`.
  */
-export async function seedApiFixture(metadata: MetadataStore, artifacts: ArtifactStore, versions = 3) {
+export async function seedApiFixture(
+  metadata: MetadataStore,
+  artifacts: ArtifactStore,
+  versions = 3,
+  options: { model?: string; production?: boolean } = {},
+) {
+  const model = options.model ?? FIXTURE_MODEL;
   const at = (n: number) => new Date(Date.UTC(2026, 10, 1, 10, n)).toISOString();
   const features = await artifacts.put('sepal,petal\n1,2\n');
   const featureRun = await metadata.runs.create({
@@ -84,7 +90,7 @@ export async function seedApiFixture(metadata: MetadataStore, artifacts: Artifac
       stepId: 'train',
       stepName: 'train',
       status: 'running',
-      cacheKey: `ck-train-${i}`,
+      cacheKey: `ck-${model}-${i}`,
       codeHash: 'h2',
       parameters: { trees: i },
       startedAt: at(1 + i),
@@ -115,7 +121,7 @@ export async function seedApiFixture(metadata: MetadataStore, artifacts: Artifac
         },
       ],
     });
-    const mv = await metadata.models.createVersion(FIXTURE_MODEL, {
+    const mv = await metadata.models.createVersion(model, {
       runId: run.id,
       metadata: { accuracy: 0.9 + i / 100 },
     });
@@ -124,6 +130,6 @@ export async function seedApiFixture(metadata: MetadataStore, artifacts: Artifac
     await metadata.runs.finish(run.id, 'completed', at(2 + i));
     modelVersions.push(mv);
   }
-  await metadata.models.setStage(FIXTURE_MODEL, 1, 'production', { actor: 'seed' });
+  if (options.production ?? true) await metadata.models.setStage(model, 1, 'production', { actor: 'seed' });
   return { featureRun, featureVersion, modelVersions };
 }
