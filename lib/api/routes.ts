@@ -23,6 +23,8 @@ export interface ApiRoute {
   response: z.ZodType;
   /** Changes state: a release-manager-only or member operation recorded with the caller. */
   writes?: boolean;
+  /** Only release managers may call it: the AWS members' policy leaves its `execute-api` ARN out. */
+  releaseManagerOnly?: boolean;
   // biome-ignore lint/suspicious/noExplicitAny: each route's handler takes its own validated input.
   handler: (ctx: ApiContext, input: { params: any; query: any; body: any }) => Promise<unknown>;
 }
@@ -249,6 +251,7 @@ export const API_ROUTES: readonly ApiRoute[] = [
     body: s.ProductionRequestSchema,
     response: s.StageChangesSchema,
     writes: true,
+    releaseManagerOnly: true,
     handler: (ctx, i) => models.promoteToProduction(ctx, i.params, i.body),
   }),
   route({
