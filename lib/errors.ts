@@ -82,6 +82,16 @@ export class NonRetriableError extends StacklineError {
   override readonly code = 'NON_RETRIABLE';
 }
 
+/** A request carried no valid credentials (missing, unknown or revoked API token). */
+export class AuthenticationError extends StacklineError {
+  override readonly code = 'UNAUTHENTICATED';
+}
+
+/** The caller is known but their role does not allow this operation. */
+export class PermissionDeniedError extends StacklineError {
+  override readonly code = 'PERMISSION_DENIED';
+}
+
 /** A stack's configuration is unusable (missing component setting, unsupported combination). */
 export class StackConfigError extends StacklineError {
   override readonly code = 'STACK_CONFIG';

@@ -18,6 +18,7 @@ import {
 } from './commands/model.ts';
 import { runCommand } from './commands/run.ts';
 import { runsCancel, runsList, runsReap, runsShow } from './commands/runs.ts';
+import { serveCommand, tokenCreate, tokenList, tokenRevoke } from './commands/serve.ts';
 import { stackDelete, stackDescribe, stackList, stackProvision, stackRegister, stackSet } from './commands/stack.ts';
 import { ExitCode, exitCodeFor } from './exit-codes.ts';
 import type { CliIo } from './io.ts';
@@ -340,6 +341,42 @@ export async function main(argv: string[], io: CliIo): Promise<number> {
     .addOption(stackOpt())
     .addOption(json())
     .action((name: string, a: string, opts) => withStack(opts.stack, (s) => modelAliasRemove(s, name, a, opts, io)));
+
+  program
+    .command('serve')
+    .description('serve the HTTP API for a stack (bearer tokens from `stackline token create`)')
+    .addOption(
+      new Option('--port <n>', 'TCP port (0: any free port)')
+        .argParser((v) => {
+          const n = Number(v);
+          if (!Number.isInteger(n) || n < 0 || n > 65535) throw new InvalidArgumentError('must be a port, 0-65535.');
+          return n;
+        })
+        .default(8787),
+    )
+    .option('--host <address>', 'address to bind; other hosts than loopback expose the API to the network', '127.0.0.1')
+    .addOption(stackOpt())
+    .addOption(json())
+    .action(async (opts) => serveCommand(await openProject(), opts, io));
+  const token = program.command('token').description('bearer tokens for `stackline serve` (stored hashed)');
+  token
+    .command('create')
+    .description('create a token and print it once')
+    .addOption(
+      new Option('--role <role>', 'what the token may do').choices(['member', 'release-manager']).makeOptionMandatory(),
+    )
+    .option('--name <name>', 'recorded as the actor of every change made with the token')
+    .addOption(json())
+    .action(async (opts) => tokenCreate(await openProject(), opts, io));
+  token
+    .command('list')
+    .addOption(json())
+    .action(async (opts) => tokenList(await openProject(), opts, io));
+  token
+    .command('revoke')
+    .argument('<id-or-name>')
+    .addOption(json())
+    .action(async (idOrName: string, opts) => tokenRevoke(await openProject(), idOrName, opts, io));
 
   try {
     await program.parseAsync(argv, { from: 'user' });
