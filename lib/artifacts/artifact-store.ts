@@ -46,11 +46,11 @@ export interface ArtifactStore {
   /** Re-reads and re-hashes one blob (streamed). */
   check(contentHash: string): Promise<BlobCheck>;
   /**
-   * Removes blobs `isReferenced` does not hold, older than the grace period, safely beside running
-   * writers. Stores that cannot do this safely leave it undefined.
+   * Removes blobs `isReferenced` does not hold, last written before `olderThan` (epoch ms), safely
+   * beside running writers. Stores that cannot do this safely leave it undefined.
    */
   collectGarbage?(
     isReferenced: (contentHash: string) => boolean,
-    options: { graceMs: number; dryRun?: boolean },
+    options: { olderThan: number; dryRun?: boolean },
   ): Promise<GarbageCollection>;
 }

@@ -153,13 +153,14 @@ export class LocalArtifactStore implements ArtifactStore {
   }
 
   /**
-   * Removes blobs no record points at, and temp files of writes that never finished, once they are
-   * older than `graceMs`. Safe beside running writers:
+   * Removes blobs no record points at, and temp files of writes that never finished, last written
+   * before `olderThan` (now minus a grace period). Safe beside running writers:
    *
    * - every `put` refreshes the modification time of the blob it stores or finds, and a writer
    *   commits the record pointing at a blob moments after its `put`; so a blob that a record
-   *   committed after `isReferenced` was computed points at is younger than the grace period
-   *   (as long as no writer takes longer than `graceMs` between its put and its commit);
+   *   committed after `isReferenced` was computed points at was written after `olderThan`, when
+   *   the caller takes `olderThan` before computing `isReferenced` (as long as no writer takes
+   *   longer than the grace period between its put and its commit);
    * - a candidate is first renamed into `trash/` and only then judged by its modification time: a
    *   writer that refreshed it before the rename left it young, and it is moved back; a writer
    *   that comes after the rename finds no blob and writes it again.
@@ -168,9 +169,9 @@ export class LocalArtifactStore implements ArtifactStore {
    */
   async collectGarbage(
     isReferenced: (contentHash: string) => boolean,
-    options: { graceMs: number; dryRun?: boolean },
+    options: { olderThan: number; dryRun?: boolean },
   ): Promise<GarbageCollection> {
-    const cutoff = Date.now() - options.graceMs;
+    const cutoff = options.olderThan;
     const result: GarbageCollection = { removed: [], removedBytes: 0, kept: 0, tempFilesRemoved: 0 };
     const trashDir = join(this.root, 'trash');
     for (const shard of listDir(this.#blobsDir)) {
