@@ -3,6 +3,7 @@ import { StacklineError } from '../errors.ts';
 import { Project, resolveHome } from '../stacks/project.ts';
 import { artifactsList, artifactsLoad, artifactsShow, artifactsVersions } from './commands/artifacts.ts';
 import { artifactsGc, artifactsVerify } from './commands/artifacts-maintenance.ts';
+import { backupCommand, restoreCommand } from './commands/backup.ts';
 import { bundleCommand } from './commands/bundle.ts';
 import { compileCommand } from './commands/compile.ts';
 import {
@@ -114,6 +115,19 @@ export async function main(argv: string[], io: CliIo): Promise<number> {
     .action(async (file: string, opts) => {
       exitCode = await compileCommand(file, opts, io);
     });
+
+  program
+    .command('backup')
+    .description("copy the project's metadata database (SQLite online backup; safe while runs write)")
+    .argument('<file>', 'where to write the backup (must not exist)')
+    .addOption(json())
+    .action((file: string, opts) => backupCommand(file, opts, io));
+  program
+    .command('restore')
+    .description('replace the metadata database with a backup (the replaced one is kept beside it)')
+    .argument('<file>', 'a file written by "stackline backup"')
+    .addOption(json())
+    .action((file: string, opts) => restoreCommand(file, opts, io));
 
   const runs = program.command('runs').description('list and inspect pipeline runs');
   runs
