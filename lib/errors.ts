@@ -113,3 +113,21 @@ export function errorInfo(error: unknown, options: { withStack?: boolean } = {})
     ...(options.withStack && error.stack ? { stack: error.stack } : {}),
   };
 }
+
+/**
+ * Stored bytes do not match their content hash (edited, truncated or damaged on disk or in the
+ * bucket). Loads name the artifact version; `stackline artifacts verify` lists every one.
+ */
+export class IntegrityError extends StacklineError {
+  override readonly code = 'INTEGRITY';
+}
+
+/** The metadata database is empty, damaged or not a Stackline database; the message says how to recover. */
+export class MetadataStoreDamagedError extends StacklineError {
+  override readonly code = 'METADATA_DAMAGED';
+}
+
+/** The metadata database stayed locked by another process through every retry. */
+export class MetadataStoreLockedError extends StacklineError {
+  override readonly code = 'METADATA_LOCKED';
+}

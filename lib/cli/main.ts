@@ -2,6 +2,8 @@ import { Command, CommanderError, InvalidArgumentError, Option } from 'commander
 import { StacklineError } from '../errors.ts';
 import { Project, resolveHome } from '../stacks/project.ts';
 import { artifactsList, artifactsLoad, artifactsShow, artifactsVersions } from './commands/artifacts.ts';
+import { artifactsGc, artifactsVerify } from './commands/artifacts-maintenance.ts';
+import { backupCommand, restoreCommand } from './commands/backup.ts';
 import { bundleCommand } from './commands/bundle.ts';
 import { compileCommand } from './commands/compile.ts';
 import {
@@ -116,6 +118,19 @@ export async function main(argv: string[], io: CliIo): Promise<number> {
       exitCode = await compileCommand(file, opts, io);
     });
 
+  program
+    .command('backup')
+    .description("copy the project's metadata database (SQLite online backup; safe while runs write)")
+    .argument('<file>', 'where to write the backup (must not exist)')
+    .addOption(json())
+    .action((file: string, opts) => backupCommand(file, opts, io));
+  program
+    .command('restore')
+    .description('replace the metadata database with a backup (the replaced one is kept beside it)')
+    .argument('<file>', 'a file written by "stackline backup"')
+    .addOption(json())
+    .action((file: string, opts) => restoreCommand(file, opts, io));
+
   const runs = program.command('runs').description('list and inspect pipeline runs');
   runs
     .command('list')
@@ -186,6 +201,25 @@ export async function main(argv: string[], io: CliIo): Promise<number> {
     .action((name: string, version: string | undefined, opts) =>
       withStack(opts.stack, (s) => artifactsLoad(s, name, version, opts, io)),
     );
+
+  artifacts
+    .command('verify')
+    .description('re-hash the stored bytes of every artifact version (or one artifact / version); exit 3 on damage')
+    .argument('[name]')
+    .argument('[version]', 'number or "latest"')
+    .addOption(stackOpt())
+    .addOption(json())
+    .action(async (name: string | undefined, version: string | undefined, opts) => {
+      exitCode = await withStack(opts.stack, (s) => artifactsVerify(s, name, version, opts, io));
+    });
+  artifacts
+    .command('gc')
+    .description('remove stored blobs no artifact version needs, once older than the grace period')
+    .option('--grace <duration>', 'keep blobs written more recently than this (30m, 1h, 7d)', '1h')
+    .option('--dry-run', 'list what would be removed, remove nothing')
+    .addOption(stackOpt())
+    .addOption(json())
+    .action((opts) => withStack(opts.stack, (s) => artifactsGc(s, opts, io)));
 
   const stack = program.command('stack').description('manage stacks (the default local stack exists out of the box)');
   stack

@@ -4,6 +4,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { setTimeout as sleep } from 'node:timers/promises';
 import type { ArtifactStore } from '../artifacts/artifact-store.ts';
+import { loadArtifactVersion } from '../artifacts/load-artifact.ts';
 import type { MaterializerRegistry } from '../artifacts/materializers.ts';
 import type { StepNode } from '../dsl/builder.ts';
 import type { LoadedModelVersion, ModelControl, RetryPolicy, RunModelVersion, StepContext } from '../dsl/types.ts';
@@ -183,9 +184,7 @@ export async function executeStep(request: StepExecutionRequest, env: StepEnviro
     const inputs: Record<string, unknown> = {};
     for (const [name, version] of Object.entries(request.inputs)) {
       inputs[name] =
-        name === mappedInput
-          ? item!.value
-          : await env.materializers.get(version.materializer).load(version, { store: env.artifacts });
+        name === mappedInput ? item!.value : await loadArtifactVersion(env.materializers, version, env.artifacts);
     }
     const policy = retryPolicy(request.inProcessRetries === false ? 0 : node.spec.options.retries);
     let value: unknown;
@@ -351,7 +350,7 @@ function makeTmpDirSync(stepId: string): string {
 }
 
 async function loadItem(version: ArtifactVersion, index: number, stepId: string, input: string, env: StepEnvironment) {
-  const list = await env.materializers.get(version.materializer).load(version, { store: env.artifacts });
+  const list = await loadArtifactVersion(env.materializers, version, env.artifacts);
   return itemOf(list, index, stepId, input);
 }
 
