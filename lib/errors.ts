@@ -82,6 +82,16 @@ export class NonRetriableError extends StacklineError {
   override readonly code = 'NON_RETRIABLE';
 }
 
+/** A request carried no valid credentials (missing, unknown or revoked API token). */
+export class AuthenticationError extends StacklineError {
+  override readonly code = 'UNAUTHENTICATED';
+}
+
+/** The caller is known but their role does not allow this operation. */
+export class PermissionDeniedError extends StacklineError {
+  override readonly code = 'PERMISSION_DENIED';
+}
+
 /** A stack's configuration is unusable (missing component setting, unsupported combination). */
 export class StackConfigError extends StacklineError {
   override readonly code = 'STACK_CONFIG';
@@ -102,4 +112,22 @@ export function errorInfo(error: unknown, options: { withStack?: boolean } = {})
     message: error.message,
     ...(options.withStack && error.stack ? { stack: error.stack } : {}),
   };
+}
+
+/**
+ * Stored bytes do not match their content hash (edited, truncated or damaged on disk or in the
+ * bucket). Loads name the artifact version; `stackline artifacts verify` lists every one.
+ */
+export class IntegrityError extends StacklineError {
+  override readonly code = 'INTEGRITY';
+}
+
+/** The metadata database is empty, damaged or not a Stackline database; the message says how to recover. */
+export class MetadataStoreDamagedError extends StacklineError {
+  override readonly code = 'METADATA_DAMAGED';
+}
+
+/** The metadata database stayed locked by another process through every retry. */
+export class MetadataStoreLockedError extends StacklineError {
+  override readonly code = 'METADATA_LOCKED';
 }

@@ -13,6 +13,7 @@ import type {
   Page,
   PageRequest,
   PipelineRun,
+  PromotionGate,
   RunFilter,
   RunStatus,
   StackRecord,
@@ -149,11 +150,24 @@ export interface PromoteOptions {
    * naming the holder. Omitted: no expectation.
    */
   expectedHolder?: number | null;
+  /**
+   * The pipeline run making the change (set by the runtime for a promotion gate step, never by
+   * clients): that run's own version may go to `production` while the run is still `running`.
+   */
+  runId?: string;
 }
 
 export interface ModelRepository {
   /** @throws ConflictError if the model exists. */
-  create(model: { name: string; description?: string; tags?: Tag[]; metadata?: Metadata }): Promise<ModelRecord>;
+  create(model: {
+    name: string;
+    description?: string;
+    tags?: Tag[];
+    metadata?: Metadata;
+    promotionGate?: PromotionGate;
+  }): Promise<ModelRecord>;
+  /** Sets (or, with `null`, removes) the model's promotion gate. @throws NotFoundError */
+  setPromotionGate(model: string, gate: PromotionGate | null): Promise<ModelRecord>;
   /** Returns the model, creating it when missing. */
   ensure(model: { name: string; description?: string; tags?: Tag[] }): Promise<ModelRecord>;
   /** @throws NotFoundError */
@@ -184,9 +198,12 @@ export interface ModelRepository {
   ): Promise<void>;
   linkRun(modelVersionId: string, runId: string): Promise<void>;
   /**
-   * Moves a version to a stage in one transaction. Moving into `staging`/`production` while another
-   * version holds it throws ConflictError naming the holder, unless `force`, in which case the holder
-   * moves to `archived`. Every change (including the holder's) is recorded in the stage history.
+   * Moves a version to a stage in one transaction, under the rules of `promotion-rules.ts`
+   * (compare-and-set on `expectedHolder`, the production policy and the model's gate, checked in the
+   * same transaction). Moving into `staging`/`production` while another version holds it throws
+   * StageHeldError (a ConflictError) naming the holder, unless `force` or `expectedHolder` names it,
+   * in which case the holder moves to `archived`. Every change (including the holder's) is recorded
+   * in the stage history.
    */
   setStage(model: string, version: number, stage: ModelStage, options: PromoteOptions): Promise<StageChange[]>;
   /** Points `alias` at `version`, moving it off any other version atomically; recorded in history. */

@@ -152,12 +152,23 @@ export const MODEL_STAGES: readonly ModelStage[] = ['staging', 'production', 'ar
 export const EXCLUSIVE_STAGES: readonly ModelStage[] = ['staging', 'production'];
 export type ModelArtifactRole = 'data' | 'model' | 'deployment';
 
+/**
+ * A model's promotion gate: a version goes to `production` only when its `metric` (a number in the
+ * version's metadata) beats the current holder's, higher (`max`) or lower (`min`) being better.
+ */
+export interface PromotionGate {
+  metric: string;
+  direction: 'max' | 'min';
+}
+
 export interface ModelRecord {
   name: string;
   description?: string;
   tags: Tag[];
   metadata: Metadata;
   latestVersion: number;
+  /** Checked by the store on every promotion to `production` (see `lib/metadata/promotion-rules.ts`). */
+  promotionGate?: PromotionGate;
   createdAt: string;
   updatedAt: string;
 }

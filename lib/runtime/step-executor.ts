@@ -4,6 +4,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { setTimeout as sleep } from 'node:timers/promises';
 import type { ArtifactStore } from '../artifacts/artifact-store.ts';
+import { loadArtifactVersion } from '../artifacts/load-artifact.ts';
 import type { MaterializerRegistry } from '../artifacts/materializers.ts';
 import type { StepNode } from '../dsl/builder.ts';
 import type { LoadedModelVersion, ModelControl, RetryPolicy, RunModelVersion, StepContext } from '../dsl/types.ts';
@@ -26,7 +27,7 @@ import type {
   StepRun,
   StepRunOutputDraft,
 } from '../metadata/types.ts';
-import { createModelControl, currentActor } from '../models/model-context.ts';
+import { createModelControl } from '../models/model-context.ts';
 import { canonicalJson, sha256Hex } from '../util/canonical-json.ts';
 import { faultPoint } from '../util/fault-points.ts';
 import { newId, nowIso } from '../util/ids.ts';
@@ -43,7 +44,7 @@ export interface StepEnvironment {
   resolveModel?: (node: StepNode) => Promise<LoadedModelVersion | undefined>;
   /** Receives progress events (CLI progress, logs). */
   onEvent?: (event: StepEvent) => void;
-  /** Who runs the step (recorded on stage changes a step makes). Default: the OS user. */
+  /** Who runs the step (recorded on the runs it creates). Default: the OS user. */
   actor?: string;
   /**
    * The executor recorded on step runs and the in-progress lease they start with: while it holds,
@@ -51,6 +52,11 @@ export interface StepEnvironment {
    * the completed result). Locally renewed by the run's heartbeat; on Lambda, the invocation's deadline.
    */
   lease?: { executor: ExecutorIdentity; until: () => string };
+  /**
+   * Pipelines whose steps may promote to production here (the stack's `promoters`; `*` = all).
+   * Stage changes a step makes are recorded as `pipeline:<name> run <runId>`, never as `actor`.
+   */
+  promoters?: readonly string[];
 }
 
 export type StepEvent =
@@ -169,7 +175,7 @@ export async function executeStep(request: StepExecutionRequest, env: StepEnviro
   faultPoint('step:started');
   env.onEvent?.({ type: 'step-started', runId: run.id, stepId: recordId, stepRunId: stepRun.id });
 
-  const models = createModelControl(env, env.actor ?? currentActor());
+  const models = createModelControl(env, { pipeline: run.pipeline, runId: run.id, promoters: env.promoters ?? [] });
   const logs: string[] = [];
   const stepMetadata: Metadata = model ? { modelVersion: `${model.model}:${model.number}` } : {};
   const artifactMetadata: Record<string, Metadata> = {};
@@ -179,9 +185,7 @@ export async function executeStep(request: StepExecutionRequest, env: StepEnviro
     const inputs: Record<string, unknown> = {};
     for (const [name, version] of Object.entries(request.inputs)) {
       inputs[name] =
-        name === mappedInput
-          ? item!.value
-          : await env.materializers.get(version.materializer).load(version, { store: env.artifacts });
+        name === mappedInput ? item!.value : await loadArtifactVersion(env.materializers, version, env.artifacts);
     }
     const policy = retryPolicy(request.inProcessRetries === false ? 0 : node.spec.options.retries);
     let value: unknown;
@@ -402,7 +406,7 @@ function makeTmpDirSync(stepId: string): string {
 }
 
 async function loadItem(version: ArtifactVersion, index: number, stepId: string, input: string, env: StepEnvironment) {
-  const list = await env.materializers.get(version.materializer).load(version, { store: env.artifacts });
+  const list = await loadArtifactVersion(env.materializers, version, env.artifacts);
   return itemOf(list, index, stepId, input);
 }
 

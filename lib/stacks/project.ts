@@ -47,6 +47,8 @@ export interface StackRuntime {
   metadata: MetadataStore;
   artifacts: ArtifactStore;
   materializers: MaterializerRegistry;
+  /** Pipelines whose steps may promote to production on this stack (`components.promoters`). */
+  promoters?: readonly string[];
   /** Closes the stack's own stores and destroys the AWS SDK clients opened for them. */
   close(): Promise<void>;
 }
@@ -138,6 +140,7 @@ export class Project {
         metadata,
         artifacts,
         materializers,
+        ...(components.promoters === undefined ? {} : { promoters: components.promoters }),
         close: async () => {
           try {
             if (metadata !== this.registry) await metadata.close();

@@ -188,6 +188,11 @@ export const MIGRATIONS: readonly Migration[] = [
       CREATE INDEX step_runs_by_run_step ON step_runs(run_id, step_id, status);
     `,
   },
+  {
+    version: 3,
+    description: 'a promotion gate per model (JSON: metric and direction)',
+    sql: 'ALTER TABLE models ADD COLUMN promotion_gate TEXT;',
+  },
 ];
 
 /** The schema version this code writes. */

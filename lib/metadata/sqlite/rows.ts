@@ -94,6 +94,8 @@ export interface ModelRow {
   latest_version: number;
   created_at: string;
   updated_at: string;
+  /** JSON of a PromotionGate; NULL when the model has none. */
+  promotion_gate: string | null;
 }
 
 export interface ModelVersionRow {
@@ -217,6 +219,7 @@ export function toModel(row: ModelRow): ModelRecord {
     updatedAt: row.updated_at,
   };
   if (row.description !== null) model.description = row.description;
+  if (row.promotion_gate !== null) model.promotionGate = parseJson(row.promotion_gate);
   return model;
 }
 
