@@ -9,7 +9,7 @@ import { LocalArtifactStore } from '../../lib/artifacts/local-artifact-store.ts'
 import { createMaterializerRegistry } from '../../lib/artifacts/registry.ts';
 import { pipeline, step } from '../../lib/index.ts';
 import { DynamoDbMetadataStore } from '../../lib/metadata/dynamodb/dynamodb-metadata-store.ts';
-import { createTables } from '../../lib/metadata/dynamodb/table-definitions.ts';
+import { createTables, type DynamoDbTableNames, tableNamesFor } from '../../lib/metadata/dynamodb/table-definitions.ts';
 import { runPipelineLocally } from '../../lib/runtime/local-orchestrator.ts';
 import { handleStepRunnerRequest, type StepRunnerDeps } from '../../lib/runtime/step-runner.ts';
 import { awsTestClientConfig, type MotoServer, startMoto } from '../support/moto.ts';
@@ -20,7 +20,7 @@ let moto: MotoServer;
 let client: DynamoDBClient;
 let dir: string;
 let deps: StepRunnerDeps;
-let tables: Record<'stacks' | 'runs' | 'artifacts' | 'models', string>;
+let tables: DynamoDbTableNames;
 
 const ids = step({ name: 'ids', outputs: { ids: z.array(z.number().int()) } }, () => ({
   ids: Array.from({ length: 500 }, (_, i) => i),
@@ -45,12 +45,7 @@ beforeAll(async () => {
   moto = await startMoto();
   client = new DynamoDBClient(awsTestClientConfig(moto.endpoint));
   const prefix = `t${randomUUID().slice(0, 8)}`;
-  tables = {
-    stacks: `${prefix}-stacks`,
-    runs: `${prefix}-runs`,
-    artifacts: `${prefix}-artifacts`,
-    models: `${prefix}-models`,
-  };
+  tables = tableNamesFor(prefix);
   await createTables(client, tables);
   dir = await mkdtemp(join(tmpdir(), 'stackline-ddb-limits-'));
   deps = {
