@@ -405,10 +405,16 @@ describe('duplicate deliveries and Lambda failures', () => {
     const handler = createLambdaHandler(testModule);
     let injected = 0;
     let duplicates = 0;
+    const failedBefore = new Set<string>();
+    const failedAfter = new Set<string>();
     const lambda = async (payload: unknown) => {
       const request = payload as { action: string };
       if (request.action !== 'run-step') return handler(payload, {} as never);
-      if (random() < 0.2) {
+      // At most one injected failure before and one after per request: fewer than the state
+      // machine's Lambda retries, whatever order the Map items arrive in.
+      const key = JSON.stringify(payload);
+      if (!failedBefore.has(key) && random() < 0.3) {
+        failedBefore.add(key);
         injected++;
         throw Object.assign(new Error('Rate exceeded'), { name: 'Lambda.TooManyRequestsException' });
       }
@@ -417,7 +423,8 @@ describe('duplicate deliveries and Lambda failures', () => {
       const [first, second] = await Promise.allSettled([handler(payload, {} as never), handler(payload, {} as never)]);
       const settled = first.status === 'fulfilled' ? first : second;
       if (settled.status === 'rejected') throw (first as PromiseRejectedResult).reason;
-      if (random() < 0.3) {
+      if (!failedAfter.has(key) && random() < 0.3) {
+        failedAfter.add(key);
         // The step completed but its response was lost: Step Functions retries the delivery.
         injected++;
         throw Object.assign(new Error('Service error'), { name: 'Lambda.ServiceException' });
@@ -430,8 +437,12 @@ describe('duplicate deliveries and Lambda failures', () => {
     expect(chaotic.error).toBeUndefined();
     const runId = chaotic.taskCalls.map((call) => (call.request as { runId?: string }).runId).find(Boolean)!;
 
-    // Each of the 9 items ran exactly once despite the duplicates and retries.
-    expect(squareCalls).toBe(9);
+    // Each of the 9 items is recorded once, and each that ran (not served from the cache, which
+    // earlier tests fill) ran exactly once, despite the duplicates and retries.
+    const items = (await stores.metadata.runs.listSteps(runId)).filter((s) => /^it_square\[\d+\]$/.test(s.stepId));
+    expect(items.map((s) => s.stepId).sort()).toEqual(Array.from({ length: 9 }, (_, i) => `it_square[${i}]`).sort());
+    expect(squareCalls).toBe(items.filter((s) => s.status === 'completed').length);
+    expect(squareCalls).toBeGreaterThan(0);
     expect(injected).toBeGreaterThan(0);
     expect(duplicates).toBeGreaterThan(9);
     const chaoticRun = await stores.metadata.runs.get(runId);
@@ -441,7 +452,10 @@ describe('duplicate deliveries and Lambda failures', () => {
     try {
       const cleanRun = (await runPipelineLocally(fanOut, clean, { params: { n: 9 } })).run;
       const stepsOf = async (target: StepEnvironment, id: string) =>
-        (await target.metadata.runs.listSteps(id)).map((s) => `${s.stepId}:${s.status}:${s.cacheKey}`).sort();
+        (await target.metadata.runs.listSteps(id))
+          // Earlier tests filled the cache for some items: done is done, whether run or reused.
+          .map((s) => `${s.stepId}:${s.status === 'cached' ? 'completed' : s.status}:${s.cacheKey}`)
+          .sort();
       expect(await stepsOf(stores, runId)).toEqual(await stepsOf(clean, cleanRun.id));
       const hash = async (target: StepEnvironment, name: string) =>
         (await target.metadata.artifacts.getVersion(name, 'latest')).contentHash;
