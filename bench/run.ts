@@ -14,6 +14,7 @@ import { arch, cpus, loadavg, platform, release, totalmem } from 'node:os';
 import { dirname, join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { parseArgs } from 'node:util';
+import { apiBenchmark } from './api.ts';
 import { artifactsBenchmark } from './artifacts.ts';
 import { bundleBenchmark } from './bundle.ts';
 import { benchCompile } from './compile.ts';
@@ -36,6 +37,7 @@ const BENCHMARKS: Benchmark[] = [
   s3ArtifactsBenchmark,
   simpleBenchmark('compile', 'compileToAsl time and definition size for ~1,000-step pipelines', benchCompile),
   bundleBenchmark,
+  apiBenchmark,
 ];
 
 const USAGE = `Usage: npm run bench -- [--quick] [--json] [--only <name>[,<name>...]]
