@@ -85,6 +85,7 @@ export async function addStacklineStages(app: App, options: StacklineStagesOptio
       codeDirectory: bundles[i]!,
       memoryMb: environment.runner.memoryMb,
       timeoutSeconds: environment.runner.timeoutSeconds,
+      promoters: environment.promoters,
       ...(environment.distributedMapThreshold !== undefined
         ? { distributedMapThreshold: environment.distributedMapThreshold }
         : {}),
