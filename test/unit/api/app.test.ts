@@ -228,3 +228,19 @@ describe('compare-and-set plumbing', () => {
     ]);
   });
 });
+
+describe('compare-and-set over HTTP', () => {
+  it('refuses a promotion whose expectedHolder is stale with 409 naming the holder, changing nothing', async () => {
+    const holder = (await api.metadata.models.getVersion(FIXTURE_MODEL, 'production')).number;
+    const before = await historyLength();
+    const stale = holder === 1 ? 2 : 1;
+    const candidate = [1, 2, 3].find((n) => n !== holder && n !== stale)!;
+    const res = await api.request('post', `/models/${FIXTURE_MODEL}/versions/${candidate}/production`, {
+      token: api.tokens.releaseManager,
+      body: { expectedHolder: stale, force: true },
+    });
+    expect(res.status).toBe(409);
+    expect((await res.json()).error.holder).toBe(holder);
+    expect(await historyLength()).toBe(before);
+  });
+});
