@@ -16,7 +16,7 @@ import {
   modelVersions,
 } from './commands/model.ts';
 import { runCommand } from './commands/run.ts';
-import { runsList, runsShow } from './commands/runs.ts';
+import { runsExplain, runsList, runsShow } from './commands/runs.ts';
 import { stackDelete, stackDescribe, stackList, stackProvision, stackRegister, stackSet } from './commands/stack.ts';
 import { ExitCode, exitCodeFor } from './exit-codes.ts';
 import type { CliIo } from './io.ts';
@@ -81,6 +81,7 @@ export async function main(argv: string[], io: CliIo): Promise<number> {
     .option('--param <key=value>', 'pipeline parameter (repeatable; JSON values allowed)', collect, [])
     .option('--config <file.yaml>', 'run configuration (parameters, cache, concurrency, tags, steps.<id>.cache)')
     .option('--no-cache', 'run every step, ignoring cached results')
+    .option('--explain', 'say for each step why it hit or missed the cache')
     .option('--tag <key:value>', 'tag the run (repeatable)', collect, [])
     .addOption(new Option('--concurrency <n>', 'independent steps run at once').argParser(positiveInt))
     .addOption(stackOpt())
@@ -133,6 +134,16 @@ export async function main(argv: string[], io: CliIo): Promise<number> {
     .addOption(stackOpt())
     .addOption(json())
     .action((id: string, opts) => withStack(opts.stack, (s) => runsShow(s, id, opts, io)));
+  runs
+    .command('explain')
+    .description('say for each step of a run why it hit or missed the cache')
+    .argument('<run-id>')
+    .argument('[step]', 'only this step (its id in the pipeline)')
+    .addOption(stackOpt())
+    .addOption(json())
+    .action((id: string, step: string | undefined, opts) =>
+      withStack(opts.stack, (s) => runsExplain(s, id, step, opts, io)),
+    );
 
   const artifacts = program.command('artifacts').description('list, inspect and load artifact versions');
   artifacts

@@ -12,6 +12,8 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 const REPO = resolve(import.meta.dirname, '../..');
 let project: string;
 let home: string;
+/** Step name → `explain.summary` of the last run. */
+let explained: Record<string, string> = {};
 
 const PIPELINE = `import { pipeline, step } from 'stackline';
 import { z } from 'zod';
@@ -53,8 +55,12 @@ async function run(): Promise<Record<string, string>> {
     [join(REPO, 'bin/stackline.js'), 'run', 'pipeline.ts', '--json'],
     { cwd: project, env: { ...process.env, STACKLINE_HOME: home, NO_COLOR: '1' } },
   );
-  const summary = JSON.parse(stdout) as { status: string; steps: Array<{ name: string; status: string }> };
+  const summary = JSON.parse(stdout) as {
+    status: string;
+    steps: Array<{ name: string; status: string; explain: { summary: string } }>;
+  };
   expect(summary.status).toBe('completed');
+  explained = Object.fromEntries(summary.steps.map((s) => [s.name, s.explain.summary]));
   return Object.fromEntries(summary.steps.map((s) => [s.name, s.status]));
 }
 
@@ -93,11 +99,13 @@ describe('code hashing follows the code', () => {
   it('re-runs exactly the step using a helper from another module when the helper changes', async () => {
     await editFile('helpers.ts', 'n * 2', 'n + n');
     expect(executed(await run())).toEqual(['uses_helper']);
+    expect(explained.uses_helper).toMatch(/^miss since run \S+: code of module helpers\.ts changed$/);
   });
 
   it('re-runs exactly the step using a module constant (through a local function) when it changes', async () => {
     await editFile('pipeline.ts', 'const OFFSET = 10;', 'const OFFSET = 11;');
     expect(executed(await run())).toEqual(['uses_constant']);
+    expect(explained.uses_constant).toMatch(/: code of declaration OFFSET changed$/);
   });
 
   it('re-runs nothing when a file no step uses changes', async () => {
@@ -108,5 +116,7 @@ describe('code hashing follows the code', () => {
   it('re-runs exactly the step importing a package when its version changes', async () => {
     await editFile('node_modules/fake-dep/package.json', '"1.0.0"', '"1.0.1"');
     expect(executed(await run())).toEqual(['uses_dependency']);
+    expect(explained.uses_dependency).toMatch(/: package fake-dep 1\.0\.0 → 1\.0\.1$/);
+    expect(explained.plain).toMatch(/^hit: /);
   });
 });

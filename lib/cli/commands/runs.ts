@@ -1,5 +1,6 @@
-import { ValidationError } from '../../errors.ts';
+import { NotFoundError, ValidationError } from '../../errors.ts';
 import type { RunStatus } from '../../metadata/types.ts';
+import { explainRun, type StepExplanation } from '../../runtime/explain.ts';
 import type { StackRuntime } from '../../stacks/project.ts';
 import { type CliIo, colors, formatDuration, printJson, table } from '../io.ts';
 
@@ -110,4 +111,27 @@ export async function runsShow(
   io.stdout.write(`\n${table(rows)}`);
   for (const s of steps.filter((x) => x.error))
     io.stdout.write(`\n${s.stepId}: ${s.error!.type}: ${s.error!.message}\n`);
+}
+
+/** `stackline runs explain <run> [step]`: why each step hit or missed the cache. */
+export async function runsExplain(
+  stack: StackRuntime,
+  runId: string,
+  stepId: string | undefined,
+  options: { json?: boolean },
+  io: CliIo,
+): Promise<void> {
+  const explanations = await explainRun(stack.metadata, runId, stepId);
+  if (stepId !== undefined && explanations.length === 0) {
+    const ids = (await stack.metadata.runs.listSteps(runId)).map((s) => s.stepId);
+    throw new NotFoundError(`Run ${runId} has no step "${stepId}" (its steps: ${ids.join(', ') || 'none'}).`);
+  }
+  if (options.json) printJson(io, { runId, steps: explanations });
+  else printExplanations(io, explanations);
+}
+
+/** One line per step: `  train  miss since run_…: parameter trees: 1 → 25`. */
+export function printExplanations(io: CliIo, explanations: StepExplanation[]): void {
+  const width = Math.max(0, ...explanations.map((e) => e.stepId.length));
+  for (const e of explanations) io.stdout.write(`  ${e.stepId.padEnd(width)}  ${e.summary}\n`);
 }
