@@ -172,9 +172,9 @@ export async function main(argv: string[], io: CliIo): Promise<number> {
     );
   artifacts
     .command('load')
-    .description('print a JSON/string artifact, or write any artifact to --out')
+    .description('print a JSON/string artifact (a fan-out collection as its list), or write any artifact to --out')
     .argument('<name>')
-    .argument('[version]', 'number or "latest"')
+    .argument('[version]', 'number or "latest" (default: latest, the newest version)')
     .option('--out <path>', 'write the bytes to this file')
     .addOption(stackOpt())
     .addOption(json())

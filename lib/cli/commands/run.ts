@@ -1,6 +1,6 @@
 import type { PipelineDefinition } from '../../dsl/pipeline.ts';
 import { SqliteMetadataStore } from '../../metadata/sqlite/sqlite-metadata-store.ts';
-import type { PipelineRun } from '../../metadata/types.ts';
+import { NOT_RUN, type PipelineRun } from '../../metadata/types.ts';
 import { explainRun, type StepExplanation } from '../../runtime/explain.ts';
 import { type RunResult, runPipelineLocally } from '../../runtime/local-orchestrator.ts';
 import type { Project } from '../../stacks/project.ts';
@@ -43,7 +43,7 @@ export function summarizeRun(result: RunResult, explanations: StepExplanation[] 
     steps: result.steps.map(({ node, result: r, stepRun }) => ({
       name: node.id,
       step: node.spec.name,
-      status: stepRun?.status ?? 'skipped',
+      status: stepRun?.status ?? NOT_RUN,
       cached: stepRun?.status === 'cached',
       durationMs: stepRun?.durationMs ?? null,
       attempts: stepRun?.attempts ?? 0,

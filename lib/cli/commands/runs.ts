@@ -1,5 +1,5 @@
 import { NotFoundError, ValidationError } from '../../errors.ts';
-import type { RunStatus } from '../../metadata/types.ts';
+import { NOT_RUN, type RunStatus } from '../../metadata/types.ts';
 import { explainRun, type StepExplanation } from '../../runtime/explain.ts';
 import type { StackRuntime } from '../../stacks/project.ts';
 import { type CliIo, colors, formatDuration, printJson, table } from '../io.ts';
@@ -76,19 +76,27 @@ export async function runsShow(
 ): Promise<void> {
   const run = await stack.metadata.runs.get(runId);
   const steps = await stack.metadata.runs.listSteps(runId);
-  const versionIds = steps.flatMap((s) => Object.values(s.outputs));
+  const versionIds = steps.flatMap((s) => [...Object.values(s.outputs), ...Object.values(s.inputs)]);
   const versions = new Map((await stack.metadata.artifacts.getVersionsByIds(versionIds)).map((v) => [v.id, v]));
-  const describedSteps = steps.map((s) => ({
-    ...s,
-    outputArtifacts: Object.fromEntries(
-      Object.entries(s.outputs).map(([name, id]) => {
+  const describe = (ids: Record<string, string>) =>
+    Object.fromEntries(
+      Object.entries(ids).map(([name, id]) => {
         const v = versions.get(id);
         return [name, v ? { artifact: v.name, version: v.version, id } : { id }];
       }),
-    ),
+    );
+  // The exact versions each step read and wrote, so they can be loaded (`artifacts load NAME VERSION`).
+  const describedSteps = steps.map((s) => ({
+    ...s,
+    inputArtifacts: describe(s.inputs),
+    outputArtifacts: describe(s.outputs),
   }));
+  // Steps of the pipeline with no step run never started.
+  const recorded = new Set(steps.map((s) => s.stepId.replace(/\[\d+\]$/, '')));
+  const planned = Object.keys((run.config.steps as Record<string, unknown> | undefined) ?? {});
+  const notRun = planned.filter((id) => !recorded.has(id)).map((stepId) => ({ stepId, status: NOT_RUN }));
   if (options.json) {
-    printJson(io, { run, steps: describedSteps });
+    printJson(io, { run, steps: [...describedSteps, ...notRun] });
     return;
   }
   const c = colors(io);
@@ -96,18 +104,22 @@ export async function runsShow(
     `${c.bold(run.pipeline)} ${run.id}\n  status   ${run.status}\n  stack    ${run.stack}\n  started  ${run.startedAt}\n  ended    ${run.endedAt ?? '-'}\n  params   ${JSON.stringify(run.parameters)}\n  tags     ${run.tags.join(', ') || '-'}\n`,
   );
   if (run.error) io.stdout.write(`  error    ${run.error.type}: ${run.error.message}\n`);
-  const rows = [['STEP', 'STATUS', 'DURATION', 'ATTEMPTS', 'OUTPUTS']];
+  const versionList = (artifacts: Record<string, { artifact?: string; version?: number }>) =>
+    Object.entries(artifacts)
+      .map(([name, a]) => (a.artifact ? `${name}=${a.artifact}@v${a.version}` : name))
+      .join(' ') || '-';
+  const rows = [['STEP', 'STATUS', 'DURATION', 'ATTEMPTS', 'INPUTS', 'OUTPUTS']];
   for (const s of describedSteps) {
     rows.push([
       s.stepId,
       s.status,
       formatDuration(s.durationMs),
       String(s.attempts),
-      Object.entries(s.outputArtifacts)
-        .map(([name, a]) => ('artifact' in a ? `${name}=${a.artifact}@v${a.version}` : name))
-        .join(' '),
+      versionList(s.inputArtifacts),
+      versionList(s.outputArtifacts),
     ]);
   }
+  for (const s of notRun) rows.push([s.stepId, s.status, '-', '0', '-', '-']);
   io.stdout.write(`\n${table(rows)}`);
   for (const s of steps.filter((x) => x.error))
     io.stdout.write(`\n${s.stepId}: ${s.error!.type}: ${s.error!.message}\n`);
