@@ -10,10 +10,12 @@ import { definedStepFingerprints, PINNED_CODE_HASHES_GLOBAL, PINNED_CODE_PARTS_G
 import { ValidationError } from '../errors.ts';
 
 /** The Stackline installation the bundle takes the step runner (and `stackline` imports) from. */
+// Compiled (dist/lib/bundle/*.js) or source (lib/bundle/*.ts): the entries sit at the same places.
 const STACKLINE_ROOT = fileURLToPath(new URL('../../', import.meta.url));
-const LAMBDA_ENTRY = join(STACKLINE_ROOT, 'functions/step-runner/lambda.ts');
-const ECS_ENTRY = join(STACKLINE_ROOT, 'functions/step-runner/ecs.ts');
-const STACKLINE_INDEX = join(STACKLINE_ROOT, 'lib/index.ts');
+const EXT = import.meta.url.endsWith('.ts') ? '.ts' : '.js';
+const LAMBDA_ENTRY = join(STACKLINE_ROOT, `functions/step-runner/lambda${EXT}`);
+const ECS_ENTRY = join(STACKLINE_ROOT, `functions/step-runner/ecs${EXT}`);
+const STACKLINE_INDEX = join(STACKLINE_ROOT, `lib/index${EXT}`);
 
 /**
  * Node's CommonJS globals for bundled CommonJS dependencies, which an ESM bundle does not have.

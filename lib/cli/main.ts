@@ -1,10 +1,16 @@
 import { Command, CommanderError, InvalidArgumentError, Option } from 'commander';
 import { StacklineError } from '../errors.ts';
-import { Project, resolveHome } from '../stacks/project.ts';
-import { artifactsList, artifactsLoad, artifactsShow, artifactsVersions } from './commands/artifacts.ts';
-import { bundleCommand } from './commands/bundle.ts';
-import { compileCommand } from './commands/compile.ts';
+import type { Project } from '../stacks/project.ts';
+import { ExitCode, exitCodeFor } from './exit-codes.ts';
+import type { CliIo } from './io.ts';
+// Commands load when they run (see lazy-commands.ts), so starting the CLI stays cheap.
 import {
+  artifactsList,
+  artifactsLoad,
+  artifactsShow,
+  artifactsVersions,
+  bundleCommand,
+  compileCommand,
   modelAliasRemove,
   modelAliasSet,
   modelCompare,
@@ -14,12 +20,18 @@ import {
   modelPromote,
   modelShow,
   modelVersions,
-} from './commands/model.ts';
-import { runCommand } from './commands/run.ts';
-import { runsExplain, runsList, runsShow } from './commands/runs.ts';
-import { stackDelete, stackDescribe, stackList, stackProvision, stackRegister, stackSet } from './commands/stack.ts';
-import { ExitCode, exitCodeFor } from './exit-codes.ts';
-import type { CliIo } from './io.ts';
+  openProjectAt,
+  runCommand,
+  runsExplain,
+  runsList,
+  runsShow,
+  stackDelete,
+  stackDescribe,
+  stackList,
+  stackProvision,
+  stackRegister,
+  stackSet,
+} from './lazy-commands.ts';
 
 function positiveInt(value: string): number {
   const n = Number(value);
@@ -37,7 +49,7 @@ export async function main(argv: string[], io: CliIo): Promise<number> {
   let exitCode: number = ExitCode.Ok;
   let project: Project | undefined;
   const openProject = async () => {
-    project ??= await Project.open(resolveHome(io.cwd, io.env));
+    project ??= await openProjectAt(io.cwd, io.env);
     return project;
   };
   const withStack = async <T>(

@@ -65,6 +65,7 @@ describe('bundlePipeline', () => {
       'console.log(JSON.stringify(definedStepCodeHashes()));',
     ].join('\n');
     const { stdout } = await promisify(execFile)(process.execPath, [
+      '--conditions=stackline-source',
       '--import',
       'tsx',
       '--input-type=module',
