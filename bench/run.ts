@@ -16,6 +16,7 @@ import { fileURLToPath } from 'node:url';
 import { parseArgs } from 'node:util';
 import { artifactsBenchmark } from './artifacts.ts';
 import { bundleBenchmark } from './bundle.ts';
+import { cliBenchmark } from './cli.ts';
 import { benchCompile } from './compile.ts';
 import { cachedRerunBenchmark, orchestrationBenchmark } from './orchestration.ts';
 import { s3ArtifactsBenchmark } from './s3-artifacts.ts';
@@ -36,6 +37,7 @@ const BENCHMARKS: Benchmark[] = [
   s3ArtifactsBenchmark,
   simpleBenchmark('compile', 'compileToAsl time and definition size for ~1,000-step pipelines', benchCompile),
   bundleBenchmark,
+  cliBenchmark,
 ];
 
 const USAGE = `Usage: npm run bench -- [--quick] [--json] [--only <name>[,<name>...]]
