@@ -6,14 +6,20 @@
 import type { Project } from '../stacks/project.ts';
 
 // biome-ignore lint/suspicious/noExplicitAny: forwards any command's arguments unchanged
-type AsyncFn = (...args: any[]) => Promise<unknown>;
+type AsyncFn = (...args: any[]) => unknown;
 
-/** Every command is async, so a forwarder that awaits the module first keeps its signature. */
-function lazy<M, K extends keyof M>(load: () => Promise<M>, name: K): M[K] {
-  return (async (...args: unknown[]) => ((await load())[name] as AsyncFn)(...args)) as M[K];
+/** Forwards to `name` of the module `load` imports, once it is loaded (a command's result is awaited anyway). */
+function lazy<M, K extends keyof M>(
+  load: () => Promise<M>,
+  name: K,
+): M[K] extends AsyncFn ? (...args: Parameters<M[K]>) => Promise<Awaited<ReturnType<M[K]>>> : never {
+  return (async (...args: unknown[]) => ((await load())[name] as AsyncFn)(...args)) as never;
 }
 
 const artifacts = () => import('./commands/artifacts.ts');
+const maintenance = () => import('./commands/artifacts-maintenance.ts');
+const backup = () => import('./commands/backup.ts');
+const serve = () => import('./commands/serve.ts');
 const bundle = () => import('./commands/bundle.ts');
 const compile = () => import('./commands/compile.ts');
 const model = () => import('./commands/model.ts');
@@ -27,6 +33,16 @@ export async function openProjectAt(cwd: string, env: NodeJS.ProcessEnv): Promis
   return Project.open(resolveHome(cwd, env));
 }
 
+export const artifactsGc = lazy(maintenance, 'artifactsGc');
+export const artifactsVerify = lazy(maintenance, 'artifactsVerify');
+export const backupCommand = lazy(backup, 'backupCommand');
+export const restoreCommand = lazy(backup, 'restoreCommand');
+export const serveCommand = lazy(serve, 'serveCommand');
+export const tokenCreate = lazy(serve, 'tokenCreate');
+export const tokenList = lazy(serve, 'tokenList');
+export const tokenRevoke = lazy(serve, 'tokenRevoke');
+export const runsCancel = lazy(runs, 'runsCancel');
+export const runsReap = lazy(runs, 'runsReap');
 export const artifactsList = lazy(artifacts, 'artifactsList');
 export const artifactsLoad = lazy(artifacts, 'artifactsLoad');
 export const artifactsShow = lazy(artifacts, 'artifactsShow');
@@ -37,6 +53,7 @@ export const modelAliasRemove = lazy(model, 'modelAliasRemove');
 export const modelAliasSet = lazy(model, 'modelAliasSet');
 export const modelCompare = lazy(model, 'modelCompare');
 export const modelCreate = lazy(model, 'modelCreate');
+export const modelGate = lazy(model, 'modelGate');
 export const modelHistory = lazy(model, 'modelHistory');
 export const modelList = lazy(model, 'modelList');
 export const modelPromote = lazy(model, 'modelPromote');
