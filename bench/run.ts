@@ -17,6 +17,7 @@ import { parseArgs } from 'node:util';
 import { apiBenchmark } from './api.ts';
 import { artifactsBenchmark } from './artifacts.ts';
 import { bundleBenchmark } from './bundle.ts';
+import { cliBenchmark } from './cli.ts';
 import { benchCompile } from './compile.ts';
 import { cachedRerunBenchmark, orchestrationBenchmark } from './orchestration.ts';
 import { s3ArtifactsBenchmark } from './s3-artifacts.ts';
@@ -38,6 +39,7 @@ const BENCHMARKS: Benchmark[] = [
   simpleBenchmark('compile', 'compileToAsl time and definition size for ~1,000-step pipelines', benchCompile),
   bundleBenchmark,
   apiBenchmark,
+  cliBenchmark,
 ];
 
 const USAGE = `Usage: npm run bench -- [--quick] [--json] [--only <name>[,<name>...]]
