@@ -56,7 +56,7 @@ export type StackComponents = z.output<typeof StackComponentsSchema>;
 
 export const DEFAULT_STACK_NAME = 'default';
 
-export const STACK_NAME = /^[a-z0-9][a-z0-9_-]{0,62}$/;
+export { STACK_NAME } from '../dsl/names.ts';
 
 export function defaultStackComponents(): StackComponents {
   return StackComponentsSchema.parse({});
