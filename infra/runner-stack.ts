@@ -2,6 +2,8 @@
  * The compute half of an environment: the step-runner Lambda (a `stackline bundle` of one
  * pipeline module) and the IAM role the CLI creates state machines with.
  */
+
+import type { CreateTableCommandInput } from '@aws-sdk/client-dynamodb';
 import { Arn, ArnFormat, CfnOutput, Duration, RemovalPolicy, Stack, type StackProps } from 'aws-cdk-lib';
 import * as iam from 'aws-cdk-lib/aws-iam';
 import type * as kms from 'aws-cdk-lib/aws-kms';
@@ -32,6 +34,8 @@ export interface RunnerStackProps extends StackProps {
   timeoutSeconds?: number;
   /** `STACKLINE_DISTRIBUTED_MAP_THRESHOLD`; unset keeps the runner's default. */
   distributedMapThreshold?: number;
+  /** Pipelines whose steps may promote to production (`STACKLINE_PROMOTERS`). Default: none. */
+  promoters?: readonly string[];
   /** State machines the CLI creates are `<prefix><pipeline>`; the role may only start those. Default `<tablePrefix>-`. */
   stateMachinePrefix?: string;
 }
@@ -49,13 +53,21 @@ const TABLE_DATA_ACTIONS = [
   'dynamodb:UpdateItem',
 ];
 
+/** What the step runner may do with the stages table (holders and history): read, never write. */
+const STAGE_TABLE_ACTIONS = [
+  'dynamodb:BatchGetItem',
+  'dynamodb:ConditionCheckItem',
+  'dynamodb:GetItem',
+  'dynamodb:Query',
+];
+
 /** What `S3ArtifactStore` does with objects: get/head, put (also multipart and copy), delete, abort uploads. */
 const OBJECT_ACTIONS = ['s3:GetObject', 's3:PutObject', 's3:DeleteObject', 's3:AbortMultipartUpload'];
 
 /**
  * The step-runner Lambda (Node.js 22, arm64, handler `index.handler`) with the environment
  * `lib/runtime/aws-step-runner-config.ts` reads and read/write access to the artifact store's
- * keys and the metadata tables; the role Step Functions assumes for the CLI's state machines
+ * keys and the metadata tables (read-only on the stages table: holders and history); the role Step Functions assumes for the CLI's state machines
  * (invoke the runner, read Distributed Map item lists under `<prefix>/runs/`, start and follow its
  * own child executions); and outputs naming all of it, including the `stackline stack register`
  * command for the environment.
@@ -86,7 +98,8 @@ export class RunnerStack extends Stack {
     const keysUnder = (path: string) => `${bucketArn}/${artifactPrefix ? `${artifactPrefix}/` : ''}${path}`;
     const storeObjects = keysUnder('*');
     const mapItems = keysUnder('runs/*');
-    const tableArns = Object.values(tableDefinitions(tableNamesFor(props.tablePrefix))).flatMap((definition) => {
+    const { stages, ...dataTables } = tableDefinitions(tableNamesFor(props.tablePrefix));
+    const arnsOf = (definition: CreateTableCommandInput) => {
       const tableArn = Arn.format(
         { service: 'dynamodb', resource: 'table', resourceName: definition.TableName! },
         this,
@@ -95,7 +108,8 @@ export class RunnerStack extends Stack {
         tableArn,
         ...(definition.GlobalSecondaryIndexes ?? []).map((index) => `${tableArn}/index/${index.IndexName}`),
       ];
-    });
+    };
+    const tableArns = Object.values(dataTables).flatMap(arnsOf);
 
     const logGroup = new logs.LogGroup(this, 'StepRunnerLogs', {
       logGroupName: `/aws/lambda/${functionName}`,
@@ -112,6 +126,9 @@ export class RunnerStack extends Stack {
     // HeadObject answers 404 rather than 403 for a missing blob only with ListBucket.
     functionRole.addToPolicy(new iam.PolicyStatement({ actions: ['s3:ListBucket'], resources: [bucketArn] }));
     functionRole.addToPolicy(new iam.PolicyStatement({ actions: TABLE_DATA_ACTIONS, resources: tableArns }));
+    // Stage holders and history: read only. Step code cannot move a stage or write the audit trail;
+    // a promotion gate goes through the control plane (the API), which records who promoted.
+    functionRole.addToPolicy(new iam.PolicyStatement({ actions: STAGE_TABLE_ACTIONS, resources: arnsOf(stages) }));
     if (props.encryptionKey) {
       functionRole.addToPolicy(
         new iam.PolicyStatement({
@@ -142,6 +159,7 @@ export class RunnerStack extends Stack {
         STACKLINE_ARTIFACT_BUCKET: props.bucketName,
         STACKLINE_ARTIFACT_PREFIX: artifactPrefix,
         STACKLINE_TABLE_PREFIX: props.tablePrefix,
+        STACKLINE_PROMOTERS: (props.promoters ?? []).join(','),
         ...(props.encryptionKey ? { STACKLINE_SSE: 'aws:kms', STACKLINE_KMS_KEY_ID: props.encryptionKey.keyArn } : {}),
         ...(props.distributedMapThreshold !== undefined
           ? { STACKLINE_DISTRIBUTED_MAP_THRESHOLD: String(props.distributedMapThreshold) }

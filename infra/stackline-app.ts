@@ -5,7 +5,9 @@
 import { join, resolve } from 'node:path';
 import { type App, RemovalPolicy, Validations } from 'aws-cdk-lib';
 import { AwsSolutionsChecks } from 'cdk-nag';
+import { bundleApiLambda } from '../lib/bundle/bundle-api-lambda.ts';
 import { bundlePipeline } from '../lib/bundle/bundle-pipeline.ts';
+import { ApiStack } from './api-stack.ts';
 import { DataStack } from './data-stack.ts';
 import type { StacklineEnvironment } from './environments.ts';
 import { RunnerStack } from './runner-stack.ts';
@@ -27,6 +29,7 @@ export interface StacklineStage {
   environment: StacklineEnvironment;
   data: DataStack;
   runner: RunnerStack;
+  api: ApiStack;
 }
 
 /**
@@ -54,6 +57,10 @@ export async function addStacklineStages(app: App, options: StacklineStagesOptio
     }),
   );
 
+  // One API bundle serves every environment (its configuration comes from the environment variables).
+  const apiBundle = join(bundleDir, 'api');
+  await bundleApiLambda(join(apiBundle, 'index.mjs'));
+
   return options.environments.map((environment, i) => {
     const env = { account: environment.account, region: environment.region };
     const removalPolicy = environment.removal === 'retain' ? RemovalPolicy.RETAIN : RemovalPolicy.DESTROY;
@@ -78,11 +85,23 @@ export async function addStacklineStages(app: App, options: StacklineStagesOptio
       codeDirectory: bundles[i]!,
       memoryMb: environment.runner.memoryMb,
       timeoutSeconds: environment.runner.timeoutSeconds,
+      promoters: environment.promoters,
       ...(environment.distributedMapThreshold !== undefined
         ? { distributedMapThreshold: environment.distributedMapThreshold }
         : {}),
     });
     runner.addStackDependency(data, 'the runner uses the bucket and tables by name');
-    return { environment, data, runner };
+    const api = new ApiStack(app, `Stackline-${environment.name}-Api`, {
+      env,
+      description: `Stackline ${environment.name}: the platform API (API Gateway, AWS_IAM) and its team policies`,
+      stacklineStack: environment.name,
+      bucketName: data.bucketName,
+      artifactPrefix: data.artifactPrefix,
+      ...(data.encryptionKey ? { encryptionKey: data.encryptionKey } : {}),
+      tablePrefix: environment.tablePrefix,
+      codeDirectory: apiBundle,
+    });
+    api.addStackDependency(data, 'the API uses the bucket and tables by name');
+    return { environment, data, runner, api };
   });
 }
