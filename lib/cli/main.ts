@@ -1,8 +1,9 @@
 import { Command, CommanderError, InvalidArgumentError, Option } from 'commander';
+import { escapeForTerminal } from '../dsl/names.ts';
 import { StacklineError } from '../errors.ts';
 import type { Project } from '../stacks/project.ts';
 import { ExitCode, exitCodeFor } from './exit-codes.ts';
-import type { CliIo } from './io.ts';
+import { type CliIo, printJson } from './io.ts';
 // Commands load when they run (see lazy-commands.ts), so starting the CLI stays cheap.
 import {
   artifactsGc,
@@ -442,32 +443,54 @@ export async function main(argv: string[], io: CliIo): Promise<number> {
     .addOption(json())
     .action(async (idOrName: string, opts) => tokenRevoke(await openProject(), idOrName, opts, io));
 
+  // `--debug` (anywhere) or STACKLINE_DEBUG=1: stack traces on errors. Taken out before commander
+  // parses, so every command accepts it.
+  const debug = argv.includes('--debug') || io.env.STACKLINE_DEBUG === '1';
   try {
-    await program.parseAsync(argv, { from: 'user' });
+    await program.parseAsync(
+      argv.filter((arg) => arg !== '--debug'),
+      { from: 'user' },
+    );
   } catch (error) {
-    exitCode = reportError(error, io, argv.includes('--json'));
+    exitCode = reportError(error, io, argv.includes('--json'), debug);
   } finally {
     await project?.close();
   }
   return exitCode;
 }
 
-function reportError(error: unknown, io: CliIo, json: boolean): number {
+/**
+ * The one place errors are printed: one line on stderr (`error: …`, escaped so no user-supplied
+ * bytes drive the terminal), the same as JSON on stdout with `--json`, the stack only with
+ * `--debug` or STACKLINE_DEBUG=1.
+ */
+function reportError(error: unknown, io: CliIo, json: boolean, debug: boolean): number {
   if (error instanceof CommanderError) {
-    // help and version exit 0; everything else commander rejects is a usage error
-    return error.exitCode === 0 ? ExitCode.Ok : ExitCode.Usage;
+    // help and version exit 0; everything else commander rejects is a usage error (commander has
+    // already printed it on stderr).
+    if (error.exitCode === 0) return ExitCode.Ok;
+    const message = error.message.replace(/^error: /, '');
+    if (json) printJson(io, { error: { type: 'UsageError', code: 'USAGE', message: escapeForTerminal(message) } });
+    return ExitCode.Usage;
   }
   const code = exitCodeFor(error);
+  const message = escapeForTerminal(errorLine(error));
   if (json) {
-    const e =
-      error instanceof StacklineError
-        ? { type: error.name, code: error.code, message: error.message }
-        : { type: 'Error', message: String(error) };
-    io.stdout.write(`${JSON.stringify({ error: e }, null, 2)}\n`);
-  } else if (error instanceof StacklineError) {
-    io.stderr.write(`error: ${error.message}\n`);
-  } else {
-    io.stderr.write(`error: ${error instanceof Error ? (error.stack ?? error.message) : String(error)}\n`);
+    const type = error instanceof Error ? error.name : 'Error';
+    const errorCode = error instanceof StacklineError ? error.code : 'INTERNAL';
+    printJson(io, { error: { type, code: errorCode, message } });
   }
+  if (!json) io.stderr.write(`error: ${message}\n`);
+  if (debug && error instanceof Error && error.stack) io.stderr.write(`${error.stack}\n`);
+  else if (!(error instanceof StacklineError))
+    io.stderr.write('(an unexpected error: run with --debug for the stack trace)\n');
   return code;
+}
+
+/** A Stackline error's message; for anything else, its first line (the rest is usually a code frame or stack). */
+function errorLine(error: unknown): string {
+  if (error instanceof StacklineError) return error.message;
+  const text =
+    error instanceof Error ? `${error.name === 'Error' ? '' : `${error.name}: `}${error.message}` : String(error);
+  return text.split('\n')[0] ?? text;
 }

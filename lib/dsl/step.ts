@@ -4,7 +4,7 @@ import { type CodeFingerprint, callerFile, stepCodeFingerprint as fingerprintCod
 import { PipelineDefinitionError } from '../errors.ts';
 import type { Metadata } from '../metadata/types.ts';
 import { currentBuilder } from './builder.ts';
-import { IDENTIFIER } from './names.ts';
+import { nameProblem } from './names.ts';
 import type {
   InputDeclarations,
   InputRefs,
@@ -148,7 +148,15 @@ export function definedStepCodeHashes(): Record<string, string> {
 
 function normalizeOutput(name: string, stepName: string, declaration: OutputDeclaration): OutputOptions {
   if (declaration instanceof z.ZodType) return { schema: declaration };
-  if (declaration && typeof declaration === 'object' && declaration.schema instanceof z.ZodType) return declaration;
+  if (declaration && typeof declaration === 'object' && declaration.schema instanceof z.ZodType) {
+    const problem = declaration.artifact === undefined ? undefined : nameProblem('artifact', declaration.artifact);
+    if (problem !== undefined) {
+      throw new PipelineDefinitionError(`Step "${stepName}", output "${name}": ${problem}`, {
+        context: { step: stepName, output: name },
+      });
+    }
+    return declaration;
+  }
   throw new PipelineDefinitionError(
     `Step "${stepName}": output "${name}" must be a zod schema or { schema, materializer?, artifact? }.`,
     { context: { step: stepName, output: name } },
@@ -173,11 +181,8 @@ export function step<
   P extends z.ZodType = z.ZodObject<Record<never, never>>,
 >(config: StepConfig<I, P, O>, fn: StepFunction<I, P, O>): StepDefinition<I, P, O> {
   const { name, description, inputs, parameters, outputs, ...options } = config;
-  if (typeof name !== 'string' || !IDENTIFIER.test(name)) {
-    throw new PipelineDefinitionError(
-      `Step name ${JSON.stringify(name)} is invalid: use letters, digits, "_" or "-" (max 80), starting with a letter or "_".`,
-    );
-  }
+  const nameError = nameProblem('step', name);
+  if (nameError !== undefined) throw new PipelineDefinitionError(nameError);
   if (typeof fn !== 'function')
     throw new PipelineDefinitionError(`Step "${name}": the second argument must be the step function.`);
   const outputEntries = Object.entries(outputs ?? {});

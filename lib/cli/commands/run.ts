@@ -3,6 +3,7 @@ import { SqliteMetadataStore } from '../../metadata/sqlite/sqlite-metadata-store
 import { NOT_RUN, type PipelineRun } from '../../metadata/types.ts';
 import { explainRun, type StepExplanation } from '../../runtime/explain.ts';
 import { type RunResult, runPipelineLocally } from '../../runtime/local-orchestrator.ts';
+import { validateRunOptions } from '../../runtime/run-options.ts';
 import type { Project } from '../../stacks/project.ts';
 import { nowIso } from '../../util/ids.ts';
 import { ExitCode } from '../exit-codes.ts';
@@ -76,6 +77,16 @@ export async function runCommand(
   const config = options.config ? readRunConfig(options.config, io.cwd) : undefined;
   const pipeline: PipelineDefinition = await loadPipeline(file, io.cwd, options.pipeline);
   const params = mergeParams(config?.parameters ?? {}, parseParamPairs(options.param));
+  // Checked before the stack opens and before anything is recorded.
+  pipeline.parseParameters(params);
+  validateRunOptions(
+    {
+      params,
+      tags: [...(config?.tags ?? []), ...options.tag],
+      concurrency: options.concurrency ?? config?.concurrency,
+    },
+    pipeline.name,
+  );
   const stack = await project.openStack(options.stack ?? config?.stack ?? project.activeStackName());
   const controller = new AbortController();
   let runId: string | undefined;
