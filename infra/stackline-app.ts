@@ -5,7 +5,9 @@
 import { join, resolve } from 'node:path';
 import { type App, RemovalPolicy, Validations } from 'aws-cdk-lib';
 import { AwsSolutionsChecks } from 'cdk-nag';
+import { bundleApiLambda } from '../lib/bundle/bundle-api-lambda.ts';
 import { bundlePipeline } from '../lib/bundle/bundle-pipeline.ts';
+import { ApiStack } from './api-stack.ts';
 import { DataStack } from './data-stack.ts';
 import type { StacklineEnvironment } from './environments.ts';
 import { RunnerStack } from './runner-stack.ts';
@@ -27,6 +29,7 @@ export interface StacklineStage {
   environment: StacklineEnvironment;
   data: DataStack;
   runner: RunnerStack;
+  api: ApiStack;
 }
 
 /**
@@ -53,6 +56,10 @@ export async function addStacklineStages(app: App, options: StacklineStagesOptio
       return join(lambda.path, '..');
     }),
   );
+
+  // One API bundle serves every environment (its configuration comes from the environment variables).
+  const apiBundle = join(bundleDir, 'api');
+  await bundleApiLambda(join(apiBundle, 'index.mjs'));
 
   return options.environments.map((environment, i) => {
     const env = { account: environment.account, region: environment.region };
@@ -84,6 +91,17 @@ export async function addStacklineStages(app: App, options: StacklineStagesOptio
         : {}),
     });
     runner.addStackDependency(data, 'the runner uses the bucket and tables by name');
-    return { environment, data, runner };
+    const api = new ApiStack(app, `Stackline-${environment.name}-Api`, {
+      env,
+      description: `Stackline ${environment.name}: the platform API (API Gateway, AWS_IAM) and its team policies`,
+      stacklineStack: environment.name,
+      bucketName: data.bucketName,
+      artifactPrefix: data.artifactPrefix,
+      ...(data.encryptionKey ? { encryptionKey: data.encryptionKey } : {}),
+      tablePrefix: environment.tablePrefix,
+      codeDirectory: apiBundle,
+    });
+    api.addStackDependency(data, 'the API uses the bucket and tables by name');
+    return { environment, data, runner, api };
   });
 }

@@ -1,3 +1,4 @@
+import { loadArtifactVersion } from './artifacts/load-artifact.ts';
 import { ARTIFACT_NAME } from './dsl/names.ts';
 import type { PipelineDefinition } from './dsl/pipeline.ts';
 import { ValidationError } from './errors.ts';
@@ -99,7 +100,7 @@ export class Stackline {
   /** Loads artifact `name` at a version number (default: latest). */
   async loadArtifact<T = unknown>(name: string, version: number | 'latest' = 'latest'): Promise<T> {
     const found = await this.stack.metadata.artifacts.getVersion(name, version);
-    return (await this.stack.materializers.get(found.materializer).load(found, { store: this.stack.artifacts })) as T;
+    return (await loadArtifactVersion(this.stack.materializers, found, this.stack.artifacts)) as T;
   }
 
   getArtifactVersion(name: string, version: number | 'latest' = 'latest'): Promise<ArtifactVersion> {

@@ -75,8 +75,21 @@ export interface RunRepository {
   /** Sets the run's model version link. */
   setModelVersion(runId: string, modelVersionId: string): Promise<void>;
 
-  /** Records a step run in status `running`. */
+  /**
+   * Records a step run in status `running`, in one transaction with two conditions:
+   * - its run is still `pending` or `running` (RunFinishedError otherwise: a late delivery cannot
+   *   add work to a finished run);
+   * - when the step run carries a `leaseExpiresAt`, it is the only live attempt at its (run, stepId):
+   *   another `running` step run with an unexpired (or no) lease → StepInProgressError; a
+   *   `completed` or `cached` one → StepAlreadyDoneError naming it (`context.stepRunId`); a
+   *   `running` one whose lease expired is ended `failed` (its executor is gone) and replaced.
+   */
   startStep(stepRun: StepRun): Promise<StepRun>;
+  /**
+   * Extends the lease of a non-terminal run and of those of `stepRunIds` still running (the
+   * executor's heartbeat). Returns false when the run has already finished (the executor should stop).
+   */
+  renewLease(runId: string, leaseExpiresAt: string, stepRunIds?: string[]): Promise<boolean>;
   /**
    * Completes a running step run and creates one artifact version per output (allocating version
    * numbers), all in one transaction: either the step run is `completed` with every output recorded,
@@ -86,7 +99,10 @@ export interface RunRepository {
     stepRunId: string,
     completion: StepRunCompletion,
   ): Promise<{ stepRun: StepRun; outputs: Record<string, ArtifactVersion> }>;
-  /** Records a `cached` step run whose outputs are the original step run's artifact versions. */
+  /**
+   * Records a `cached` step run whose outputs are the original step run's artifact versions, under
+   * the same conditions as {@link startStep} (the run still open; exclusive when it carries a lease).
+   */
   recordCachedStep(stepRun: StepRun): Promise<StepRun>;
   /** Ends a running step run as `failed` or `cancelled`. */
   endStep(

@@ -1,5 +1,6 @@
 import { userInfo } from 'node:os';
 import type { ArtifactStore } from '../artifacts/artifact-store.ts';
+import { loadArtifactVersion } from '../artifacts/load-artifact.ts';
 import type { MaterializerRegistry } from '../artifacts/materializers.ts';
 import type { PipelineModel } from '../dsl/pipeline.ts';
 import type { LoadedModelVersion, ModelControl, RunModelVersion } from '../dsl/types.ts';
@@ -31,7 +32,7 @@ export async function loadModelArtifact<T>(
     );
   }
   const artifact = await stores.metadata.artifacts.getVersionById(link.artifactVersionId);
-  return (await stores.materializers.get(artifact.materializer).load(artifact, { store: stores.artifacts })) as T;
+  return (await loadArtifactVersion(stores.materializers, artifact, stores.artifacts)) as T;
 }
 
 export function toLoadedModelVersion(stores: ModelStores, version: ModelVersion): LoadedModelVersion {

@@ -1,5 +1,12 @@
 import { afterEach, beforeEach, describe, expect, it } from 'vitest';
-import { ConflictError, NotFoundError, ValidationError } from '../../lib/errors.ts';
+import {
+  ConflictError,
+  NotFoundError,
+  RunFinishedError,
+  StepAlreadyDoneError,
+  StepInProgressError,
+  ValidationError,
+} from '../../lib/errors.ts';
 import type { MetadataStore } from '../../lib/metadata/metadata-store.ts';
 import { PromotionRefusedError, StageHeldError } from '../../lib/metadata/promotion-rules.ts';
 import type {
@@ -478,6 +485,123 @@ export function describeMetadataStoreConformance(name: string, factory: () => Pr
         expect(await store.runs.getStep(busyStep.id)).toMatchObject({ status: 'cancelled', endedAt: at(100) });
         expect(await store.runs.getStep(doneStep.id)).toEqual(doneStepAfter);
         expect(await store.runs.abandon([running.id], 'failed', at(200), error)).toEqual([]);
+      });
+    });
+
+    describe('liveness', () => {
+      const executor = {
+        kind: 'process' as const,
+        host: 'host-a',
+        pid: 4242,
+        processStartedAt: at(0),
+        processStart: '123',
+      };
+      const future = () => new Date(Date.now() + 60_000).toISOString();
+      const past = () => new Date(Date.now() - 1_000).toISOString();
+
+      it('runs and step runs keep their executor identity and lease', async () => {
+        const run = await store.runs.create(runDraft({ executor, leaseExpiresAt: at(60) }));
+        const step = await store.runs.startStep(stepDraft(run.id, { executor, leaseExpiresAt: future() }));
+
+        expect(await store.runs.get(run.id)).toEqual(run);
+        expect(run).toMatchObject({ executor, leaseExpiresAt: at(60) });
+        expect(await store.runs.getStep(step.id)).toMatchObject({ executor, leaseExpiresAt: step.leaseExpiresAt });
+      });
+
+      it('renewLease extends the lease of an open run and its running step runs, and reports a finished run', async () => {
+        const run = await store.runs.create(runDraft({ executor, leaseExpiresAt: at(60) }));
+        const step = await store.runs.startStep(stepDraft(run.id, { executor, leaseExpiresAt: at(60) }));
+
+        expect(await store.runs.renewLease(run.id, at(120), [step.id])).toBe(true);
+        expect((await store.runs.get(run.id)).leaseExpiresAt).toBe(at(120));
+        expect((await store.runs.getStep(step.id)).leaseExpiresAt).toBe(at(120));
+
+        await store.runs.finish(run.id, 'completed', at(130));
+        expect(await store.runs.renewLease(run.id, at(240), [step.id])).toBe(false);
+        expect((await store.runs.get(run.id)).leaseExpiresAt).toBe(at(120));
+      });
+
+      it('startStep and recordCachedStep refuse a run that has already finished with RunFinishedError', async () => {
+        const run = await store.runs.create(runDraft());
+        const original = await store.runs.startStep(stepDraft(run.id));
+        const { stepRun: done } = await store.runs.completeStep(original.id, completion({ model: 'iris.model' }));
+        await store.runs.finish(run.id, 'failed', at(10));
+
+        const late = await rejection(store.runs.startStep(stepDraft(run.id, { stepId: 'late' })));
+        const lateCached = await rejection(
+          store.runs.recordCachedStep(
+            stepDraft(run.id, { stepId: 'late', status: 'cached', cachedFrom: done.id, outputs: done.outputs }),
+          ),
+        );
+
+        expect(late).toBeInstanceOf(RunFinishedError);
+        expect(messageOf(late)).toContain(run.id);
+        expect(lateCached).toBeInstanceOf(RunFinishedError);
+        expect((await store.runs.listSteps(run.id)).map((s) => s.id)).toEqual([original.id]);
+      });
+
+      it('a leased startStep refuses a second live attempt at the same step, and names a completed one', async () => {
+        const run = await store.runs.create(runDraft());
+        const first = await store.runs.startStep(stepDraft(run.id, { stepId: 'score[3]', leaseExpiresAt: future() }));
+
+        const duplicate = await rejection(
+          store.runs.startStep(stepDraft(run.id, { stepId: 'score[3]', leaseExpiresAt: future() })),
+        );
+        expect(duplicate).toBeInstanceOf(StepInProgressError);
+        expect((duplicate as StepInProgressError).context.stepRunId).toBe(first.id);
+
+        await store.runs.completeStep(first.id, completion({ loss: 'score.loss.items' }));
+        const late = await rejection(
+          store.runs.startStep(stepDraft(run.id, { stepId: 'score[3]', leaseExpiresAt: future() })),
+        );
+        expect(late).toBeInstanceOf(StepAlreadyDoneError);
+        expect((late as StepAlreadyDoneError).context.stepRunId).toBe(first.id);
+        expect(
+          await store.runs.startStep(stepDraft(run.id, { stepId: 'score[4]', leaseExpiresAt: future() })),
+        ).toMatchObject({
+          status: 'running',
+        });
+        expect((await store.runs.listSteps(run.id)).filter((s) => s.stepId === 'score[3]')).toHaveLength(1);
+      });
+
+      it('a leased startStep takes over from an attempt whose lease expired, and retries after a failure', async () => {
+        const run = await store.runs.create(runDraft());
+        const lost = await store.runs.startStep(stepDraft(run.id, { leaseExpiresAt: past() }));
+
+        const second = await store.runs.startStep(stepDraft(run.id, { leaseExpiresAt: future() }));
+        expect(await store.runs.getStep(lost.id)).toMatchObject({ status: 'failed', error: { type: 'LeaseExpired' } });
+
+        await store.runs.endStep(second.id, 'failed', at(5), { durationMs: 1, attempts: 1 });
+        const third = await store.runs.startStep(stepDraft(run.id, { leaseExpiresAt: future() }));
+        expect(third.status).toBe('running');
+      });
+
+      it('20 concurrent leased starts of one step leave exactly one running', async () => {
+        const run = await store.runs.create(runDraft());
+        const results = await Promise.allSettled(
+          Array.from({ length: 20 }, () => store.runs.startStep(stepDraft(run.id, { leaseExpiresAt: future() }))),
+        );
+
+        expect(results.filter((r) => r.status === 'fulfilled')).toHaveLength(1);
+        for (const r of results) {
+          if (r.status === 'rejected') expect(r.reason).toBeInstanceOf(ConflictError);
+        }
+        expect((await store.runs.listSteps(run.id)).filter((s) => s.status === 'running')).toHaveLength(1);
+      });
+
+      it('abandon ends a run with 101 running step runs (more than one transaction takes) and every one of them', async () => {
+        const run = await store.runs.create(runDraft());
+        for (let index = 0; index < 101; index++)
+          await store.runs.startStep(stepDraft(run.id, { stepId: `score[${index}]` }));
+
+        expect(
+          await store.runs.abandon([run.id], 'failed', at(100), { type: 'ExecutorLost', message: 'gone' }),
+        ).toEqual([run.id]);
+
+        expect((await store.runs.get(run.id)).status).toBe('failed');
+        const steps = await store.runs.listSteps(run.id);
+        expect(steps).toHaveLength(101);
+        expect(steps.filter((s) => s.status !== 'failed')).toEqual([]);
       });
     });
 

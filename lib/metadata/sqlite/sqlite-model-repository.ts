@@ -1,4 +1,5 @@
 import { ConflictError, NotFoundError, ValidationError } from '../../errors.ts';
+import { faultPoint } from '../../util/fault-points.ts';
 import { newId, nowIso } from '../../util/ids.ts';
 import type { ModelRepository, PromoteOptions } from '../metadata-store.ts';
 import { assertPromotionGate, checkPromotion, policyApplies, producingRunId } from '../promotion-rules.ts';
@@ -147,6 +148,7 @@ export class SqliteModelRepository implements ModelRepository {
         now,
         now,
       );
+      faultPoint('model-version:allocated');
       this.sql.run('UPDATE models SET latest_version = ?, updated_at = ? WHERE name = ?', number, now, model);
       insertTags(this.sql, 'model_version', id, tags);
       if (init.runId !== undefined) {
@@ -292,6 +294,7 @@ export class SqliteModelRepository implements ModelRepository {
           this.recordChange(model, holder.number, { kind: 'stage', from: stage, to: 'archived' }, options, at),
         );
       }
+      faultPoint('stage:promoting');
       this.moveStage(target, stage, at);
       changes.push(
         this.recordChange(model, version, { kind: 'stage', from: target.stage ?? undefined, to: stage }, options, at),
