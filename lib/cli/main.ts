@@ -1,12 +1,19 @@
 import { Command, CommanderError, InvalidArgumentError, Option } from 'commander';
 import { StacklineError } from '../errors.ts';
-import { Project, resolveHome } from '../stacks/project.ts';
-import { artifactsList, artifactsLoad, artifactsShow, artifactsVersions } from './commands/artifacts.ts';
-import { artifactsGc, artifactsVerify } from './commands/artifacts-maintenance.ts';
-import { backupCommand, restoreCommand } from './commands/backup.ts';
-import { bundleCommand } from './commands/bundle.ts';
-import { compileCommand } from './commands/compile.ts';
+import type { Project } from '../stacks/project.ts';
+import { ExitCode, exitCodeFor } from './exit-codes.ts';
+import type { CliIo } from './io.ts';
+// Commands load when they run (see lazy-commands.ts), so starting the CLI stays cheap.
 import {
+  artifactsGc,
+  artifactsList,
+  artifactsLoad,
+  artifactsShow,
+  artifactsVerify,
+  artifactsVersions,
+  backupCommand,
+  bundleCommand,
+  compileCommand,
   modelAliasRemove,
   modelAliasSet,
   modelCompare,
@@ -17,13 +24,25 @@ import {
   modelPromote,
   modelShow,
   modelVersions,
-} from './commands/model.ts';
-import { runCommand } from './commands/run.ts';
-import { runsCancel, runsList, runsReap, runsShow } from './commands/runs.ts';
-import { serveCommand, tokenCreate, tokenList, tokenRevoke } from './commands/serve.ts';
-import { stackDelete, stackDescribe, stackList, stackProvision, stackRegister, stackSet } from './commands/stack.ts';
-import { ExitCode, exitCodeFor } from './exit-codes.ts';
-import type { CliIo } from './io.ts';
+  openProjectAt,
+  restoreCommand,
+  runCommand,
+  runsCancel,
+  runsExplain,
+  runsList,
+  runsReap,
+  runsShow,
+  serveCommand,
+  stackDelete,
+  stackDescribe,
+  stackList,
+  stackProvision,
+  stackRegister,
+  stackSet,
+  tokenCreate,
+  tokenList,
+  tokenRevoke,
+} from './lazy-commands.ts';
 
 function positiveInt(value: string): number {
   const n = Number(value);
@@ -41,7 +60,7 @@ export async function main(argv: string[], io: CliIo): Promise<number> {
   let exitCode: number = ExitCode.Ok;
   let project: Project | undefined;
   const openProject = async () => {
-    project ??= await Project.open(resolveHome(io.cwd, io.env));
+    project ??= await openProjectAt(io.cwd, io.env);
     return project;
   };
   const withStack = async <T>(
@@ -85,6 +104,7 @@ export async function main(argv: string[], io: CliIo): Promise<number> {
     .option('--param <key=value>', 'pipeline parameter (repeatable; JSON values allowed)', collect, [])
     .option('--config <file.yaml>', 'run configuration (parameters, cache, concurrency, tags, steps.<id>.cache)')
     .option('--no-cache', 'run every step, ignoring cached results')
+    .option('--explain', 'say for each step why it hit or missed the cache')
     .option('--tag <key:value>', 'tag the run (repeatable)', collect, [])
     .addOption(new Option('--concurrency <n>', 'independent steps run at once').argParser(positiveInt))
     .addOption(stackOpt())
@@ -151,6 +171,16 @@ export async function main(argv: string[], io: CliIo): Promise<number> {
     .addOption(json())
     .action((id: string, opts) => withStack(opts.stack, (s) => runsShow(s, id, opts, io)));
   runs
+    .command('explain')
+    .description('say for each step of a run why it hit or missed the cache')
+    .argument('<run-id>')
+    .argument('[step]', 'only this step (its id in the pipeline)')
+    .addOption(stackOpt())
+    .addOption(json())
+    .action((id: string, step: string | undefined, opts) =>
+      withStack(opts.stack, (s) => runsExplain(s, id, step, opts, io)),
+    );
+  runs
     .command('reap')
     .description('end every run whose executor is gone (dead process, expired lease, ended execution)')
     .option('--dry-run', 'only list them')
@@ -192,9 +222,9 @@ export async function main(argv: string[], io: CliIo): Promise<number> {
     );
   artifacts
     .command('load')
-    .description('print a JSON/string artifact, or write any artifact to --out')
+    .description('print a JSON/string artifact (a fan-out collection as its list), or write any artifact to --out')
     .argument('<name>')
-    .argument('[version]', 'number or "latest"')
+    .argument('[version]', 'number or "latest" (default: latest, the newest version)')
     .option('--out <path>', 'write the bytes to this file')
     .addOption(stackOpt())
     .addOption(json())
