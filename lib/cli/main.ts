@@ -380,6 +380,7 @@ export async function main(argv: string[], io: CliIo): Promise<number> {
     .argument('<version>', 'version number')
     .argument('<stage>', 'staging | production | archived')
     .option('--force', 'archive the version holding the stage instead of failing')
+    .option('--expected-holder <version|none>', 'compare-and-set: fail unless this version (or none) holds the stage')
     .option('--reason <text>', 'recorded in the history')
     .addOption(stackOpt())
     .addOption(json())

@@ -185,7 +185,7 @@ export async function modelPromote(
   name: string,
   version: string,
   stage: string,
-  options: { force?: boolean; reason?: string; json?: boolean },
+  options: { force?: boolean; reason?: string; expectedHolder?: string; json?: boolean },
   io: CliIo,
 ) {
   if (!(MODEL_STAGES as readonly string[]).includes(stage))
@@ -194,6 +194,9 @@ export async function modelPromote(
     actor: currentActor(io.env),
     ...(options.force ? { force: true } : {}),
     ...(options.reason ? { reason: options.reason } : {}),
+    ...(options.expectedHolder === undefined
+      ? {}
+      : { expectedHolder: options.expectedHolder === 'none' ? null : versionNumber(options.expectedHolder) }),
   });
   if (options.json) return printJson(io, { changes });
   if (changes.length === 0) io.stdout.write(`${name} v${version} is already in ${stage}.\n`);
