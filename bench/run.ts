@@ -14,8 +14,10 @@ import { arch, cpus, loadavg, platform, release, totalmem } from 'node:os';
 import { dirname, join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { parseArgs } from 'node:util';
+import { apiBenchmark } from './api.ts';
 import { artifactsBenchmark } from './artifacts.ts';
 import { bundleBenchmark } from './bundle.ts';
+import { cliBenchmark } from './cli.ts';
 import { benchCompile } from './compile.ts';
 import { cachedRerunBenchmark, orchestrationBenchmark } from './orchestration.ts';
 import { s3ArtifactsBenchmark } from './s3-artifacts.ts';
@@ -36,6 +38,8 @@ const BENCHMARKS: Benchmark[] = [
   s3ArtifactsBenchmark,
   simpleBenchmark('compile', 'compileToAsl time and definition size for ~1,000-step pipelines', benchCompile),
   bundleBenchmark,
+  apiBenchmark,
+  cliBenchmark,
 ];
 
 const USAGE = `Usage: npm run bench -- [--quick] [--json] [--only <name>[,<name>...]]

@@ -1,10 +1,15 @@
 #!/usr/bin/env node
-// The CLI is TypeScript, and so are users' pipeline files: tsx compiles both on the fly,
-// so there is no build step between editing a pipeline and running it.
-import { register } from 'tsx/esm/api';
+// The CLI runs as compiled JavaScript (`npm run build` writes dist/; `npm ci` and `npm install`
+// run it through `prepare`). Pipeline files may be TypeScript: the CLI registers tsx only when it
+// loads one (lib/cli/load-pipeline.ts), so commands that load none never pay for a compiler.
+import { existsSync } from 'node:fs';
 
-register();
-const { main } = await import('../lib/cli/main.ts');
+const compiled = new URL('../dist/lib/cli/main.js', import.meta.url);
+if (!existsSync(compiled)) {
+  process.stderr.write('stackline is not built: run `npm run build` in its directory (npm ci runs it too).\n');
+  process.exit(1);
+}
+const { main } = await import(compiled.href);
 process.exitCode = await main(process.argv.slice(2), {
   stdout: process.stdout,
   stderr: process.stderr,

@@ -1,7 +1,6 @@
 import { loadArtifactVersion } from './artifacts/load-artifact.ts';
-import { ARTIFACT_NAME } from './dsl/names.ts';
 import type { PipelineDefinition } from './dsl/pipeline.ts';
-import { ValidationError } from './errors.ts';
+import { assertNames } from './metadata/store-rules.ts';
 import type {
   ArtifactVersion,
   Metadata,
@@ -17,6 +16,7 @@ import type {
 import { compareModelVersions, type VersionComparison } from './models/compare.ts';
 import { currentActor, loadModelArtifact } from './models/model-context.ts';
 import { type RunOptions, type RunResult, runPipelineLocally } from './runtime/local-orchestrator.ts';
+import { validateRunOptions } from './runtime/run-options.ts';
 import { Project, resolveHome, type StackRuntime } from './stacks/project.ts';
 
 export interface SaveArtifactOptions {
@@ -57,7 +57,9 @@ export class Stackline {
   }
 
   /** Runs a pipeline on this stack with the local orchestrator. */
-  run(pipeline: PipelineDefinition, options: Omit<RunOptions, 'stackName'> = {}): Promise<RunResult> {
+  async run(pipeline: PipelineDefinition, options: Omit<RunOptions, 'stackName'> = {}): Promise<RunResult> {
+    validateRunOptions(options, pipeline.name);
+    pipeline.parseParameters(options.params);
     return runPipelineLocally(
       pipeline,
       { ...this.stack, actor: this.actor },
@@ -67,11 +69,8 @@ export class Stackline {
 
   /** Saves a value as the next version of artifact `name`. */
   async saveArtifact(name: string, value: unknown, options: SaveArtifactOptions = {}): Promise<ArtifactVersion> {
-    if (!ARTIFACT_NAME.test(name)) {
-      throw new ValidationError(
-        `Artifact name ${JSON.stringify(name)} is invalid: use letters, digits, ".", "_", ":" or "-".`,
-      );
-    }
+    // Checked before anything is written: the store would refuse the record, after the blob.
+    assertNames([['artifact', name], ...(options.model ? [['model', options.model.name] as const] : [])], options.tags);
     const { materializers, artifacts, metadata } = this.stack;
     const materializer = options.materializer ? materializers.get(options.materializer) : materializers.pick(value);
     // Resolve the model version before writing anything, so a bad reference leaves nothing behind.

@@ -6,14 +6,16 @@ import { mkdir, readdir, readFile, rm, stat, writeFile } from 'node:fs/promises'
 import { dirname, join, resolve } from 'node:path';
 import { fileURLToPath, pathToFileURL } from 'node:url';
 import { build, type Plugin } from 'esbuild';
-import { definedStepCodeHashes, PINNED_CODE_HASHES_GLOBAL } from '../dsl/step.ts';
+import { definedStepFingerprints, PINNED_CODE_HASHES_GLOBAL, PINNED_CODE_PARTS_GLOBAL } from '../dsl/step.ts';
 import { ValidationError } from '../errors.ts';
 
 /** The Stackline installation the bundle takes the step runner (and `stackline` imports) from. */
+// Compiled (dist/lib/bundle/*.js) or source (lib/bundle/*.ts): the entries sit at the same places.
 const STACKLINE_ROOT = fileURLToPath(new URL('../../', import.meta.url));
-const LAMBDA_ENTRY = join(STACKLINE_ROOT, 'functions/step-runner/lambda.ts');
-const ECS_ENTRY = join(STACKLINE_ROOT, 'functions/step-runner/ecs.ts');
-const STACKLINE_INDEX = join(STACKLINE_ROOT, 'lib/index.ts');
+const EXT = import.meta.url.endsWith('.ts') ? '.ts' : '.js';
+const LAMBDA_ENTRY = join(STACKLINE_ROOT, `functions/step-runner/lambda${EXT}`);
+const ECS_ENTRY = join(STACKLINE_ROOT, `functions/step-runner/ecs${EXT}`);
+const STACKLINE_INDEX = join(STACKLINE_ROOT, `lib/index${EXT}`);
 
 /**
  * Node's CommonJS globals for bundled CommonJS dependencies, which an ESM bundle does not have.
@@ -83,7 +85,14 @@ export async function bundlePipeline(options: BundleOptions): Promise<BundleResu
   // Load the module here, as the CLI would, so its steps' code hashes are the ones local runs
   // record; the bundle pins them (see `pinnedCodeHash` in lib/dsl/step.ts).
   await import(pathToFileURL(pipelineFile).href);
-  const banner = `${CJS_SHIM}\nglobalThis.${PINNED_CODE_HASHES_GLOBAL} = ${JSON.stringify(definedStepCodeHashes())};`;
+  const fingerprints = Object.entries(definedStepFingerprints());
+  const hashes = Object.fromEntries(fingerprints.map(([name, f]) => [name, f.hash]));
+  const parts = Object.fromEntries(fingerprints.map(([name, f]) => [name, f.parts]));
+  const banner = [
+    CJS_SHIM,
+    `globalThis.${PINNED_CODE_HASHES_GLOBAL} = ${JSON.stringify(hashes)};`,
+    `globalThis.${PINNED_CODE_PARTS_GLOBAL} = ${JSON.stringify(parts)};`,
+  ].join('\n');
   await Promise.all([
     bundleEntry(
       [

@@ -1,6 +1,7 @@
 import { statSync } from 'node:fs';
 import { dirname } from 'node:path';
 import pc from 'picocolors';
+import { escapeForTerminal } from '../dsl/names.ts';
 import { ValidationError } from '../errors.ts';
 
 /** Where a command writes. Tests pass buffers; the binary passes process streams. */
@@ -19,9 +20,13 @@ export function colors(io: CliIo) {
   return pc.createColors(Boolean(io.stdout.isTTY) && !io.env.NO_COLOR);
 }
 
-/** Renders rows as aligned columns (first row is the header). */
-export function table(rows: string[][]): string {
-  if (rows.length === 0) return '';
+/**
+ * Renders rows as aligned columns (first row is the header). Cells are escaped: names, tags and
+ * descriptions come from users, and must not reach the terminal as escape sequences.
+ */
+export function table(unsafeRows: string[][]): string {
+  if (unsafeRows.length === 0) return '';
+  const rows = unsafeRows.map((r) => r.map((cell) => escapeForTerminal(cell).replace(/[\r\n\t]/g, ' ')));
   const widths = rows[0]!.map((_, i) => Math.max(...rows.map((r) => (r[i] ?? '').length)));
   return `${rows
     .map((r) =>

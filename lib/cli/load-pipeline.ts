@@ -1,17 +1,48 @@
-import { existsSync } from 'node:fs';
-import { resolve } from 'node:path';
+import { readFileSync, statSync } from 'node:fs';
+import { dirname, join, resolve } from 'node:path';
 import { pathToFileURL } from 'node:url';
 import { isPipelineDefinition, type PipelineDefinition } from '../dsl/pipeline.ts';
-import { ValidationError } from '../errors.ts';
+import { StacklineError, ValidationError } from '../errors.ts';
+
+const TYPESCRIPT_FILE = /\.[cm]?tsx?$/;
+let typescriptLoader: Promise<void> | undefined;
 
 /**
- * Imports a pipeline file (TypeScript runs directly: the CLI runs under tsx) and picks the pipeline
+ * Lets Node import TypeScript files: registers tsx, once, the first time a `.ts` pipeline is loaded
+ * (commands that load none start without it). Not needed when this module is itself running as
+ * TypeScript source: a loader that can (tsx, vitest) is then already in place.
+ */
+export function loadTypeScript(): Promise<void> {
+  if (import.meta.url.endsWith('.ts')) return Promise.resolve();
+  typescriptLoader ??= import('tsx/esm/api').then(({ register }) => {
+    register();
+  });
+  return typescriptLoader;
+}
+
+/**
+ * Imports a pipeline file (TypeScript runs directly: see {@link loadTypeScript}) and picks the pipeline
  * to run: the one named by `--pipeline`, or the only one the file exports.
  */
 export async function loadPipeline(file: string, cwd: string, name?: string): Promise<PipelineDefinition> {
   const path = resolve(cwd, file);
-  if (!existsSync(path)) throw new ValidationError(`Pipeline file not found: ${path}`);
-  const module = (await import(pathToFileURL(path).href)) as Record<string, unknown>;
+  const info = statSync(path, { throwIfNoEntry: false });
+  if (!info) throw new ValidationError(`Pipeline file not found: ${path}`, { context: { file: path } });
+  if (info.isDirectory()) {
+    throw new ValidationError(
+      `${path} is a directory: give the pipeline file itself (for example ${join(file, 'pipeline.ts')}).`,
+      {
+        context: { file: path },
+      },
+    );
+  }
+  if (TYPESCRIPT_FILE.test(path)) await loadTypeScript();
+  let module: Record<string, unknown>;
+  try {
+    module = (await import(pathToFileURL(path).href)) as Record<string, unknown>;
+  } catch (error) {
+    throw importFailure(error, path);
+  }
   const pipelines = new Map<string, PipelineDefinition>();
   for (const value of Object.values(module)) if (isPipelineDefinition(value)) pipelines.set(value.name, value);
   if (pipelines.size === 0) {
@@ -33,4 +64,66 @@ export async function loadPipeline(file: string, cwd: string, name?: string): Pr
     );
   }
   return [...pipelines.values()][0]!;
+}
+
+/**
+ * Why a pipeline file could not be imported, in one line naming the file: a syntax error (with
+ * its line), a file loaded as CommonJS (with the package.json to change), or the error it threw.
+ */
+function importFailure(error: unknown, path: string): StacklineError {
+  const e = error as {
+    message?: string;
+    code?: string;
+    errors?: Array<{ text: string; location?: { line: number; column: number } }>;
+  };
+  const message = String(e?.message ?? error);
+  // esbuild (through tsx) reports syntax errors with their location.
+  const first = e?.errors?.[0];
+  if (first) {
+    const at = first.location ? `:${first.location.line}:${first.location.column + 1}` : '';
+    return new ValidationError(`${path}${at}: syntax error: ${first.text}`, { cause: error, context: { file: path } });
+  }
+  const located = /^(?:.*?):(\d+):(\d+): ERROR: (.*)$/m.exec(message);
+  if (located) {
+    return new ValidationError(`${path}:${located[1]}:${located[2]}: syntax error: ${located[3]}`, {
+      cause: error,
+      context: { file: path },
+    });
+  }
+  const commonJs =
+    ['ERR_REQUIRE_ESM', 'ERR_REQUIRE_ASYNC_MODULE'].includes(e?.code ?? '') ||
+    /outside a module|require\(\) (?:of )?ES Module|Top-level await is currently not supported|exports is not defined/.test(
+      message,
+    );
+  if (commonJs && path.endsWith('.ts')) {
+    const pkg = nearestPackageJson(path);
+    return new ValidationError(
+      `${path} is loaded as CommonJS${pkg ? ` because ${pkg} has no "type": "module"` : ''}: add "type": "module" to ${pkg ?? 'package.json'}, or rename the file to .mts.`,
+      { cause: error, context: { file: path } },
+    );
+  }
+  if (error instanceof SyntaxError) {
+    return new ValidationError(`${path}: syntax error: ${message.split('\n')[0]}`, {
+      cause: error,
+      context: { file: path },
+    });
+  }
+  if (error instanceof StacklineError) return error;
+  return new ValidationError(`Importing ${path} failed: ${message.split('\n')[0]}`, {
+    cause: error,
+    context: { file: path },
+  });
+}
+
+function nearestPackageJson(path: string): string | undefined {
+  for (let dir = dirname(path); ; dir = dirname(dir)) {
+    const candidate = join(dir, 'package.json');
+    try {
+      JSON.parse(readFileSync(candidate, 'utf8'));
+      return candidate;
+    } catch {
+      // none here, or unreadable: look further up
+    }
+    if (dirname(dir) === dir) return undefined;
+  }
 }

@@ -1,12 +1,20 @@
 import { Command, CommanderError, InvalidArgumentError, Option } from 'commander';
+import { escapeForTerminal } from '../dsl/names.ts';
 import { StacklineError } from '../errors.ts';
-import { Project, resolveHome } from '../stacks/project.ts';
-import { artifactsList, artifactsLoad, artifactsShow, artifactsVersions } from './commands/artifacts.ts';
-import { artifactsGc, artifactsVerify } from './commands/artifacts-maintenance.ts';
-import { backupCommand, restoreCommand } from './commands/backup.ts';
-import { bundleCommand } from './commands/bundle.ts';
-import { compileCommand } from './commands/compile.ts';
+import type { Project } from '../stacks/project.ts';
+import { ExitCode, exitCodeFor } from './exit-codes.ts';
+import { type CliIo, printJson } from './io.ts';
+// Commands load when they run (see lazy-commands.ts), so starting the CLI stays cheap.
 import {
+  artifactsGc,
+  artifactsList,
+  artifactsLoad,
+  artifactsShow,
+  artifactsVerify,
+  artifactsVersions,
+  backupCommand,
+  bundleCommand,
+  compileCommand,
   modelAliasRemove,
   modelAliasSet,
   modelCompare,
@@ -17,13 +25,25 @@ import {
   modelPromote,
   modelShow,
   modelVersions,
-} from './commands/model.ts';
-import { runCommand } from './commands/run.ts';
-import { runsCancel, runsList, runsReap, runsShow } from './commands/runs.ts';
-import { serveCommand, tokenCreate, tokenList, tokenRevoke } from './commands/serve.ts';
-import { stackDelete, stackDescribe, stackList, stackProvision, stackRegister, stackSet } from './commands/stack.ts';
-import { ExitCode, exitCodeFor } from './exit-codes.ts';
-import type { CliIo } from './io.ts';
+  openProjectAt,
+  restoreCommand,
+  runCommand,
+  runsCancel,
+  runsExplain,
+  runsList,
+  runsReap,
+  runsShow,
+  serveCommand,
+  stackDelete,
+  stackDescribe,
+  stackList,
+  stackProvision,
+  stackRegister,
+  stackSet,
+  tokenCreate,
+  tokenList,
+  tokenRevoke,
+} from './lazy-commands.ts';
 
 function positiveInt(value: string): number {
   const n = Number(value);
@@ -41,7 +61,7 @@ export async function main(argv: string[], io: CliIo): Promise<number> {
   let exitCode: number = ExitCode.Ok;
   let project: Project | undefined;
   const openProject = async () => {
-    project ??= await Project.open(resolveHome(io.cwd, io.env));
+    project ??= await openProjectAt(io.cwd, io.env);
     return project;
   };
   const withStack = async <T>(
@@ -85,6 +105,7 @@ export async function main(argv: string[], io: CliIo): Promise<number> {
     .option('--param <key=value>', 'pipeline parameter (repeatable; JSON values allowed)', collect, [])
     .option('--config <file.yaml>', 'run configuration (parameters, cache, concurrency, tags, steps.<id>.cache)')
     .option('--no-cache', 'run every step, ignoring cached results')
+    .option('--explain', 'say for each step why it hit or missed the cache')
     .option('--tag <key:value>', 'tag the run (repeatable)', collect, [])
     .addOption(new Option('--concurrency <n>', 'independent steps run at once').argParser(positiveInt))
     .addOption(stackOpt())
@@ -151,6 +172,16 @@ export async function main(argv: string[], io: CliIo): Promise<number> {
     .addOption(json())
     .action((id: string, opts) => withStack(opts.stack, (s) => runsShow(s, id, opts, io)));
   runs
+    .command('explain')
+    .description('say for each step of a run why it hit or missed the cache')
+    .argument('<run-id>')
+    .argument('[step]', 'only this step (its id in the pipeline)')
+    .addOption(stackOpt())
+    .addOption(json())
+    .action((id: string, step: string | undefined, opts) =>
+      withStack(opts.stack, (s) => runsExplain(s, id, step, opts, io)),
+    );
+  runs
     .command('reap')
     .description('end every run whose executor is gone (dead process, expired lease, ended execution)')
     .option('--dry-run', 'only list them')
@@ -192,9 +223,9 @@ export async function main(argv: string[], io: CliIo): Promise<number> {
     );
   artifacts
     .command('load')
-    .description('print a JSON/string artifact, or write any artifact to --out')
+    .description('print a JSON/string artifact (a fan-out collection as its list), or write any artifact to --out')
     .argument('<name>')
-    .argument('[version]', 'number or "latest"')
+    .argument('[version]', 'number or "latest" (default: latest, the newest version)')
     .option('--out <path>', 'write the bytes to this file')
     .addOption(stackOpt())
     .addOption(json())
@@ -349,6 +380,7 @@ export async function main(argv: string[], io: CliIo): Promise<number> {
     .argument('<version>', 'version number')
     .argument('<stage>', 'staging | production | archived')
     .option('--force', 'archive the version holding the stage instead of failing')
+    .option('--expected-holder <version|none>', 'compare-and-set: fail unless this version (or none) holds the stage')
     .option('--reason <text>', 'recorded in the history')
     .addOption(stackOpt())
     .addOption(json())
@@ -412,32 +444,54 @@ export async function main(argv: string[], io: CliIo): Promise<number> {
     .addOption(json())
     .action(async (idOrName: string, opts) => tokenRevoke(await openProject(), idOrName, opts, io));
 
+  // `--debug` (anywhere) or STACKLINE_DEBUG=1: stack traces on errors. Taken out before commander
+  // parses, so every command accepts it.
+  const debug = argv.includes('--debug') || io.env.STACKLINE_DEBUG === '1';
   try {
-    await program.parseAsync(argv, { from: 'user' });
+    await program.parseAsync(
+      argv.filter((arg) => arg !== '--debug'),
+      { from: 'user' },
+    );
   } catch (error) {
-    exitCode = reportError(error, io, argv.includes('--json'));
+    exitCode = reportError(error, io, argv.includes('--json'), debug);
   } finally {
     await project?.close();
   }
   return exitCode;
 }
 
-function reportError(error: unknown, io: CliIo, json: boolean): number {
+/**
+ * The one place errors are printed: one line on stderr (`error: …`, escaped so no user-supplied
+ * bytes drive the terminal), the same as JSON on stdout with `--json`, the stack only with
+ * `--debug` or STACKLINE_DEBUG=1.
+ */
+function reportError(error: unknown, io: CliIo, json: boolean, debug: boolean): number {
   if (error instanceof CommanderError) {
-    // help and version exit 0; everything else commander rejects is a usage error
-    return error.exitCode === 0 ? ExitCode.Ok : ExitCode.Usage;
+    // help and version exit 0; everything else commander rejects is a usage error (commander has
+    // already printed it on stderr).
+    if (error.exitCode === 0) return ExitCode.Ok;
+    const message = error.message.replace(/^error: /, '');
+    if (json) printJson(io, { error: { type: 'UsageError', code: 'USAGE', message: escapeForTerminal(message) } });
+    return ExitCode.Usage;
   }
   const code = exitCodeFor(error);
+  const message = escapeForTerminal(errorLine(error));
   if (json) {
-    const e =
-      error instanceof StacklineError
-        ? { type: error.name, code: error.code, message: error.message }
-        : { type: 'Error', message: String(error) };
-    io.stdout.write(`${JSON.stringify({ error: e }, null, 2)}\n`);
-  } else if (error instanceof StacklineError) {
-    io.stderr.write(`error: ${error.message}\n`);
-  } else {
-    io.stderr.write(`error: ${error instanceof Error ? (error.stack ?? error.message) : String(error)}\n`);
+    const type = error instanceof Error ? error.name : 'Error';
+    const errorCode = error instanceof StacklineError ? error.code : 'INTERNAL';
+    printJson(io, { error: { type, code: errorCode, message } });
   }
+  if (!json) io.stderr.write(`error: ${message}\n`);
+  if (debug && error instanceof Error && error.stack) io.stderr.write(`${error.stack}\n`);
+  else if (!(error instanceof StacklineError))
+    io.stderr.write('(an unexpected error: run with --debug for the stack trace)\n');
   return code;
+}
+
+/** A Stackline error's message; for anything else, its first line (the rest is usually a code frame or stack). */
+function errorLine(error: unknown): string {
+  if (error instanceof StacklineError) return error.message;
+  const text =
+    error instanceof Error ? `${error.name === 'Error' ? '' : `${error.name}: `}${error.message}` : String(error);
+  return text.split('\n')[0] ?? text;
 }

@@ -2,8 +2,12 @@ import { readFileSync } from 'node:fs';
 import { resolve } from 'node:path';
 import { parse as parseYaml } from 'yaml';
 import { z } from 'zod';
+import { closestName, displayValue } from '../dsl/names.ts';
 import { ValidationError } from '../errors.ts';
 import { formatZodIssues } from '../util/zod-format.ts';
+
+/** Keys that would reach an object's prototype if assigned. */
+const UNSAFE_KEYS = new Set(['__proto__', 'constructor', 'prototype']);
 
 /** The `--config FILE.yaml` format. */
 export const RunConfigSchema = z
@@ -22,15 +26,48 @@ export type RunConfig = z.output<typeof RunConfigSchema>;
 export function readRunConfig(file: string, cwd: string): RunConfig {
   const path = resolve(cwd, file);
   let raw: unknown;
+  let text: string;
   try {
-    raw = parseYaml(readFileSync(path, 'utf8'));
+    text = readFileSync(path, 'utf8');
   } catch (error) {
-    throw new ValidationError(`Cannot read config file ${path}: ${(error as Error).message}`, { cause: error });
+    throw new ValidationError(
+      `Cannot read config file ${path}: ${(error as NodeJS.ErrnoException).code ?? 'unreadable'}.`,
+      {
+        cause: error,
+        context: { file: path },
+      },
+    );
+  }
+  try {
+    raw = parseYaml(text);
+  } catch (error) {
+    // The yaml library's message spans several lines (with a code frame); keep its first, with the position.
+    const line = (error as { linePos?: Array<{ line: number; col: number }> }).linePos?.[0];
+    const reason = ((error as Error).message.split('\n')[0] ?? '').replace(/ at line \d+, column \d+:?$/, '');
+    throw new ValidationError(`${path}${line ? `:${line.line}:${line.col}` : ''}: invalid YAML: ${reason}`, {
+      cause: error,
+      context: { file: path },
+    });
+  }
+  const unsafe = findUnsafeKey(raw);
+  if (unsafe !== undefined) {
+    throw new ValidationError(`Config file ${path}: "${unsafe}" cannot be a key.`, { context: { file: path } });
   }
   const parsed = RunConfigSchema.safeParse(raw ?? {});
   if (!parsed.success) {
+    const unknown = parsed.error.issues.find((issue) => issue.code === 'unrecognized_keys');
+    if (unknown && unknown.code === 'unrecognized_keys') {
+      const key = unknown.keys[0]!;
+      const allowed = unknown.path.length === 0 ? Object.keys(RunConfigSchema.shape) : ['cache'];
+      const guess = closestName(key, allowed);
+      throw new ValidationError(
+        `Config file ${path}: unknown key ${displayValue([...unknown.path, key].join('.'))}${guess ? ` (did you mean "${guess}"?)` : ''}. Allowed keys: parameters, cache, concurrency, stack, tags, steps.<id>.cache.`,
+        { context: { file: path } },
+      );
+    }
     throw new ValidationError(
       `Config file ${path} is invalid: ${formatZodIssues(parsed.error)}. Allowed keys: parameters, cache, concurrency, stack, tags, steps.<id>.cache.`,
+      { context: { file: path } },
     );
   }
   return parsed.data;
@@ -55,9 +92,16 @@ export function parseParamPairs(pairs: string[]): Record<string, unknown> {
       // not JSON: keep the string
     }
     const path = key.split('.');
+    const bad = path.find((part) => part === '' || UNSAFE_KEYS.has(part));
+    if (bad !== undefined) {
+      throw new ValidationError(
+        `--param ${displayValue(key)}: ${bad === '' ? 'empty key segment' : `"${bad}" cannot be a parameter name`}; use the parameter's name (example: --param trees=50).`,
+        { context: { option: '--param', key } },
+      );
+    }
     let target = result;
     for (const part of path.slice(0, -1)) {
-      const next = target[part];
+      const next = Object.hasOwn(target, part) ? target[part] : undefined;
       if (typeof next !== 'object' || next === null || Array.isArray(next)) target[part] = {};
       target = target[part] as Record<string, unknown>;
     }
@@ -70,6 +114,8 @@ export function parseParamPairs(pairs: string[]): Record<string, unknown> {
 export function mergeParams(base: Record<string, unknown>, override: Record<string, unknown>): Record<string, unknown> {
   const out: Record<string, unknown> = { ...base };
   for (const [k, v] of Object.entries(override)) {
+    // An own "__proto__" key (JSON.parse and YAML make those) would set the prototype here.
+    if (UNSAFE_KEYS.has(k)) throw new ValidationError(`"${k}" cannot be a parameter name.`, { context: { key: k } });
     const b = out[k];
     out[k] =
       typeof v === 'object' &&
@@ -82,4 +128,15 @@ export function mergeParams(base: Record<string, unknown>, override: Record<stri
         : v;
   }
   return out;
+}
+
+/** The first own key anywhere in `value` that could reach a prototype when merged. */
+function findUnsafeKey(value: unknown): string | undefined {
+  if (typeof value !== 'object' || value === null) return undefined;
+  for (const key of Reflect.ownKeys(value)) {
+    if (typeof key === 'string' && UNSAFE_KEYS.has(key)) return key;
+    const nested = findUnsafeKey((value as Record<string | symbol, unknown>)[key]);
+    if (nested !== undefined) return nested;
+  }
+  return undefined;
 }

@@ -3,7 +3,7 @@ import { PipelineDefinitionError, ValidationError } from '../errors.ts';
 import type { Tag } from '../metadata/types.ts';
 import { formatZodIssues } from '../util/zod-format.ts';
 import { GraphBuilder, type PipelineGraph } from './builder.ts';
-import { IDENTIFIER } from './names.ts';
+import { closestName, displayValue, nameProblem } from './names.ts';
 
 /** The model a pipeline produces versions of (training) or belongs to. */
 export interface PipelineModel {
@@ -59,11 +59,12 @@ export function pipeline<P extends z.ZodType = z.ZodObject<Record<never, never>>
   config: PipelineConfig<P>,
   body: (params: z.output<P>) => void,
 ): PipelineDefinition<P> {
-  if (typeof config?.name !== 'string' || !IDENTIFIER.test(config.name)) {
-    throw new PipelineDefinitionError(
-      `Pipeline name ${JSON.stringify(config?.name)} is invalid: use letters, digits, "_" or "-" (max 80), starting with a letter or "_".`,
-    );
-  }
+  const problem =
+    nameProblem('pipeline', config?.name) ??
+    (config?.model === undefined ? undefined : nameProblem('model', config.model.name)) ??
+    (config?.tags ?? []).map((tag) => nameProblem('tag', tag)).find((p) => p !== undefined);
+  if (problem !== undefined)
+    throw new PipelineDefinitionError(problem, { context: { pipeline: String(config?.name) } });
   const parameters = (config.parameters ?? z.object({})) as P;
   const name = config.name;
   return {
@@ -71,6 +72,10 @@ export function pipeline<P extends z.ZodType = z.ZodObject<Record<never, never>>
     name,
     config: { ...config, parameters },
     parseParameters(raw) {
+      const unknown = unknownKeys(parameters, raw ?? {});
+      if (unknown !== undefined) {
+        throw new ValidationError(`Pipeline "${name}" has no parameter ${unknown}`, { context: { pipeline: name } });
+      }
       const parsed = parameters.safeParse(raw ?? {});
       if (!parsed.success) {
         throw new ValidationError(`Invalid parameters for pipeline "${name}": ${formatZodIssues(parsed.error)}`, {
@@ -88,4 +93,48 @@ export function pipeline<P extends z.ZodType = z.ZodObject<Record<never, never>>
 
 export function isPipelineDefinition(value: unknown): value is PipelineDefinition {
   return typeof value === 'object' && value !== null && (value as { kind?: unknown }).kind === 'pipeline';
+}
+
+/** Keys an object schema would silently drop: a misspelled parameter must not run with the default. */
+const FORBIDDEN_KEYS = new Set(['__proto__', 'constructor', 'prototype']);
+
+/**
+ * The first key of `value` that `schema` does not declare, described with the closest declared
+ * name (`"nn" (did you mean "n"? known: n, seed)`), or undefined. Looks into nested objects.
+ */
+function unknownKeys(schema: z.ZodType, value: unknown, path: string[] = []): string | undefined {
+  const object = objectSchema(schema);
+  if (object === undefined || typeof value !== 'object' || value === null || Array.isArray(value)) return undefined;
+  const shape = object.shape as Record<string, z.ZodType>;
+  const known = Object.keys(shape);
+  for (const key of Object.keys(value)) {
+    const where = [...path, key].join('.');
+    if (FORBIDDEN_KEYS.has(key)) return `${displayValue(where)}: "${key}" cannot be a parameter name.`;
+    if (!Object.hasOwn(shape, key)) {
+      const guess = closestName(key, known);
+      const hint = guess ? `did you mean "${[...path, guess].join('.')}"? ` : '';
+      return `${displayValue(where)} (${hint}known: ${known.join(', ') || 'none'}).`;
+    }
+    const nested = unknownKeys(shape[key]!, (value as Record<string, unknown>)[key], [...path, key]);
+    if (nested !== undefined) return nested;
+  }
+  return undefined;
+}
+
+/** The object schema under optional/default/nullable wrappers, unless it accepts any key anyway. */
+function objectSchema(schema: z.ZodType): z.ZodObject | undefined {
+  let current: z.ZodType = schema;
+  for (let depth = 0; depth < 10; depth++) {
+    if (current instanceof z.ZodObject) {
+      // An object with a catchall or passthrough accepts unknown keys on purpose.
+      const def = current.def as { catchall?: z.ZodType };
+      return def.catchall === undefined || def.catchall instanceof z.ZodNever ? current : undefined;
+    }
+    if (current instanceof z.ZodOptional || current instanceof z.ZodNullable || current instanceof z.ZodDefault) {
+      current = current.def.innerType as z.ZodType;
+      continue;
+    }
+    return undefined;
+  }
+  return undefined;
 }

@@ -1,9 +1,10 @@
-import { createHash } from 'node:crypto';
+import { fileURLToPath } from 'node:url';
 import { z } from 'zod';
+import { type CodeFingerprint, callerFile, stepCodeFingerprint as fingerprintCode } from '../code-hash/code-hash.ts';
 import { PipelineDefinitionError } from '../errors.ts';
 import type { Metadata } from '../metadata/types.ts';
 import { currentBuilder } from './builder.ts';
-import { IDENTIFIER } from './names.ts';
+import { nameProblem } from './names.ts';
 import type {
   InputDeclarations,
   InputRefs,
@@ -41,7 +42,11 @@ export interface StepSpec {
     StepConfig<InputDeclarations, z.ZodType, OutputDeclarations>,
     'name' | 'inputs' | 'outputs' | 'parameters' | 'description'
   >;
-  /** SHA-256 of the step function's source plus `codeVersion`: editing the body invalidates the cache. */
+  /**
+   * SHA-256 of the step function's source, the module-level declarations it uses, the project
+   * modules they import (transitively) and the versions of the packages imported, plus
+   * `codeVersion`: editing any of them invalidates the cache. Computed on first read.
+   */
   readonly codeHash: string;
   readonly fn: (args: { inputs: Record<string, unknown>; params: unknown; context: StepContext }) => unknown;
 }
@@ -84,12 +89,16 @@ export type StepDefinition<I extends InputDeclarations, P extends z.ZodType, O e
 
 export type AnyStep = { readonly spec: StepSpec };
 
-function sourceCodeHash(fn: (...args: never[]) => unknown, codeVersion: string | undefined): string {
-  return createHash('sha256')
-    .update(fn.toString())
-    .update('\0')
-    .update(codeVersion ?? '')
-    .digest('hex');
+const THIS_FILE = fileURLToPath(import.meta.url);
+const fingerprints = new WeakMap<StepSpec, () => CodeFingerprint>();
+
+/**
+ * What a step's code hash is made of (see {@link CodeFingerprint}): recorded with each step run
+ * so `stackline runs explain` can say which function, declaration, module or package changed.
+ */
+export function stepCodeFingerprint(spec: StepSpec): CodeFingerprint {
+  const compute = fingerprints.get(spec);
+  return compute ? compute() : { hash: spec.codeHash, parts: {} };
 }
 
 /**
@@ -107,19 +116,47 @@ function pinnedCodeHash(name: string): string | undefined {
   return pinned?.[name];
 }
 
-const definedSteps = new Map<string, string | null>();
+/** Pinned code hash parts, by step name (see {@link PINNED_CODE_HASHES_GLOBAL}). */
+export const PINNED_CODE_PARTS_GLOBAL = '__stacklineCodeParts';
+
+function pinnedCodeParts(name: string): Record<string, string> | undefined {
+  const pinned = (globalThis as Record<string, unknown>)[PINNED_CODE_PARTS_GLOBAL] as
+    | Record<string, Record<string, string>>
+    | undefined;
+  return pinned?.[name];
+}
+
+const definedSteps = new Map<string, StepSpec[]>();
 
 /**
- * Code hash of every step defined in this process so far, by name (steps defined twice with
+ * Code fingerprint of every step defined in this process so far, by name (steps defined twice with
  * different code are left out: a name alone cannot tell them apart). Used by the bundler.
  */
+export function definedStepFingerprints(): Record<string, CodeFingerprint> {
+  const result: Record<string, CodeFingerprint> = {};
+  for (const [name, specs] of definedSteps) {
+    const hashes = new Set(specs.map((s) => s.codeHash));
+    if (hashes.size === 1) result[name] = stepCodeFingerprint(specs[0]!);
+  }
+  return result;
+}
+
+/** Code hash of every step defined in this process so far, by name (see {@link definedStepFingerprints}). */
 export function definedStepCodeHashes(): Record<string, string> {
-  return Object.fromEntries([...definedSteps].filter((e): e is [string, string] => e[1] !== null));
+  return Object.fromEntries(Object.entries(definedStepFingerprints()).map(([name, f]) => [name, f.hash]));
 }
 
 function normalizeOutput(name: string, stepName: string, declaration: OutputDeclaration): OutputOptions {
   if (declaration instanceof z.ZodType) return { schema: declaration };
-  if (declaration && typeof declaration === 'object' && declaration.schema instanceof z.ZodType) return declaration;
+  if (declaration && typeof declaration === 'object' && declaration.schema instanceof z.ZodType) {
+    const problem = declaration.artifact === undefined ? undefined : nameProblem('artifact', declaration.artifact);
+    if (problem !== undefined) {
+      throw new PipelineDefinitionError(`Step "${stepName}", output "${name}": ${problem}`, {
+        context: { step: stepName, output: name },
+      });
+    }
+    return declaration;
+  }
   throw new PipelineDefinitionError(
     `Step "${stepName}": output "${name}" must be a zod schema or { schema, materializer?, artifact? }.`,
     { context: { step: stepName, output: name } },
@@ -144,11 +181,8 @@ export function step<
   P extends z.ZodType = z.ZodObject<Record<never, never>>,
 >(config: StepConfig<I, P, O>, fn: StepFunction<I, P, O>): StepDefinition<I, P, O> {
   const { name, description, inputs, parameters, outputs, ...options } = config;
-  if (typeof name !== 'string' || !IDENTIFIER.test(name)) {
-    throw new PipelineDefinitionError(
-      `Step name ${JSON.stringify(name)} is invalid: use letters, digits, "_" or "-" (max 80), starting with a letter or "_".`,
-    );
-  }
+  const nameError = nameProblem('step', name);
+  if (nameError !== undefined) throw new PipelineDefinitionError(nameError);
   if (typeof fn !== 'function')
     throw new PipelineDefinitionError(`Step "${name}": the second argument must be the step function.`);
   const outputEntries = Object.entries(outputs ?? {});
@@ -158,6 +192,19 @@ export function step<
     });
   }
   const normalizedOutputs = Object.fromEntries(outputEntries.map(([k, d]) => [k, normalizeOutput(k, name, d)]));
+  const definedIn = callerFile(THIS_FILE);
+  const pinnedHash = pinnedCodeHash(name);
+  const pinnedParts = pinnedCodeParts(name);
+  let fingerprint: CodeFingerprint | undefined =
+    pinnedHash === undefined ? undefined : { hash: pinnedHash, parts: pinnedParts ?? {} };
+  const computeFingerprint = () => {
+    fingerprint ??= fingerprintCode(
+      fn as (...args: never[]) => unknown,
+      options.codeVersion,
+      definedIn === undefined ? undefined : { file: definedIn, stepName: name },
+    );
+    return fingerprint;
+  };
   const spec: StepSpec = {
     name,
     ...(description === undefined ? {} : { description }),
@@ -165,12 +212,16 @@ export function step<
     parameters: parameters ?? z.object({}),
     outputs: normalizedOutputs,
     options,
-    codeHash: pinnedCodeHash(name) ?? sourceCodeHash(fn, options.codeVersion),
+    get codeHash() {
+      return computeFingerprint().hash;
+    },
     fn: fn as StepSpec['fn'],
   };
+  fingerprints.set(spec, computeFingerprint);
 
   const seen = definedSteps.get(name);
-  definedSteps.set(name, seen === undefined || seen === spec.codeHash ? spec.codeHash : null);
+  if (seen) seen.push(spec);
+  else definedSteps.set(name, [spec]);
 
   const invoke = (refs?: Record<string, unknown>, invocation?: InvocationOptions<unknown>) => {
     const builder = currentBuilder();

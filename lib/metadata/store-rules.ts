@@ -1,5 +1,16 @@
+import { type NameKind, nameProblem } from '../dsl/names.ts';
 import { RunFinishedError, StepAlreadyDoneError, StepInProgressError, ValidationError } from '../errors.ts';
-import { type ErrorInfo, MODEL_STAGES, type RunStatus, type StepRun, type StepRunStatus, type Tag } from './types.ts';
+import type { MetadataStore } from './metadata-store.ts';
+import {
+  type ArtifactVersionDraft,
+  type ErrorInfo,
+  MODEL_STAGES,
+  type RunStatus,
+  type StepRun,
+  type StepRunCompletion,
+  type StepRunStatus,
+  type Tag,
+} from './types.ts';
 
 /**
  * Input rules every MetadataStore adapter applies the same way, so the conformance suite holds
@@ -42,6 +53,77 @@ export function assertVersionLabel(model: string, what: 'alias' | 'version name'
       { context: { model, [what === 'alias' ? 'alias' : 'name']: label } },
     );
   }
+}
+
+/** Throws the {@link ValidationError} for the first name or tag that breaks the rules of `lib/dsl/names.ts`. */
+export function assertNames(checks: ReadonlyArray<readonly [NameKind, unknown]>, tags?: readonly unknown[]): void {
+  const problems = checks.map(([kind, value]) => nameProblem(kind, value));
+  for (const tag of tags ?? []) problems.push(nameProblem('tag', tag));
+  const problem = problems.find((p) => p !== undefined);
+  if (problem !== undefined) throw new ValidationError(problem);
+}
+
+type Checks = Record<string, (...args: never[]) => void>;
+
+/** The calls that take names or tags, per repository, and what each must satisfy. */
+const CHECKS: Record<'stacks' | 'runs' | 'artifacts' | 'models', Checks> = {
+  stacks: {
+    put: (stack: { name: string; tags?: Tag[] }) => assertNames([['stack', stack.name]], stack.tags),
+  },
+  runs: {
+    create: (run: { pipeline: string; tags?: Tag[] }) => assertNames([['pipeline', run.pipeline]], run.tags),
+    completeStep: (_id: string, completion: StepRunCompletion) =>
+      assertNames(
+        completion.outputs.map((o) => ['artifact', o.artifact.name] as const),
+        completion.outputs.flatMap((o) => o.artifact.tags),
+      ),
+  },
+  artifacts: {
+    createVersion: (draft: ArtifactVersionDraft) => assertNames([['artifact', draft.name]], draft.tags),
+    addTags: (_id: string, tags: Tag[]) => assertNames([], tags),
+  },
+  models: {
+    create: (model: { name: string; tags?: Tag[] }) => assertNames([['model', model.name]], model.tags),
+    ensure: (model: { name: string; tags?: Tag[] }) => assertNames([['model', model.name]], model.tags),
+    createVersion: (model: string, init?: { tags?: Tag[] }) => assertNames([['model', model]], init?.tags),
+  },
+};
+
+/**
+ * The metadata store every entry point uses: `store` with the naming rules applied before any
+ * write reaches the adapter, so the CLI, the client, pipelines and the API refuse the same names
+ * with the same message, and an adapter never stores a name another could not read back.
+ */
+export function withStoreRules<S extends MetadataStore>(store: S): S {
+  const guarded = new Map<string, unknown>();
+  for (const [repository, checks] of Object.entries(CHECKS)) {
+    const target = store[repository as keyof typeof CHECKS] as unknown as Record<string, unknown>;
+    guarded.set(
+      repository,
+      new Proxy(target, {
+        get(object, property, receiver) {
+          const value = Reflect.get(object, property, receiver);
+          const check = typeof property === 'string' ? checks[property] : undefined;
+          if (check === undefined || typeof value !== 'function') return value;
+          return (...args: never[]) => {
+            try {
+              check(...args);
+            } catch (error) {
+              return Promise.reject(error);
+            }
+            return (value as (...a: never[]) => unknown).apply(object, args);
+          };
+        },
+      }),
+    );
+  }
+  return new Proxy(store, {
+    get(object, property, receiver) {
+      if (typeof property === 'string' && guarded.has(property)) return guarded.get(property);
+      const value = Reflect.get(object, property, receiver);
+      return typeof value === 'function' ? value.bind(object) : value;
+    },
+  });
 }
 
 // ---------- Step run slots: one live attempt per (run, step id) ----------

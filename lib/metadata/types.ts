@@ -12,6 +12,11 @@ export type Tag = string;
 
 export type RunStatus = 'pending' | 'running' | 'completed' | 'failed' | 'cancelled';
 export type StepRunStatus = 'running' | 'completed' | 'failed' | 'cached' | 'cancelled';
+/**
+ * What `run --json` and `runs show` call a step of a run that has no step run: it never started
+ * (an upstream step failed, or the run was cancelled or failed first).
+ */
+export const NOT_RUN = 'not-run';
 export const TERMINAL_RUN_STATUSES: readonly RunStatus[] = ['completed', 'failed', 'cancelled'];
 
 /**

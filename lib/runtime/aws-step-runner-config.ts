@@ -5,6 +5,7 @@
  * Only SDK clients and the S3 / DynamoDB adapters are imported here: nothing that loads
  * better-sqlite3 (such as `lib/stacks/project.ts`), so the Lambda bundle holds no native module.
  */
+
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { PutObjectCommand } from '@aws-sdk/client-s3';
@@ -15,6 +16,7 @@ import type { PipelineDefinition } from '../dsl/pipeline.ts';
 import { StackConfigError } from '../errors.ts';
 import { DynamoDbMetadataStore } from '../metadata/dynamodb/dynamodb-metadata-store.ts';
 import { tableNamesFor } from '../metadata/dynamodb/table-definitions.ts';
+import { withStoreRules } from '../metadata/store-rules.ts';
 import { createDynamoDbClient, createS3Client } from '../stacks/aws-clients.ts';
 import { DEFAULT_DISTRIBUTED_MAP_THRESHOLD, type StepRunnerDeps } from './step-runner.ts';
 
@@ -89,10 +91,12 @@ export function createAwsStepRunnerDeps(
     pipelines,
     stackName: stack,
     stores: {
-      metadata: new DynamoDbMetadataStore({
-        client: createDynamoDbClient(stack, connection, env),
-        tables: tableNamesFor(config.STACKLINE_TABLE_PREFIX),
-      }),
+      metadata: withStoreRules(
+        new DynamoDbMetadataStore({
+          client: createDynamoDbClient(stack, connection, env),
+          tables: tableNamesFor(config.STACKLINE_TABLE_PREFIX),
+        }),
+      ),
       artifacts: new S3ArtifactStore({
         client: s3,
         bucket: config.STACKLINE_ARTIFACT_BUCKET,

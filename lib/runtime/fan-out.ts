@@ -6,6 +6,7 @@ import type { ArtifactVersion, StepRun, StepRunOutputDraft } from '../metadata/t
 import { canonicalJson, sha256Hex } from '../util/canonical-json.ts';
 import { newId, nowIso } from '../util/ids.ts';
 import { computeCacheKey } from './cache-key.ts';
+import { cacheKeyRecord } from './explain.ts';
 import {
   reuseCachedStepRun,
   type StepEnvironment,
@@ -47,10 +48,17 @@ export async function planFanOut(request: FanOutRequest, env: StepEnvironment): 
     parameters: node.params,
     inputs: Object.fromEntries(Object.entries(request.inputs).map(([n, v]) => [n, v.id])),
   };
+  const keyRecord = cacheKeyRecord(
+    node,
+    request.inputs,
+    inputHashes,
+    model ? `${model.model}:${model.number}` : null,
+    request.cache,
+  );
   if (request.cache) {
     const hit = await env.metadata.runs.findCacheHit(cacheKey);
     if (hit) {
-      const cached = await reuseCachedStepRun(base, hit, hit.metadata, env);
+      const cached = await reuseCachedStepRun(base, hit, { ...hit.metadata, ...keyRecord }, env);
       return { parent: cached.stepRun, cached, count: Number(hit.metadata.items ?? 0) };
     }
   }
@@ -70,7 +78,7 @@ export async function planFanOut(request: FanOutRequest, env: StepEnvironment): 
     startedAt: nowIso(),
     attempts: 1,
     outputs: {},
-    metadata: { items: list.length },
+    metadata: { items: list.length, ...keyRecord },
   });
   env.onEvent?.({ type: 'step-started', runId: run.id, stepId: node.id, stepRunId: parent.id });
   return { parent, count: list.length, items: list };

@@ -33,6 +33,7 @@ import { faultPoint } from '../util/fault-points.ts';
 import { newId, nowIso } from '../util/ids.ts';
 import { formatZodIssues } from '../util/zod-format.ts';
 import { computeCacheKey } from './cache-key.ts';
+import { cacheKeyRecord } from './explain.ts';
 import { recordableLogs } from './step-logs.ts';
 
 /** Everything a step execution needs from the stack it runs on. */
@@ -149,9 +150,23 @@ export async function executeStep(request: StepExecutionRequest, env: StepEnviro
     inputs: inputIds,
   };
 
+  // What the key was made of, so `stackline runs explain` can say what changed since an earlier run.
+  const keyRecord = cacheKeyRecord(
+    node,
+    request.inputs,
+    inputHashes,
+    model ? `${model.model}:${model.number}` : null,
+    request.cache,
+  );
   if (request.cache) {
     const hit = await env.metadata.runs.findCacheHit(cacheKey);
-    if (hit) return reuseCachedStepRun(base, hit, model ? { modelVersion: `${model.model}:${model.number}` } : {}, env);
+    if (hit)
+      return reuseCachedStepRun(
+        base,
+        hit,
+        { ...(model ? { modelVersion: `${model.model}:${model.number}` } : {}), ...keyRecord },
+        env,
+      );
   }
 
   const started = performance.now();
@@ -177,7 +192,7 @@ export async function executeStep(request: StepExecutionRequest, env: StepEnviro
 
   const models = createModelControl(env, { pipeline: run.pipeline, runId: run.id, promoters: env.promoters ?? [] });
   const logs: string[] = [];
-  const stepMetadata: Metadata = model ? { modelVersion: `${model.model}:${model.number}` } : {};
+  const stepMetadata: Metadata = { ...(model ? { modelVersion: `${model.model}:${model.number}` } : {}), ...keyRecord };
   const artifactMetadata: Record<string, Metadata> = {};
   let attempts = 0;
   let tmpDir: string | undefined;

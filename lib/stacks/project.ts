@@ -8,6 +8,7 @@ import { createMaterializerRegistry } from '../artifacts/registry.ts';
 import { StackConfigError, ValidationError } from '../errors.ts';
 import type { MetadataStore } from '../metadata/metadata-store.ts';
 import { SqliteMetadataStore } from '../metadata/sqlite/sqlite-metadata-store.ts';
+import { withStoreRules } from '../metadata/store-rules.ts';
 import type { StackRecord } from '../metadata/types.ts';
 import { reapAbandonedRuns } from '../runtime/reaper.ts';
 import { formatZodIssues } from '../util/zod-format.ts';
@@ -127,7 +128,7 @@ export class Project {
     };
     try {
       const artifacts = await this.openArtifactStore(name, components, clients);
-      const metadata = await this.openMetadataStore(name, components, clients);
+      const metadata = withStoreRules(await this.openMetadataStore(name, components, clients));
       if (options.reap !== false) {
         // Runs whose executor died (kill -9, a lost host) end here rather than stay `running`.
         await reapAbandonedRuns(metadata).catch(() => {

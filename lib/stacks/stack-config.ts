@@ -61,7 +61,7 @@ export type StackComponents = z.output<typeof StackComponentsSchema>;
 
 export const DEFAULT_STACK_NAME = 'default';
 
-export const STACK_NAME = /^[a-z0-9][a-z0-9_-]{0,62}$/;
+export { STACK_NAME } from '../dsl/names.ts';
 
 /**
  * The local default stack: in-process, on this machine, for one user; its pipelines may promote to

@@ -10,6 +10,7 @@ import {
   type DynamoDbTableNames,
   tableDefinitions,
 } from '../../lib/metadata/dynamodb/table-definitions.ts';
+import { StageHeldError } from '../../lib/metadata/promotion-rules.ts';
 import type { ArtifactVersionDraft, PipelineRun, StepRun } from '../../lib/metadata/types.ts';
 import {
   artifactDraft,
@@ -161,6 +162,30 @@ describe('DynamoDbMetadataStore specifics', () => {
       }
     }
     expect(holder).toBe(holders[0]!.number);
+  });
+
+  it('lets exactly one of 20 compare-and-set promotions racing from 20 store instances win; 19 StageHeldErrors name it', async () => {
+    for (let i = 0; i < 20; i++) await promotableVersion(store, 'churn');
+    const settled = await Promise.allSettled(
+      Array.from({ length: 20 }, (_, i) => i + 1).map((number) =>
+        new DynamoDbMetadataStore({ client, tables }).models.setStage('churn', number, 'production', {
+          actor: `racer-${number}`,
+          expectedHolder: null,
+        }),
+      ),
+    );
+    const holder = (await store.models.getVersion('churn', 'production')).number;
+    expect(settled.filter((result) => result.status === 'fulfilled')).toHaveLength(1);
+    const lost = settled.flatMap((result) => (result.status === 'rejected' ? [result.reason] : []));
+    expect(lost).toHaveLength(19);
+    for (const error of lost) {
+      expect(error).toBeInstanceOf(StageHeldError);
+      expect((error as StageHeldError).context).toMatchObject({ model: 'churn', stage: 'production', holder });
+    }
+    const history = (await store.models.history('churn', { limit: 100 })).items;
+    expect(history.map((change) => [change.versionNumber, change.toStage, change.actor])).toEqual([
+      [holder, 'production', `racer-${holder}`],
+    ]);
   });
 
   it('maps a taken run id to ConflictError naming the run', async () => {

@@ -3,6 +3,7 @@ import { createWriteStream } from 'node:fs';
 import { rename, rm } from 'node:fs/promises';
 import { resolve } from 'node:path';
 import { pipeline as pipe } from 'node:stream/promises';
+import { COLLECTION } from '../../artifacts/collection.ts';
 import { loadArtifactVersion, nameArtifactVersion } from '../../artifacts/load-artifact.ts';
 import { ValidationError } from '../../errors.ts';
 import type { StackRuntime } from '../../stacks/project.ts';
@@ -91,7 +92,17 @@ export async function artifactsShow(
   );
 }
 
-/** Prints a JSON/string artifact, or writes any artifact's bytes to `--out`. */
+function isPrintable(value: unknown): boolean {
+  if (value === null || ['string', 'number', 'boolean'].includes(typeof value)) return true;
+  if (Array.isArray(value)) return value.every(isPrintable);
+  return (
+    typeof value === 'object' &&
+    Object.getPrototypeOf(value) === Object.prototype &&
+    Object.values(value as object).every(isPrintable)
+  );
+}
+
+/** Prints a JSON/string artifact (a fan-out's collection as the list of its values), or writes any artifact's bytes to `--out`. */
 export async function artifactsLoad(
   stack: StackRuntime,
   name: string,
@@ -116,12 +127,18 @@ export async function artifactsLoad(
     else io.stderr.write(`wrote ${v.size} bytes of ${v.name} v${v.version} to ${out}\n`);
     return;
   }
-  if (v.materializer !== 'json' && v.materializer !== 'string') {
+  if (v.materializer !== 'json' && v.materializer !== 'string' && v.materializer !== COLLECTION) {
     throw new ValidationError(
       `${v.name} v${v.version} is ${v.dataType} (materializer "${v.materializer}"): write it to a file with --out PATH.`,
     );
   }
   const value = await loadArtifactVersion(stack.materializers, v, stack.artifacts);
-  if (options.json || v.materializer === 'json') printJson(io, value);
+  // A fan-out's collected output prints as the list of its items' values, when they print.
+  if (v.materializer === COLLECTION && !(value as unknown[]).every(isPrintable)) {
+    throw new ValidationError(
+      `${v.name} v${v.version} is a collection of items that are not JSON or text: load it from code (Stackline#loadArtifact) or write its manifest with --out PATH.`,
+    );
+  }
+  if (options.json || v.materializer !== 'string') printJson(io, value);
   else io.stdout.write(`${String(value)}\n`);
 }

@@ -5,6 +5,7 @@ import { ValidationError } from '../../errors.ts';
 import { pipelinesOfModule } from '../../runtime/step-runner.ts';
 import { ExitCode } from '../exit-codes.ts';
 import { type CliIo, printJson } from '../io.ts';
+import { loadTypeScript } from '../load-pipeline.ts';
 
 export interface BundleCommandOptions {
   out: string;
@@ -19,6 +20,7 @@ export interface BundleCommandOptions {
 export async function bundleCommand(file: string, options: BundleCommandOptions, io: CliIo): Promise<number> {
   const pipelineFile = resolve(io.cwd, file);
   if (!existsSync(pipelineFile)) throw new ValidationError(`Pipeline file not found: ${pipelineFile}`);
+  if (/\.[cm]?tsx?$/.test(pipelineFile)) await loadTypeScript();
   const module = (await import(pathToFileURL(pipelineFile).href).catch((error: unknown) => {
     throw new ValidationError(`Cannot load ${file}: ${error instanceof Error ? error.message : String(error)}`, {
       cause: error,

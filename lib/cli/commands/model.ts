@@ -1,5 +1,6 @@
 import { ValidationError } from '../../errors.ts';
 import { parsePromotionGate } from '../../metadata/promotion-rules.ts';
+import { assertNames } from '../../metadata/store-rules.ts';
 import { MODEL_STAGES, type ModelStage, type ModelVersion, type ModelVersionRef } from '../../metadata/types.ts';
 import { compareModelVersions } from '../../models/compare.ts';
 import { currentActor } from '../../models/model-context.ts';
@@ -33,19 +34,13 @@ function short(v: ModelVersion): string[] {
   ];
 }
 
-const MODEL_NAME = /^[A-Za-z_][A-Za-z0-9_.-]{0,99}$/;
-
 export async function modelCreate(
   stack: StackRuntime,
   name: string,
   options: { description?: string; tag: string[]; gate?: string; json?: boolean },
   io: CliIo,
 ) {
-  if (!MODEL_NAME.test(name))
-    throw new ValidationError(`Model name ${JSON.stringify(name)} is invalid: use letters, digits, ".", "_" or "-".`);
-  for (const tag of options.tag) {
-    if (!/^[^:\s]+(:\S.*)?$/.test(tag)) throw new ValidationError(`--tag ${JSON.stringify(tag)} is not key:value.`);
-  }
+  assertNames([['model', name]], options.tag);
   const model = await stack.metadata.models.create({
     name,
     ...(options.description ? { description: options.description } : {}),
@@ -190,7 +185,7 @@ export async function modelPromote(
   name: string,
   version: string,
   stage: string,
-  options: { force?: boolean; reason?: string; json?: boolean },
+  options: { force?: boolean; reason?: string; expectedHolder?: string; json?: boolean },
   io: CliIo,
 ) {
   if (!(MODEL_STAGES as readonly string[]).includes(stage))
@@ -199,6 +194,9 @@ export async function modelPromote(
     actor: currentActor(io.env),
     ...(options.force ? { force: true } : {}),
     ...(options.reason ? { reason: options.reason } : {}),
+    ...(options.expectedHolder === undefined
+      ? {}
+      : { expectedHolder: options.expectedHolder === 'none' ? null : versionNumber(options.expectedHolder) }),
   });
   if (options.json) return printJson(io, { changes });
   if (changes.length === 0) io.stdout.write(`${name} v${version} is already in ${stage}.\n`);

@@ -1,7 +1,9 @@
 import type { PipelineDefinition } from '../../dsl/pipeline.ts';
 import { SqliteMetadataStore } from '../../metadata/sqlite/sqlite-metadata-store.ts';
-import type { PipelineRun } from '../../metadata/types.ts';
+import { NOT_RUN, type PipelineRun } from '../../metadata/types.ts';
+import { explainRun, type StepExplanation } from '../../runtime/explain.ts';
 import { type RunResult, runPipelineLocally } from '../../runtime/local-orchestrator.ts';
+import { validateRunOptions } from '../../runtime/run-options.ts';
 import type { Project } from '../../stacks/project.ts';
 import { nowIso } from '../../util/ids.ts';
 import { ExitCode } from '../exit-codes.ts';
@@ -9,6 +11,7 @@ import { type CliIo, colors, printJson } from '../io.ts';
 import { loadPipeline } from '../load-pipeline.ts';
 import { progressPrinter } from '../progress.ts';
 import { mergeParams, parseParamPairs, readRunConfig } from '../run-config.ts';
+import { printExplanations } from './runs.ts';
 
 export interface RunCommandOptions {
   pipeline?: string;
@@ -19,11 +22,13 @@ export interface RunCommandOptions {
   tag: string[];
   concurrency?: number;
   json?: boolean;
+  explain?: boolean;
 }
 
 /** Machine-readable summary printed by `stackline run --json`. */
-export function summarizeRun(result: RunResult) {
+export function summarizeRun(result: RunResult, explanations: StepExplanation[] = []) {
   const { run } = result;
+  const explained = new Map(explanations.map((e) => [e.stepRunId, e]));
   return {
     runId: run.id,
     pipeline: run.pipeline,
@@ -39,12 +44,13 @@ export function summarizeRun(result: RunResult) {
     steps: result.steps.map(({ node, result: r, stepRun }) => ({
       name: node.id,
       step: node.spec.name,
-      status: stepRun?.status ?? 'skipped',
+      status: stepRun?.status ?? NOT_RUN,
       cached: stepRun?.status === 'cached',
       durationMs: stepRun?.durationMs ?? null,
       attempts: stepRun?.attempts ?? 0,
       stepRunId: stepRun?.id ?? null,
       error: stepRun?.error ? { type: stepRun.error.type, message: stepRun.error.message } : null,
+      explain: explainedStep(stepRun ? explained.get(stepRun.id) : undefined),
       outputs: r
         ? Object.entries(r.outputs).map(([name, v]) => ({
             name,
@@ -71,6 +77,16 @@ export async function runCommand(
   const config = options.config ? readRunConfig(options.config, io.cwd) : undefined;
   const pipeline: PipelineDefinition = await loadPipeline(file, io.cwd, options.pipeline);
   const params = mergeParams(config?.parameters ?? {}, parseParamPairs(options.param));
+  // Checked before the stack opens and before anything is recorded.
+  pipeline.parseParameters(params);
+  validateRunOptions(
+    {
+      params,
+      tags: [...(config?.tags ?? []), ...options.tag],
+      concurrency: options.concurrency ?? config?.concurrency,
+    },
+    pipeline.name,
+  );
   const stack = await project.openStack(options.stack ?? config?.stack ?? project.activeStackName());
   const controller = new AbortController();
   let runId: string | undefined;
@@ -125,8 +141,12 @@ export async function runCommand(
             ...(onEvent ? { onEvent } : {}),
           });
     runId = undefined;
-    if (options.json) printJson(io, summarizeRun(result));
-    else printOutputsHint(io, result.run);
+    const explanations = options.json || options.explain ? await explainRun(stack.metadata, result.run.id) : [];
+    if (options.json) printJson(io, summarizeRun(result, explanations));
+    else {
+      if (options.explain) printExplanations(io, explanations);
+      printOutputsHint(io, result.run);
+    }
     if (result.run.status === 'completed') return ExitCode.Ok;
     return result.run.status === 'cancelled' ? ExitCode.Interrupted : ExitCode.Failed;
   } finally {
@@ -135,6 +155,12 @@ export async function runCommand(
     process.off('exit', onExit);
     await stack.close();
   }
+}
+
+function explainedStep(e: StepExplanation | undefined) {
+  return e
+    ? { verdict: e.verdict, summary: e.summary, changes: e.changes, comparedWith: e.comparedWith ?? null }
+    : null;
 }
 
 /** The run's cache settings from `--no-cache` and the config file, as both orchestrators take them. */

@@ -1,6 +1,7 @@
-import { ValidationError } from '../../errors.ts';
-import type { PipelineRun, RunStatus, StepRun } from '../../metadata/types.ts';
+import { NotFoundError, ValidationError } from '../../errors.ts';
+import { NOT_RUN, type PipelineRun, type RunStatus, type StepRun } from '../../metadata/types.ts';
 import { cancelRun } from '../../orchestrators/cancel-run.ts';
+import { explainRun, type StepExplanation } from '../../runtime/explain.ts';
 import { executorLoss } from '../../runtime/liveness.ts';
 import { EXECUTOR_LOST, type ReapedRun, reapAbandonedRuns } from '../../runtime/reaper.ts';
 import type { StackRuntime } from '../../stacks/project.ts';
@@ -78,19 +79,27 @@ export async function runsShow(
 ): Promise<void> {
   const run = await stack.metadata.runs.get(runId);
   const steps = await stack.metadata.runs.listSteps(runId);
-  const versionIds = steps.flatMap((s) => Object.values(s.outputs));
+  const versionIds = steps.flatMap((s) => [...Object.values(s.outputs), ...Object.values(s.inputs)]);
   const versions = new Map((await stack.metadata.artifacts.getVersionsByIds(versionIds)).map((v) => [v.id, v]));
-  const describedSteps = steps.map((s) => ({
-    ...s,
-    outputArtifacts: Object.fromEntries(
-      Object.entries(s.outputs).map(([name, id]) => {
+  const describe = (ids: Record<string, string>) =>
+    Object.fromEntries(
+      Object.entries(ids).map(([name, id]) => {
         const v = versions.get(id);
         return [name, v ? { artifact: v.name, version: v.version, id } : { id }];
       }),
-    ),
+    );
+  // The exact versions each step read and wrote, so they can be loaded (`artifacts load NAME VERSION`).
+  const describedSteps = steps.map((s) => ({
+    ...s,
+    inputArtifacts: describe(s.inputs),
+    outputArtifacts: describe(s.outputs),
   }));
+  // Steps of the pipeline with no step run never started.
+  const recorded = new Set(steps.map((s) => s.stepId.replace(/\[\d+\]$/, '')));
+  const planned = Object.keys((run.config.steps as Record<string, unknown> | undefined) ?? {});
+  const notRun = planned.filter((id) => !recorded.has(id)).map((stepId) => ({ stepId, status: NOT_RUN }));
   if (options.json) {
-    printJson(io, { run, steps: describedSteps });
+    printJson(io, { run, steps: [...describedSteps, ...notRun] });
     return;
   }
   const c = colors(io);
@@ -104,21 +113,48 @@ export async function runsShow(
     `${c.bold(run.pipeline)} ${run.id}\n  status   ${describeStatus(run)}\n  stack    ${run.stack}\n  started  ${run.startedAt}\n  ended    ${run.endedAt ?? '-'}\n  params   ${JSON.stringify(run.parameters)}\n  tags     ${run.tags.join(', ') || '-'}\n`,
   );
   if (run.error) io.stdout.write(`  error    ${run.error.type}: ${run.error.message}\n`);
-  const rows = [['STEP', 'STATUS', 'DURATION', 'ATTEMPTS', 'OUTPUTS']];
+  const versionList = (artifacts: Record<string, { artifact?: string; version?: number }>) =>
+    Object.entries(artifacts)
+      .map(([name, a]) => (a.artifact ? `${name}=${a.artifact}@v${a.version}` : name))
+      .join(' ') || '-';
+  const rows = [['STEP', 'STATUS', 'DURATION', 'ATTEMPTS', 'INPUTS', 'OUTPUTS']];
   for (const s of describedSteps) {
     rows.push([
       s.stepId,
       describeStatus(s),
       formatDuration(s.durationMs),
       String(s.attempts),
-      Object.entries(s.outputArtifacts)
-        .map(([name, a]) => ('artifact' in a ? `${name}=${a.artifact}@v${a.version}` : name))
-        .join(' '),
+      versionList(s.inputArtifacts),
+      versionList(s.outputArtifacts),
     ]);
   }
+  for (const s of notRun) rows.push([s.stepId, s.status, '-', '0', '-', '-']);
   io.stdout.write(`\n${table(rows)}`);
   for (const s of steps.filter((x) => x.error))
     io.stdout.write(`\n${s.stepId}: ${s.error!.type}: ${s.error!.message}\n`);
+}
+
+/** `stackline runs explain <run> [step]`: why each step hit or missed the cache. */
+export async function runsExplain(
+  stack: StackRuntime,
+  runId: string,
+  stepId: string | undefined,
+  options: { json?: boolean },
+  io: CliIo,
+): Promise<void> {
+  const explanations = await explainRun(stack.metadata, runId, stepId);
+  if (stepId !== undefined && explanations.length === 0) {
+    const ids = (await stack.metadata.runs.listSteps(runId)).map((s) => s.stepId);
+    throw new NotFoundError(`Run ${runId} has no step "${stepId}" (its steps: ${ids.join(', ') || 'none'}).`);
+  }
+  if (options.json) printJson(io, { runId, steps: explanations });
+  else printExplanations(io, explanations);
+}
+
+/** One line per step: `  train  miss since run_…: parameter trees: 1 → 25`. */
+export function printExplanations(io: CliIo, explanations: StepExplanation[]): void {
+  const width = Math.max(0, ...explanations.map((e) => e.stepId.length));
+  for (const e of explanations) io.stdout.write(`  ${e.stepId.padEnd(width)}  ${e.summary}\n`);
 }
 
 /**

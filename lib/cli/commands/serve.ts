@@ -19,6 +19,10 @@ export async function serveCommand(
       host: options.host,
       log: (line) => io.stderr.write(`${line}\n`),
     });
+    if (!['127.0.0.1', '::1', 'localhost'].includes(options.host))
+      io.stderr.write(
+        `warning: listening on ${options.host}: other machines can reach the API (tokens still required).\n`,
+      );
     if (options.json) printJson(io, { url: server.url, stack: stack.name });
     else io.stdout.write(`Stackline API for stack "${stack.name}" at ${server.url} (Ctrl-C stops)\n`);
     await new Promise<void>((resolve) => {

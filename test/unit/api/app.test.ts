@@ -178,3 +178,69 @@ describe('reading', () => {
     expect(tampered.status).toBe(401);
   });
 });
+
+describe('compare-and-set plumbing', () => {
+  it('passes expectedHolder, force, reason and the authenticated actor to the store unchanged', async () => {
+    const calls: unknown[][] = [];
+    const { createApiApp } = await import('../../../lib/api/app.ts');
+    const models = new Proxy(api.metadata.models, {
+      get(target, key, receiver) {
+        if (key === 'setStage')
+          return async (...args: unknown[]) => {
+            calls.push(args);
+            return [];
+          };
+        return Reflect.get(target, key, receiver);
+      },
+    });
+    const app = createApiApp({
+      metadata: {
+        ...api.metadata,
+        kind: api.metadata.kind,
+        models,
+        stacks: api.metadata.stacks,
+        runs: api.metadata.runs,
+        artifacts: api.metadata.artifacts,
+        logMetadata: api.metadata.logMetadata.bind(api.metadata),
+        close: async () => {},
+      },
+      artifacts: api.artifacts,
+      stacks: api.metadata.stacks,
+      downloads: { issue: async () => ({ url: 'x', expiresAt: 'y' }) },
+      authenticate: () => ({ actor: 'rita', role: 'release-manager' }),
+    });
+    const post = (path: string, body: unknown) =>
+      app.request(path, {
+        method: 'POST',
+        headers: { 'content-type': 'application/json' },
+        body: JSON.stringify(body),
+      });
+    expect(
+      (await post(`/models/${FIXTURE_MODEL}/versions/2/production`, { expectedHolder: 1, reason: 'r' })).status,
+    ).toBe(200);
+    expect(
+      (await post(`/models/${FIXTURE_MODEL}/versions/2/stage`, { stage: 'staging', expectedHolder: null, force: true }))
+        .status,
+    ).toBe(200);
+    expect(calls).toEqual([
+      [FIXTURE_MODEL, 2, 'production', { actor: 'rita', reason: 'r', expectedHolder: 1 }],
+      [FIXTURE_MODEL, 2, 'staging', { actor: 'rita', force: true, expectedHolder: null }],
+    ]);
+  });
+});
+
+describe('compare-and-set over HTTP', () => {
+  it('refuses a promotion whose expectedHolder is stale with 409 naming the holder, changing nothing', async () => {
+    const holder = (await api.metadata.models.getVersion(FIXTURE_MODEL, 'production')).number;
+    const before = await historyLength();
+    const stale = holder === 1 ? 2 : 1;
+    const candidate = [1, 2, 3].find((n) => n !== holder && n !== stale)!;
+    const res = await api.request('post', `/models/${FIXTURE_MODEL}/versions/${candidate}/production`, {
+      token: api.tokens.releaseManager,
+      body: { expectedHolder: stale, force: true },
+    });
+    expect(res.status).toBe(409);
+    expect((await res.json()).error.holder).toBe(holder);
+    expect(await historyLength()).toBe(before);
+  });
+});

@@ -51,6 +51,37 @@ describe('bundlePipeline', () => {
     for (const [name, hash] of Object.entries(local)) expect(pinned[name]).toBe(hash);
   });
 
+  it('pins the reference scenario steps to the hashes a separate local CLI process computes, dependencies included', async () => {
+    const reference = join(import.meta.dirname, '../../fixtures/pipelines/reference-all.ts');
+    const bundled = await bundlePipeline({ pipelineFile: reference, outDir: join(outDir, 'reference') });
+    const code = await readFile(bundled.lambda.path, 'utf8');
+    const pinned = JSON.parse(/globalThis\.__stacklineCodeHashes\s*=\s*(\{[^}]*\})/.exec(code)![1]!);
+    const parts = JSON.parse(/globalThis\.__stacklineCodeParts\s*=\s*(\{.*\});$/m.exec(code)![1]!);
+    // What a local run records: a fresh process loading the pipelines the way the CLI does.
+    const script = [
+      `const m = await import(${JSON.stringify(pathToFileURL(reference).href)});`,
+      `const { definedStepCodeHashes } = await import(${JSON.stringify(pathToFileURL(join(import.meta.dirname, '../../../lib/dsl/step.ts')).href)});`,
+      'for (const p of Object.values(m)) p.build(p.parseParameters({}));',
+      'console.log(JSON.stringify(definedStepCodeHashes()));',
+    ].join('\n');
+    const { stdout } = await promisify(execFile)(process.execPath, [
+      '--conditions=stackline-source',
+      '--import',
+      'tsx',
+      '--input-type=module',
+      '-e',
+      script,
+    ]);
+    const local = JSON.parse(stdout) as Record<string, string>;
+    expect(Object.keys(local).length).toBeGreaterThanOrEqual(9);
+    // (The bundling process also defined the `simple` fixture's steps: only the reference ones matter.)
+    expect(Object.fromEntries(Object.keys(local).map((name) => [name, pinned[name]]))).toEqual(local);
+    // The pinned parts say what each hash covers: \`evaluate\` uses the shared preprocessing module.
+    expect(Object.keys(parts.evaluate)).toEqual(
+      expect.arrayContaining(['function', 'module:examples/shared/preprocessing.ts', 'package:ml-random-forest']),
+    );
+  });
+
   it('produces a module whose handler loads without AWS configuration (read at the first invocation)', async () => {
     expect(typeof (await loadHandler())).toBe('function');
   });

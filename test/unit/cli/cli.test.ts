@@ -114,7 +114,7 @@ describe('stackline run', () => {
     await writeFile(config, 'parameters: {}\nretries: 3\n');
     const result = await runCli(home, 'run', SIMPLE, '--config', config);
     expect(result.code).toBe(2);
-    expect(result.stderr).toMatch(/is invalid: .*retries/);
+    expect(result.stderr).toMatch(/unknown key "retries"/);
   });
 });
 

@@ -237,6 +237,18 @@ describe('stackline model CLI', () => {
     expect((await runCli(home, 'model', 'promote', 'toy', '1', 'production', '--force')).code).toBe(0);
   });
 
+  it('promotes with --expected-holder as a compare-and-set, naming the actual holder when it is stale', async () => {
+    expect((await runCli(home, 'model', 'promote', 'toy', '1', 'production', '--expected-holder', 'none')).code).toBe(
+      0,
+    );
+    const stale = await runCli(home, 'model', 'promote', 'toy', '2', 'production', '--expected-holder', 'none');
+    expect(stale.code).toBe(2);
+    expect(stale.stderr).toContain('stage "production" is held by version 1, not free as expected');
+    expect((await runCli(home, 'model', 'promote', 'toy', '2', 'production', '--expected-holder', '1')).code).toBe(0);
+    expect((await sl.getModelVersion('toy', 'production')).number).toBe(2);
+    expect((await runCli(home, 'model', 'promote', 'toy', '1', 'staging', '--expected-holder', 'x')).code).toBe(2);
+  });
+
   it('creates a model with --gate and refuses a malformed gate with exit 2, creating nothing', async () => {
     const created = (await runCli(home, 'model', 'create', 'fraud', '--gate', 'loss:min', '--json')).json();
     expect(created.promotionGate).toEqual({ metric: 'loss', direction: 'min' });

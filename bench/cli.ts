@@ -1,0 +1,148 @@
+/**
+ * The CLI as a user meets it, each figure a whole fresh process: `stackline --help` and a 2-step
+ * local run end to end, next to `node -e 0` on the same machine in the same minute (ratios, A/B
+ * pair by pair); peak RSS of 10- and 1,000-step runs (from `process.resourceUsage().maxRSS` at
+ * exit); and what hashing the reference scenario's step code costs at start-up, cold (no analysis
+ * cache) and warm.
+ */
+import { execFile } from 'node:child_process';
+import { existsSync } from 'node:fs';
+import { mkdtemp, readFile, rm, writeFile } from 'node:fs/promises';
+import { dirname, join } from 'node:path';
+import { fileURLToPath } from 'node:url';
+import { promisify } from 'node:util';
+import { type Benchmark, type Metric, median, metric } from './stats.ts';
+
+const exec = promisify(execFile);
+const ROOT = join(dirname(fileURLToPath(import.meta.url)), '..');
+const BIN = join(ROOT, 'bin/stackline.js');
+
+function linearPipeline(steps: number): string {
+  return `import { pipeline, step } from 'stackline';
+import { z } from 'zod';
+
+const first = step({ name: 'first', outputs: { n: z.number() } }, () => ({ n: 1 }));
+const next = step({ name: 'next', inputs: { n: z.number() }, outputs: { n: z.number() } }, ({ inputs }) => ({ n: inputs.n + 1 }));
+
+export const linear = pipeline({ name: 'linear_${steps}' }, () => {
+  let { n } = first();
+  for (let i = 1; i < ${steps}; i++) ({ n } = next({ n }, { id: \`next_\${i}\` }));
+});
+`;
+}
+
+/** Wall time of one process, in ms. */
+async function wallMs(command: string, args: string[], env: NodeJS.ProcessEnv = process.env): Promise<number> {
+  const started = performance.now();
+  await exec(command, args, { env, cwd: ROOT, maxBuffer: 64 * 1024 * 1024 });
+  return performance.now() - started;
+}
+
+/** Runs A and B in turn (A B A B …) after a warm-up of each; returns A's median and the median of A/B per pair. */
+async function paired(runs: number, a: () => Promise<number>, b: () => Promise<number>) {
+  await a();
+  await b();
+  const as: number[] = [];
+  const ratios: number[] = [];
+  for (let i = 0; i < runs; i++) {
+    const x = await a();
+    const y = await b();
+    as.push(x);
+    ratios.push(x / y);
+  }
+  return { medianMs: median(as), ratio: median(ratios) };
+}
+
+/** Peak RSS (MiB) of a CLI process, read from the process itself as it exits. */
+async function peakRssMiB(args: string[], env: NodeJS.ProcessEnv, dir: string): Promise<number> {
+  const out = join(dir, `rss-${Math.random().toString(36).slice(2)}.txt`);
+  const reporter = join(dir, 'report-rss.mjs');
+  await writeFile(
+    reporter,
+    `import { writeFileSync } from 'node:fs';\nprocess.on('exit', () => writeFileSync(${JSON.stringify(out)}, String(process.resourceUsage().maxRSS)));\n`,
+  );
+  await exec(process.execPath, ['--import', reporter, BIN, ...args], { env, cwd: ROOT, maxBuffer: 256 * 1024 * 1024 });
+  return Number(await readFile(out, 'utf8')) / 1024;
+}
+
+/** Time to compute every reference-scenario step's code hash in a fresh process, in ms. */
+async function codeHashMs(): Promise<number> {
+  const script = `
+const modules = await Promise.all(['feature-engineering', 'training', 'inference'].map((f) => import(${JSON.stringify(`${ROOT}/examples/reference/`)} + f + '.ts')));
+const nodes = modules.flatMap((m) => Object.values(m)).filter((p) => p && typeof p.build === 'function').flatMap((p) => p.build(p.parseParameters({})).nodes);
+const started = performance.now();
+for (const n of nodes) n.spec.codeHash;
+console.log(performance.now() - started);`;
+  const { stdout } = await exec(
+    process.execPath,
+    ['--conditions=stackline-source', '--import', 'tsx', '--input-type=module', '-e', script],
+    { cwd: ROOT },
+  );
+  return Number(stdout.trim().split('\n').at(-1));
+}
+
+export const cliBenchmark: Benchmark = {
+  name: 'cli',
+  description: 'CLI start and a 2-step run vs node -e 0, peak RSS of 10/1,000-step runs, code hashing at start-up',
+  async run({ quick, log }) {
+    if (!existsSync(join(ROOT, 'dist/lib/cli/main.js')))
+      throw new Error('dist/ is missing: run `npm run build` first.');
+    // Inside the project, so `import … from 'stackline'` resolves to this package as for a user.
+    const dir = await mkdtemp(join(ROOT, 'bench', '.tmp', 'cli-'));
+    const env = { ...process.env, STACKLINE_HOME: join(dir, 'home'), NO_COLOR: '1' };
+    const metrics: Metric[] = [];
+    try {
+      const runs = quick ? 3 : 7;
+      const empty = () => wallMs(process.execPath, ['-e', '0']);
+      log('stackline --help');
+      const help = await paired(runs, () => wallMs(process.execPath, [BIN, '--help']), empty);
+      metrics.push(metric('stackline --help, wall (median)', Math.round(help.medianMs), 'ms', { op: '<', value: 250 }));
+      metrics.push(metric('stackline --help ÷ node -e 0 (median of pairs)', round(help.ratio), '×'));
+
+      const two = join(dir, 'two.ts');
+      await writeFile(two, linearPipeline(2));
+      log('2-step run');
+      const run = await paired(runs, () => wallMs(process.execPath, [BIN, 'run', two, '--json'], env), empty);
+      metrics.push(
+        metric('2-step local run end to end, wall (median)', Math.round(run.medianMs), 'ms', { op: '<', value: 400 }),
+      );
+      metrics.push(metric('2-step run ÷ node -e 0 (median of pairs)', round(run.ratio), '×'));
+
+      const rss: number[] = [];
+      for (const steps of quick ? [10, 100] : [10, 1000]) {
+        log(`${steps}-step run peak RSS`);
+        const file = join(dir, `linear-${steps}.ts`);
+        await writeFile(file, linearPipeline(steps));
+        const peak = await peakRssMiB(['run', file, '--no-cache', '--json'], env, dir);
+        rss.push(peak);
+        metrics.push(metric(`peak RSS, ${steps}-step run (--no-cache)`, Math.round(peak), 'MiB'));
+      }
+      metrics.push(
+        metric(`peak RSS growth, ${quick ? '100' : '1,000'} vs 10 steps`, round(rss[1]! / rss[0]!), '×', {
+          op: '<',
+          value: 1.5,
+        }),
+      );
+
+      log('code hashing');
+      await rm(join(ROOT, 'node_modules/.cache/stackline'), { recursive: true, force: true });
+      const cold = await codeHashMs();
+      const warm: number[] = [];
+      for (let i = 0; i < (quick ? 2 : 5); i++) warm.push(await codeHashMs());
+      metrics.push(metric('code hashing, reference scenario, cold (no analysis cache)', Math.round(cold), 'ms'));
+      metrics.push(
+        metric('code hashing, reference scenario, warm (median)', Math.round(median(warm)), 'ms', {
+          op: '<',
+          value: 100,
+        }),
+      );
+      return { metrics };
+    } finally {
+      await rm(dir, { recursive: true, force: true });
+    }
+  },
+};
+
+function round(value: number): number {
+  return Math.round(value * 100) / 100;
+}
