@@ -63,7 +63,9 @@ describe('attempts', () => {
     const stepRun = (await env.metadata.runs.listSteps(result.run.id))[0]!;
     expect(stepRun.attempts).toBe(2);
     expect(stepRun.logs).toEqual(['attempt 2 ran']);
-    expect(stepRun.metadata).toEqual({ attempt2: true });
+    expect(stepRun.metadata).toMatchObject({ attempt2: true });
+    expect(stepRun.metadata).not.toHaveProperty('attempt1');
+    expect(stepRun.metadata).not.toHaveProperty('late');
     expect(late).toEqual([
       { what: 'log', error: 'StepTimeoutError' },
       { what: 'metadata', error: 'StepTimeoutError' },
