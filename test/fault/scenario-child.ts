@@ -6,10 +6,10 @@
  * Prints one JSON line per finished run: { pipeline, status, steps: { stepId: status } }.
  */
 
+import { Stackline } from 'stackline';
 import { featureEngineering } from '../../examples/reference/feature-engineering.ts';
 import { inference } from '../../examples/reference/inference.ts';
 import { training } from '../../examples/reference/training.ts';
-import { Stackline } from '../../lib/client.ts';
 
 const sl = await Stackline.open();
 try {
