@@ -192,7 +192,10 @@ export async function main(argv: string[], io: CliIo): Promise<number> {
     .description('create or replace a stack (checks the configuration; creates nothing on AWS)')
     .argument('<name>')
     .addOption(new Option('--orchestrator <type>').choices(['local', 'step-functions']).default('local'))
-    .option('--role-arn <arn>', 'IAM role of the state machines (informational: the CDK app deploys them with their own roles)')
+    .option(
+      '--role-arn <arn>',
+      'IAM role of the state machines (informational: the CDK app deploys them with their own roles)',
+    )
     .option('--state-machine-prefix <prefix>', 'state machines are <prefix><pipeline> (default stackline-)')
     .addOption(new Option('--step-runner <type>').choices(['in-process', 'lambda']).default('in-process'))
     .option('--function-name <name>', 'the step runner Lambda (name or ARN), deployed from `stackline bundle`')

@@ -7,7 +7,6 @@ import { createHash } from 'node:crypto';
 import { type CompileOptions, compileToAsl } from '../compiler/compile-to-asl.ts';
 import type { PipelineDefinition } from '../dsl/pipeline.ts';
 import { ValidationError } from '../errors.ts';
-import { canonicalJson } from '../util/canonical-json.ts';
 
 /** Every deployed state machine has this alias; runs start on it (never on `$LATEST`). */
 export const DEPLOYED_ALIAS = 'live';
@@ -41,18 +40,18 @@ export function stateMachineName(pipelineName: string, prefix: string = DEFAULT_
 }
 
 /**
- * SHA-256 of what a deployment of `pipeline` runs: its state machine definition (compiled with
- * canonical settings and the given parameters' graph) and the code hash of each of its steps. Equal
- * hashes mean the same states, retries, timeouts, runners and step code.
+ * SHA-256 of a pipeline's state machine definition, compiled with canonical settings from the
+ * graph of the given parameters (default: the schema defaults). Equal hashes mean the same states,
+ * wiring, retries, timeouts and runners. Step code is not part of it: a function's source text
+ * depends on the TypeScript loader that printed it (tsx, vitest, esbuild), so a code hash would
+ * differ between the CDK app and the CLI for identical code.
  *
  * @example
  * pipelineDefinitionHash(training); // '3f1c…' (64 hex digits)
  */
 export function pipelineDefinitionHash(pipeline: PipelineDefinition, params?: unknown): string {
   const { json } = compileToAsl(pipeline, { ...CANONICAL_COMPILE, ...(params === undefined ? {} : { params }) });
-  const graph = pipeline.build(pipeline.parseParameters(params ?? {}));
-  const code = Object.fromEntries(graph.nodes.map((node) => [node.spec.name, node.spec.codeHash]));
-  return createHash('sha256').update(json).update('\n').update(canonicalJson(code)).digest('hex');
+  return createHash('sha256').update(json).digest('hex');
 }
 
 /**

@@ -106,7 +106,7 @@ async function findStateMachine(sfn: SFNClient, name: string): Promise<string | 
   return undefined;
 }
 
-/** The deployed state machine must have been compiled from this very pipeline (states and step code). */
+/** The deployed state machine must have been compiled from this very pipeline definition. */
 async function assertDeployedMatches(
   sfn: SFNClient,
   stateMachineArn: string,

@@ -17,6 +17,7 @@ PATCH_MODULES = (
     "sfn_rlock",  # second execution in a region no longer fails with "cannot pickle '_thread.RLock'"
     "sfn_execution_name",  # StartExecution without `name` gets a uuid name instead of "None"
     "sfn_deployed",  # CloudFormation-deployed state machines, versions and aliases run (after sfn_execution_name)
+    "cfn_cdk_deploy",  # what `cdk deploy` needs from CloudFormation (template URL, outputs, change sets, ...)
     "dynamodb_serialize",  # one lock around DynamoDB request handling (no concurrent transactions)
 )
 
