@@ -1,9 +1,14 @@
 import {
   CloudFormationClient,
+  CreateChangeSetCommand,
   CreateStackCommand,
+  DescribeChangeSetCommand,
   DescribeStacksCommand,
+  ExecuteChangeSetCommand,
+  UpdateTerminationProtectionCommand,
   waitUntilStackCreateComplete,
 } from '@aws-sdk/client-cloudformation';
+import { CreateBucketCommand, PutObjectCommand, S3Client } from '@aws-sdk/client-s3';
 import {
   DescribeExecutionCommand,
   GetExecutionHistoryCommand,
@@ -16,7 +21,7 @@ import { awsTestClientConfig, type MotoServer, startMoto } from '../support/moto
 
 // moto_ext's deployment patches (test/emulator/moto_ext/README.md), against real SDK v3 clients.
 // `MOTO_EXT_SKIP=sfn_deployed npx vitest run test/integration/moto-extension-deploy.test.ts` shows
-// what plain moto 5.2.1 does.
+// what plain moto 5.2.1 does (likewise MOTO_EXT_SKIP=cfn_cdk_deploy).
 
 let moto: MotoServer;
 let cfn: CloudFormationClient;
@@ -118,5 +123,92 @@ describe('moto_ext sfn_deployed: CloudFormation-deployed state machines, version
       error: 'Deployed.Failure',
       cause: 'from v1',
     });
+  }, 60_000);
+});
+
+/** moto's SSM speaks the JSON protocol; there is no SSM client in the project. */
+async function putSsmParameter(name: string, value: string) {
+  const response = await fetch(moto.endpoint, {
+    method: 'POST',
+    headers: {
+      'content-type': 'application/x-amz-json-1.1',
+      'x-amz-target': 'AmazonSSM.PutParameter',
+      authorization:
+        'AWS4-HMAC-SHA256 Credential=test/20250101/us-east-1/ssm/aws4_request, SignedHeaders=host, Signature=0',
+    },
+    body: JSON.stringify({ Name: name, Value: value, Type: 'String', Overwrite: true }),
+  });
+  if (!response.ok) throw new Error(`PutParameter failed: HTTP ${response.status} ${await response.text()}`);
+}
+
+describe('moto_ext cfn_cdk_deploy: what the CDK CLI needs from CloudFormation', () => {
+  it('deploys through change sets the way cdk deploy does: IP template URL, outputs, lookups, previous values', async () => {
+    const s3 = new S3Client(awsTestClientConfig(moto.endpoint));
+    const StackName = 'cdk-like';
+    const template = (outputs: Record<string, unknown>) => ({
+      Parameters: {
+        BootstrapVersion: { Type: 'AWS::SSM::Parameter::Value<String>', Default: '/cdk-bootstrap/version' },
+      },
+      Resources: { Queue: { Type: 'AWS::SQS::Queue', Properties: { QueueName: 'cdk-like-queue' } } },
+      Outputs: { Version: { Value: { Ref: 'BootstrapVersion' } }, ...outputs },
+    });
+    const outputsOf = async () =>
+      Object.fromEntries(
+        ((await cfn.send(new DescribeStacksCommand({ StackName }))).Stacks?.[0]?.Outputs ?? []).map((o) => [
+          o.OutputKey,
+          o.OutputValue,
+        ]),
+      );
+    try {
+      await putSsmParameter('/cdk-bootstrap/version', '30');
+      await s3.send(new CreateBucketCommand({ Bucket: 'cdk-like-assets' }));
+      await s3.send(
+        new PutObjectCommand({ Bucket: 'cdk-like-assets', Key: 'v1.json', Body: JSON.stringify(template({})) }),
+      );
+      // 1. The CLI's template URL has an IP host (path-style).
+      await cfn.send(
+        new CreateChangeSetCommand({
+          StackName,
+          ChangeSetName: 'cdk-deploy-change-set',
+          ChangeSetType: 'CREATE',
+          TemplateURL: `${moto.endpoint}/cdk-like-assets/v1.json`,
+          Parameters: [{ ParameterKey: 'BootstrapVersion', ParameterValue: '/cdk-bootstrap/version' }],
+        }),
+      );
+      const described = await cfn.send(
+        new DescribeChangeSetCommand({ StackName, ChangeSetName: 'cdk-deploy-change-set' }),
+      );
+      expect(described.Status).toBe('CREATE_COMPLETE');
+      await cfn.send(new ExecuteChangeSetCommand({ StackName, ChangeSetName: 'cdk-deploy-change-set' }));
+      // 2. Outputs of the template the CREATE change set applied.
+      expect(await outputsOf()).toEqual({ Version: '30' });
+
+      // 3. A change set that does not exist (in this stack) is ChangeSetNotFound.
+      await expect(
+        cfn.send(new DescribeChangeSetCommand({ StackName, ChangeSetName: 'no-such-change-set' })),
+      ).rejects.toMatchObject({ name: expect.stringMatching(/^ChangeSetNotFound/) });
+
+      // 4. An update passing BootstrapVersion with UsePreviousValue re-reads the SSM parameter by name.
+      await putSsmParameter('/cdk-bootstrap/version', '31');
+      await cfn.send(
+        new CreateChangeSetCommand({
+          StackName,
+          ChangeSetName: 'cdk-deploy-change-set',
+          ChangeSetType: 'UPDATE',
+          TemplateBody: JSON.stringify(template({ Extra: { Value: 'added' } })),
+          Parameters: [{ ParameterKey: 'BootstrapVersion', UsePreviousValue: true }],
+        }),
+      );
+      await cfn.send(new ExecuteChangeSetCommand({ StackName, ChangeSetName: 'cdk-deploy-change-set' }));
+      expect(await outputsOf()).toEqual({ Version: '31', Extra: 'added' });
+
+      // 5. Termination protection.
+      await cfn.send(new UpdateTerminationProtectionCommand({ StackName, EnableTerminationProtection: true }));
+      expect((await cfn.send(new DescribeStacksCommand({ StackName }))).Stacks?.[0]?.EnableTerminationProtection).toBe(
+        true,
+      );
+    } finally {
+      s3.destroy();
+    }
   }, 60_000);
 });

@@ -42,7 +42,10 @@ def apply() -> None:
         return
 
     class ChangeSetNotFound(CloudFormationError):
-        code = "ChangeSetNotFound"
+        code = "ChangeSetNotFoundException"  # the shape id; serialized with its error code ChangeSetNotFound
+
+    # moto finds the service model that serializes an exception from the exception's module.
+    ChangeSetNotFound.__module__ = "moto.cloudformation.exceptions"
 
     # 1. TemplateURL with an IP host is path-style.
     original_get_stack = responses.get_stack_from_s3_url
