@@ -4,6 +4,7 @@ import { Project, resolveHome } from '../stacks/project.ts';
 import { artifactsList, artifactsLoad, artifactsShow, artifactsVersions } from './commands/artifacts.ts';
 import { bundleCommand } from './commands/bundle.ts';
 import { compileCommand } from './commands/compile.ts';
+import { deployCommand, destroyCommand } from './commands/deploy.ts';
 import {
   modelAliasRemove,
   modelAliasSet,
@@ -225,6 +226,21 @@ export async function main(argv: string[], io: CliIo): Promise<number> {
     .argument('<name>')
     .addOption(json())
     .action(async (name: string, opts) => stackProvision(await openProject(), name, opts, io));
+
+  program
+    .command('deploy')
+    .description('deploy an environment with the CDK app (cdk deploy --all -c env=ENV) and register it as a stack')
+    .requiredOption('--env <env>', "environment of cdk.json's stackline:environments")
+    .option('--app <dir>', 'deploy this synthesized cloud assembly instead of synthesizing')
+    .addOption(json())
+    .action(async (opts) => deployCommand(await openProject(), opts, io));
+  program
+    .command('destroy')
+    .description("destroy an environment's stacks (cdk destroy; retained data stays) and unregister its stack")
+    .requiredOption('--env <env>', "environment of cdk.json's stackline:environments")
+    .option('--app <dir>', 'a synthesized cloud assembly instead of synthesizing')
+    .addOption(json())
+    .action(async (opts) => destroyCommand(await openProject(), opts, io));
 
   const model = program.command('model').description('the model control plane: versions, stages, aliases, history');
   model

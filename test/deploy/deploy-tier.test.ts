@@ -7,7 +7,7 @@
  * One environment, synthesized once. Deploy and run times are printed.
  */
 import { execFile } from 'node:child_process';
-import { mkdtemp, readFile, rm } from 'node:fs/promises';
+import { mkdtemp, rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { promisify } from 'node:util';
@@ -26,6 +26,7 @@ let work: string;
 let home: string;
 let localHome: string;
 let outputs: Record<string, string>;
+let assembly: string;
 const savedEnv = { ...process.env };
 const timings: string[] = [];
 
@@ -38,9 +39,8 @@ async function timed<T>(label: string, work: () => Promise<T>): Promise<T> {
   }
 }
 
-async function cdk(...args: string[]) {
-  const env = {
-    ...process.env,
+function cdkEnv() {
+  return {
     AWS_ACCESS_KEY_ID: 'test',
     AWS_SECRET_ACCESS_KEY: 'test',
     AWS_REGION: REGION,
@@ -49,6 +49,10 @@ async function cdk(...args: string[]) {
     CDK_DEFAULT_ACCOUNT: ACCOUNT,
     CDK_DEFAULT_REGION: REGION,
   };
+}
+
+async function cdk(...args: string[]) {
+  const env = { ...process.env, ...cdkEnv() };
   try {
     return await exec('npx', ['cdk', ...args, '--no-notices', '--no-version-reporting'], {
       env,
@@ -66,21 +70,18 @@ beforeAll(async () => {
   work = await mkdtemp(join(tmpdir(), 'stackline-deploy-'));
   home = join(work, 'home');
   localHome = join(work, 'local');
-  const assembly = join(work, 'cdk.out');
+  assembly = join(work, 'cdk.out');
   await timed('cdk synth (dev)', () => cdk('synth', '-q', '-c', 'env=dev', '-o', assembly));
   await timed('cdk bootstrap', () => cdk('bootstrap', `aws://${ACCOUNT}/${REGION}`, '--app', assembly));
-  const outputsFile = join(work, 'outputs.json');
-  await timed('cdk deploy --all (dev)', () =>
-    cdk('deploy', '--all', '--app', assembly, '--require-approval', 'never', '--outputs-file', outputsFile),
+  // `stackline deploy` wraps `cdk deploy` and registers the environment from its RegisterCommand
+  // output (with the emulator's endpoint, from AWS_ENDPOINT_URL as the CDK CLI uses it).
+  Object.assign(process.env, cdkEnv());
+  const deployed = await timed('stackline deploy --env dev (cdk deploy --all)', () =>
+    runCli(home, 'deploy', '--env', 'dev', '--app', assembly, '--json'),
   );
-  const byStack = JSON.parse(await readFile(outputsFile, 'utf8')) as Record<string, Record<string, string>>;
+  expect(deployed.code, deployed.stderr.slice(-3000)).toBe(0);
+  const byStack = deployed.json().outputs as Record<string, Record<string, string>>;
   outputs = byStack['Stackline-dev-Runner']!;
-
-  Object.assign(process.env, { AWS_ACCESS_KEY_ID: 'test', AWS_SECRET_ACCESS_KEY: 'test', AWS_REGION: REGION });
-  // The stack output's own register command, pointed at the emulator.
-  const register = outputs.RegisterCommand!.split(' ').slice(2); // drop "npx stackline"
-  const registered = await runCli(home, ...register, '--endpoint', moto.endpoint);
-  expect(registered.code, registered.stderr).toBe(0);
 }, 420_000);
 
 afterAll(async () => {
@@ -159,4 +160,20 @@ describe('deploy tier: cdk deploy of the reference environment onto moto, then t
     expect(failed.code).toBe(1);
     expect(failed.stdout + failed.stderr).toMatch(/no version in stage "production"/);
   }, 120_000);
+
+  it('registered the environment as a stack, and destroys it with stackline destroy', async () => {
+    const described = (await runCli(home, 'stack', 'describe', 'dev', '--json')).json();
+    expect(described.components).toMatchObject({
+      orchestrator: { type: 'step-functions', stateMachinePrefix: 'stackline-dev-', endpoint: moto.endpoint },
+      stepRunner: { type: 'lambda', functionName: 'stackline-dev-step-runner' },
+      artifactStore: { type: 's3', bucket: `stackline-dev-artifacts-${ACCOUNT}-${REGION}`, prefix: 'stackline' },
+      metadataStore: { type: 'dynamodb', tablePrefix: 'stackline-dev' },
+    });
+    const destroyed = await timed('stackline destroy --env dev', () =>
+      runCli(home, 'destroy', '--env', 'dev', '--app', assembly, '--json'),
+    );
+    expect(destroyed.code, destroyed.stderr.slice(-3000)).toBe(0);
+    expect(destroyed.json()).toEqual({ environment: 'dev', destroyed: true, unregistered: true });
+    expect((await runCli(home, 'stack', 'describe', 'dev')).code).toBe(2);
+  }, 180_000);
 });
