@@ -17,7 +17,7 @@ import { acknowledgeRule } from './nag.ts';
 
 /** Props of {@link DataStack}. */
 export interface DataStackProps extends StackProps {
-  /** Tables are `<tablePrefix>-stacks`, `-runs`, `-artifacts`, `-models` (see `tableNamesFor`). */
+  /** Tables are `<tablePrefix>-stacks`, `-runs`, `-artifacts`, `-models`, `-stages` (see `tableNamesFor`). */
   tablePrefix: string;
   /** Bucket name; by default `<tablePrefix>-artifacts-<account>-<region>`. */
   bucketName?: string;
@@ -31,7 +31,7 @@ export interface DataStackProps extends StackProps {
 
 /**
  * The artifact bucket (private, SSL only, encrypted, unversioned: blobs are content-addressed and
- * never overwritten; temporary upload objects expire after a day) and the four DynamoDB tables of
+ * never overwritten; temporary upload objects expire after a day) and the five DynamoDB tables of
  * the metadata store, whose keys and indexes are rendered from `tableDefinitions` — the same data
  * `stackline stack provision` and the emulator tests create tables from.
  *
@@ -98,6 +98,7 @@ export class DataStack extends Stack {
       runs: this.#table('RunsTable', definitions.runs, props.removalPolicy),
       artifacts: this.#table('ArtifactsTable', definitions.artifacts, props.removalPolicy),
       models: this.#table('ModelsTable', definitions.models, props.removalPolicy),
+      stages: this.#table('StagesTable', definitions.stages, props.removalPolicy),
     };
   }
 

@@ -35,6 +35,11 @@ export interface StacklineEnvironment {
   runner: { memoryMb: number; timeoutSeconds: number };
   /** Fan-outs wider than this become Distributed Maps (`STACKLINE_DISTRIBUTED_MAP_THRESHOLD`); unset keeps the runner's default. */
   distributedMapThreshold?: number;
+  /**
+   * Pipelines whose steps may promote to production in this environment (`STACKLINE_PROMOTERS`);
+   * empty: none, production then moves only through a person. Set per environment in cdk.json.
+   */
+  promoters: string[];
 }
 
 /** The reference environment: the three modules of the reference scenario. */
@@ -55,6 +60,7 @@ export const DEFAULT_ENVIRONMENTS: Readonly<Record<EnvironmentName, Omit<Stackli
       removal: 'destroy',
       encryption: 's3-managed',
       runner: { memoryMb: 1024, timeoutSeconds: 300 },
+      promoters: [],
     },
     staging: {
       name: 'staging',
@@ -64,6 +70,7 @@ export const DEFAULT_ENVIRONMENTS: Readonly<Record<EnvironmentName, Omit<Stackli
       removal: 'retain',
       encryption: 's3-managed',
       runner: { memoryMb: 2048, timeoutSeconds: 900 },
+      promoters: [],
     },
     prod: {
       name: 'prod',
@@ -73,6 +80,7 @@ export const DEFAULT_ENVIRONMENTS: Readonly<Record<EnvironmentName, Omit<Stackli
       removal: 'retain',
       encryption: 's3-managed',
       runner: { memoryMb: 2048, timeoutSeconds: 900 },
+      promoters: [],
     },
   };
 
@@ -92,6 +100,7 @@ const EnvironmentOverrides = z
       timeoutSeconds: z.number().int().min(1).max(900),
     }),
     distributedMapThreshold: z.number().int().min(1),
+    promoters: z.array(z.string().regex(/^[A-Za-z0-9_-]+$/, 'pipeline names')),
   })
   .partial()
   .strict();

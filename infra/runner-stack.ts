@@ -2,6 +2,8 @@
  * The compute half of an environment: the step-runner Lambda (a bundle of the environment's
  * pipeline modules); `infra/pipeline-state-machines.ts` adds the pipelines' state machines to it.
  */
+
+import type { CreateTableCommandInput } from '@aws-sdk/client-dynamodb';
 import { Arn, CfnOutput, Duration, RemovalPolicy, Stack, type StackProps } from 'aws-cdk-lib';
 import * as iam from 'aws-cdk-lib/aws-iam';
 import type * as kms from 'aws-cdk-lib/aws-kms';
@@ -32,6 +34,8 @@ export interface RunnerStackProps extends StackProps {
   timeoutSeconds?: number;
   /** `STACKLINE_DISTRIBUTED_MAP_THRESHOLD`; unset keeps the runner's default. */
   distributedMapThreshold?: number;
+  /** Pipelines whose steps may promote to production (`STACKLINE_PROMOTERS`). Default: none. */
+  promoters?: readonly string[];
   /** The environment's state machines are `<prefix><pipeline>` (see `PipelineStateMachines`). Default `<tablePrefix>-`. */
   stateMachinePrefix?: string;
 }
@@ -49,15 +53,23 @@ const TABLE_DATA_ACTIONS = [
   'dynamodb:UpdateItem',
 ];
 
+/** What the step runner may do with the stages table (holders and history): read, never write. */
+const STAGE_TABLE_ACTIONS = [
+  'dynamodb:BatchGetItem',
+  'dynamodb:ConditionCheckItem',
+  'dynamodb:GetItem',
+  'dynamodb:Query',
+];
+
 /** What `S3ArtifactStore` does with objects: get/head, put (also multipart and copy), delete, abort uploads. */
 const OBJECT_ACTIONS = ['s3:GetObject', 's3:PutObject', 's3:DeleteObject', 's3:AbortMultipartUpload'];
 
 /**
  * The step-runner Lambda (Node.js 22, arm64, handler `index.handler`) with the environment
  * `lib/runtime/aws-step-runner-config.ts` reads and read/write access to the artifact store's
- * keys and the metadata tables; and outputs naming all of it, including the `stackline stack
- * register` command for the environment. Each state machine gets its own role
- * (`PipelineStateMachines`): the CLI creates none.
+ * keys and the metadata tables (read-only on the stages table: holders and history); and outputs
+ * naming all of it, including the `stackline stack register` command for the environment. Each
+ * state machine gets its own role (`PipelineStateMachines`): the CLI creates none.
  *
  * The bucket and tables are referred to by name, not through CloudFormation exports: the data
  * stack can then be updated without first removing this one, and each IAM resource is an exact,
@@ -83,7 +95,8 @@ export class RunnerStack extends Stack {
     const bucketArn = Arn.format({ service: 's3', region: '', account: '', resource: props.bucketName }, this);
     const keysUnder = (path: string) => `${bucketArn}/${artifactPrefix ? `${artifactPrefix}/` : ''}${path}`;
     const storeObjects = keysUnder('*');
-    const tableArns = Object.values(tableDefinitions(tableNamesFor(props.tablePrefix))).flatMap((definition) => {
+    const { stages, ...dataTables } = tableDefinitions(tableNamesFor(props.tablePrefix));
+    const arnsOf = (definition: CreateTableCommandInput) => {
       const tableArn = Arn.format(
         { service: 'dynamodb', resource: 'table', resourceName: definition.TableName! },
         this,
@@ -92,7 +105,8 @@ export class RunnerStack extends Stack {
         tableArn,
         ...(definition.GlobalSecondaryIndexes ?? []).map((index) => `${tableArn}/index/${index.IndexName}`),
       ];
-    });
+    };
+    const tableArns = Object.values(dataTables).flatMap(arnsOf);
 
     const logGroup = new logs.LogGroup(this, 'StepRunnerLogs', {
       logGroupName: `/aws/lambda/${functionName}`,
@@ -109,6 +123,9 @@ export class RunnerStack extends Stack {
     // HeadObject answers 404 rather than 403 for a missing blob only with ListBucket.
     functionRole.addToPolicy(new iam.PolicyStatement({ actions: ['s3:ListBucket'], resources: [bucketArn] }));
     functionRole.addToPolicy(new iam.PolicyStatement({ actions: TABLE_DATA_ACTIONS, resources: tableArns }));
+    // Stage holders and history: read only. Step code cannot move a stage or write the audit trail;
+    // a promotion gate goes through the control plane (the API), which records who promoted.
+    functionRole.addToPolicy(new iam.PolicyStatement({ actions: STAGE_TABLE_ACTIONS, resources: arnsOf(stages) }));
     if (props.encryptionKey) {
       functionRole.addToPolicy(
         new iam.PolicyStatement({
@@ -139,6 +156,7 @@ export class RunnerStack extends Stack {
         STACKLINE_ARTIFACT_BUCKET: props.bucketName,
         STACKLINE_ARTIFACT_PREFIX: artifactPrefix,
         STACKLINE_TABLE_PREFIX: props.tablePrefix,
+        STACKLINE_PROMOTERS: (props.promoters ?? []).join(','),
         ...(props.encryptionKey ? { STACKLINE_SSE: 'aws:kms', STACKLINE_KMS_KEY_ID: props.encryptionKey.keyArn } : {}),
         ...(props.distributedMapThreshold !== undefined
           ? { STACKLINE_DISTRIBUTED_MAP_THRESHOLD: String(props.distributedMapThreshold) }

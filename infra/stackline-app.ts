@@ -7,9 +7,11 @@ import { join, resolve } from 'node:path';
 import { pathToFileURL } from 'node:url';
 import { type App, RemovalPolicy, Validations } from 'aws-cdk-lib';
 import { AwsSolutionsChecks } from 'cdk-nag';
+import { bundleApiLambda } from '../lib/bundle/bundle-api-lambda.ts';
 import { bundlePipeline } from '../lib/bundle/bundle-pipeline.ts';
 import type { PipelineDefinition } from '../lib/dsl/pipeline.ts';
 import { pipelinesOfModule } from '../lib/runtime/step-runner.ts';
+import { ApiStack } from './api-stack.ts';
 import { DataStack } from './data-stack.ts';
 import type { StacklineEnvironment } from './environments.ts';
 import { PipelineStateMachines } from './pipeline-state-machines.ts';
@@ -34,6 +36,7 @@ export interface StacklineStage {
   runner: RunnerStack;
   /** The environment's pipelines as state machines (in the runner stack). */
   pipelines: PipelineStateMachines;
+  api: ApiStack;
 }
 
 /**
@@ -65,6 +68,10 @@ export async function addStacklineStages(app: App, options: StacklineStagesOptio
     }),
   );
 
+  // One API bundle serves every environment (its configuration comes from the environment variables).
+  const apiBundle = join(bundleDir, 'api');
+  await bundleApiLambda(join(apiBundle, 'index.mjs'));
+
   return options.environments.map((environment, i) => {
     const env = { account: environment.account, region: environment.region };
     const removalPolicy = environment.removal === 'retain' ? RemovalPolicy.RETAIN : RemovalPolicy.DESTROY;
@@ -89,6 +96,7 @@ export async function addStacklineStages(app: App, options: StacklineStagesOptio
       codeDirectory: bundles[i]!.codeDirectory,
       memoryMb: environment.runner.memoryMb,
       timeoutSeconds: environment.runner.timeoutSeconds,
+      promoters: environment.promoters,
       ...(environment.distributedMapThreshold !== undefined
         ? { distributedMapThreshold: environment.distributedMapThreshold }
         : {}),
@@ -107,7 +115,18 @@ export async function addStacklineStages(app: App, options: StacklineStagesOptio
         ? { distributedMapThreshold: environment.distributedMapThreshold }
         : {}),
     });
-    return { environment, data, runner, pipelines };
+    const api = new ApiStack(app, `Stackline-${environment.name}-Api`, {
+      env,
+      description: `Stackline ${environment.name}: the platform API (API Gateway, AWS_IAM) and its team policies`,
+      stacklineStack: environment.name,
+      bucketName: data.bucketName,
+      artifactPrefix: data.artifactPrefix,
+      ...(data.encryptionKey ? { encryptionKey: data.encryptionKey } : {}),
+      tablePrefix: environment.tablePrefix,
+      codeDirectory: apiBundle,
+    });
+    api.addStackDependency(data, 'the API uses the bucket and tables by name');
+    return { environment, data, runner, pipelines, api };
   });
 }
 

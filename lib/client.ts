@@ -1,3 +1,4 @@
+import { loadArtifactVersion } from './artifacts/load-artifact.ts';
 import { ARTIFACT_NAME } from './dsl/names.ts';
 import type { PipelineDefinition } from './dsl/pipeline.ts';
 import { ValidationError } from './errors.ts';
@@ -9,6 +10,7 @@ import type {
   ModelStage,
   ModelVersion,
   ModelVersionRef,
+  PromotionGate,
   StageChange,
   Tag,
 } from './metadata/types.ts';
@@ -98,7 +100,7 @@ export class Stackline {
   /** Loads artifact `name` at a version number (default: latest). */
   async loadArtifact<T = unknown>(name: string, version: number | 'latest' = 'latest'): Promise<T> {
     const found = await this.stack.metadata.artifacts.getVersion(name, version);
-    return (await this.stack.materializers.get(found.materializer).load(found, { store: this.stack.artifacts })) as T;
+    return (await loadArtifactVersion(this.stack.materializers, found, this.stack.artifacts)) as T;
   }
 
   getArtifactVersion(name: string, version: number | 'latest' = 'latest'): Promise<ArtifactVersion> {
@@ -116,9 +118,23 @@ export class Stackline {
     return loadModelArtifact<T>(this.stack, await this.getModelVersion(model, version), artifactName);
   }
 
-  /** Creates a model explicitly (pipelines also create theirs on first use). @throws ConflictError if it exists */
-  createModel(model: { name: string; description?: string; tags?: Tag[]; metadata?: Metadata }): Promise<ModelRecord> {
+  /**
+   * Creates a model explicitly (pipelines also create theirs on first use). With `promotionGate`,
+   * a version goes to production only when its metric beats the holder's. @throws ConflictError if it exists
+   */
+  createModel(model: {
+    name: string;
+    description?: string;
+    tags?: Tag[];
+    metadata?: Metadata;
+    promotionGate?: PromotionGate;
+  }): Promise<ModelRecord> {
     return this.stack.metadata.models.create(model);
+  }
+
+  /** Sets a model's promotion gate, or removes it with `null`. */
+  setPromotionGate(model: string, gate: PromotionGate | null): Promise<ModelRecord> {
+    return this.stack.metadata.models.setPromotionGate(model, gate);
   }
 
   getModelVersion(model: string, version: ModelVersionRef): Promise<ModelVersion> {
@@ -135,13 +151,23 @@ export class Stackline {
     model: string,
     version: number,
     stage: ModelStage,
-    options: { force?: boolean; reason?: string } = {},
+    options: { force?: boolean; reason?: string; expectedHolder?: number | null } = {},
   ): Promise<StageChange[]> {
-    return this.stack.metadata.models.setStage(model, version, stage, { actor: this.actor, ...options });
+    // The actor is this client's, never a value in `options`.
+    const { force, reason, expectedHolder } = options;
+    return this.stack.metadata.models.setStage(model, version, stage, {
+      actor: this.actor,
+      ...(force === undefined ? {} : { force }),
+      ...(reason === undefined ? {} : { reason }),
+      ...(expectedHolder === undefined ? {} : { expectedHolder }),
+    });
   }
 
   setAlias(model: string, alias: string, version: number, options: { reason?: string } = {}): Promise<StageChange> {
-    return this.stack.metadata.models.setAlias(model, alias, version, { actor: this.actor, ...options });
+    return this.stack.metadata.models.setAlias(model, alias, version, {
+      actor: this.actor,
+      ...(options.reason === undefined ? {} : { reason: options.reason }),
+    });
   }
 
   async compare(model: string, versions: ModelVersionRef[]): Promise<VersionComparison> {

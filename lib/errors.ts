@@ -53,7 +53,25 @@ export class NotFoundError extends StacklineError {
 
 /** A write lost a race or would overwrite something that must not change (held stage, taken name). */
 export class ConflictError extends StacklineError {
-  override readonly code = 'CONFLICT';
+  override readonly code: string = 'CONFLICT';
+}
+
+/** A step run cannot start because its run has already finished (a late or duplicate delivery). */
+export class RunFinishedError extends ConflictError {
+  override readonly code = 'RUN_FINISHED';
+}
+
+/**
+ * Another executor holds an unexpired in-progress lease on the same (run, step, item): a duplicate
+ * delivery. Retriable: once the holder finishes or its lease expires, a retry completes or takes over.
+ */
+export class StepInProgressError extends ConflictError {
+  override readonly code = 'STEP_IN_PROGRESS';
+}
+
+/** The (run, step, item) already completed: a duplicate delivery. `context.stepRunId` names the result. */
+export class StepAlreadyDoneError extends ConflictError {
+  override readonly code = 'STEP_ALREADY_DONE';
 }
 
 /**
@@ -62,6 +80,16 @@ export class ConflictError extends StacklineError {
  */
 export class NonRetriableError extends StacklineError {
   override readonly code = 'NON_RETRIABLE';
+}
+
+/** A request carried no valid credentials (missing, unknown or revoked API token). */
+export class AuthenticationError extends StacklineError {
+  override readonly code = 'UNAUTHENTICATED';
+}
+
+/** The caller is known but their role does not allow this operation. */
+export class PermissionDeniedError extends StacklineError {
+  override readonly code = 'PERMISSION_DENIED';
 }
 
 /** A stack's configuration is unusable (missing component setting, unsupported combination). */
@@ -89,4 +117,22 @@ export function errorInfo(error: unknown, options: { withStack?: boolean } = {})
     message: error.message,
     ...(options.withStack && error.stack ? { stack: error.stack } : {}),
   };
+}
+
+/**
+ * Stored bytes do not match their content hash (edited, truncated or damaged on disk or in the
+ * bucket). Loads name the artifact version; `stackline artifacts verify` lists every one.
+ */
+export class IntegrityError extends StacklineError {
+  override readonly code = 'INTEGRITY';
+}
+
+/** The metadata database is empty, damaged or not a Stackline database; the message says how to recover. */
+export class MetadataStoreDamagedError extends StacklineError {
+  override readonly code = 'METADATA_DAMAGED';
+}
+
+/** The metadata database stayed locked by another process through every retry. */
+export class MetadataStoreLockedError extends StacklineError {
+  override readonly code = 'METADATA_LOCKED';
 }

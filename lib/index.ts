@@ -17,6 +17,7 @@ export { step } from './dsl/step.ts';
 export type * from './dsl/types.ts';
 export * from './errors.ts';
 export type { MetadataStore } from './metadata/metadata-store.ts';
+export { PipelineNotPromoterError, PromotionRefusedError, StageHeldError } from './metadata/promotion-rules.ts';
 export type * from './metadata/types.ts';
 export type { VersionComparison } from './models/compare.ts';
 export { compareModelVersions } from './models/compare.ts';

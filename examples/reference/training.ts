@@ -10,7 +10,7 @@ import { join } from 'node:path';
 import { gzipSync } from 'node:zlib';
 import { ConfusionMatrix } from 'ml-confusion-matrix';
 import { RandomForestClassifier } from 'ml-random-forest';
-import { externalArtifact, pipeline, step } from 'stackline';
+import { externalArtifact, pipeline, StageHeldError, step } from 'stackline';
 import { z } from 'zod';
 import { MLJS_MODEL } from '../shared/mljs-materializer.ts';
 import { accuracy, Dataset, FEATURE_NAMES, macroF1, Scaler } from '../shared/preprocessing.ts';
@@ -109,9 +109,17 @@ const Decision = z.object({
   incumbentValue: z.number().nullable(),
 });
 
+/** How often a gate re-reads and decides again when another gate changed production first. */
+const MAX_GATE_ATTEMPTS = 5;
+
 /**
  * Logs the metrics on this run's model version and promotes it when it beats production.
  * Never cached: production may have changed since an identical earlier run.
+ *
+ * The promotion is a compare-and-set: the gate decides against the holder it read and promotes with
+ * `expectedHolder` set to it (never `force`). When another gate got there first, the store refuses
+ * with StageHeldError; the gate then reads the new holder and decides again, so two gates racing end
+ * with the better model in production, whichever finishes first.
  */
 const promotionGate = step(
   {
@@ -125,33 +133,41 @@ const promotionGate = step(
     const candidate = context.runModelVersion!;
     const { confusionMatrix, ...scalars } = inputs.metrics;
     await candidate.logMetadata({ ...scalars, confusionMatrix });
-    const incumbent = await context.models.find(candidate.model, 'production');
     const candidateValue = inputs.metrics[params.metric];
-    const incumbentValue = incumbent ? Number(incumbent.metadata[params.metric]) : null;
-    const promoted = incumbentValue === null || candidateValue > incumbentValue + params.minImprovement;
-    if (promoted) {
-      await context.models.promote(candidate.model, candidate.number, 'production', {
-        force: true,
-        reason: incumbent
-          ? `${params.metric} ${candidateValue.toFixed(4)} beats v${incumbent.number} (${incumbentValue!.toFixed(4)})`
-          : `first version with ${params.metric} ${candidateValue.toFixed(4)}`,
-      });
+    for (let attempt = 1; ; attempt++) {
+      const incumbent = await context.models.find(candidate.model, 'production');
+      const incumbentValue = incumbent ? Number(incumbent.metadata[params.metric]) : null;
+      const promoted = incumbentValue === null || candidateValue > incumbentValue + params.minImprovement;
+      if (promoted) {
+        try {
+          await context.models.promote(candidate.model, candidate.number, 'production', {
+            expectedHolder: incumbent?.number ?? null,
+            reason: incumbent
+              ? `${params.metric} ${candidateValue.toFixed(4)} beats v${incumbent.number} (${incumbentValue!.toFixed(4)})`
+              : `first version with ${params.metric} ${candidateValue.toFixed(4)}`,
+          });
+        } catch (error) {
+          if (!(error instanceof StageHeldError) || attempt === MAX_GATE_ATTEMPTS) throw error;
+          context.log(`production changed while deciding (${error.message}); deciding again`);
+          continue;
+        }
+      }
+      context.log(
+        promoted
+          ? `promoted v${candidate.number} to production`
+          : `kept v${incumbent!.number} in production (${params.metric} ${candidateValue.toFixed(4)} ≤ ${incumbentValue!.toFixed(4)})`,
+      );
+      return {
+        decision: {
+          promoted,
+          candidate: candidate.number,
+          incumbent: incumbent?.number ?? null,
+          metric: params.metric,
+          candidateValue,
+          incumbentValue,
+        },
+      };
     }
-    context.log(
-      promoted
-        ? `promoted v${candidate.number} to production`
-        : `kept v${incumbent!.number} in production (${params.metric} ${candidateValue.toFixed(4)} ≤ ${incumbentValue!.toFixed(4)})`,
-    );
-    return {
-      decision: {
-        promoted,
-        candidate: candidate.number,
-        incumbent: incumbent?.number ?? null,
-        metric: params.metric,
-        candidateValue,
-        incumbentValue,
-      },
-    };
   },
 );
 

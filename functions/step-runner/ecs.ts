@@ -14,6 +14,9 @@ import {
   toStepFunctionsError,
 } from '../../lib/runtime/step-runner.ts';
 
+/** How long an ECS step run's in-progress lease lasts (a task runs at most this long). */
+export const ECS_LEASE_MS = 12 * 3600_000;
+
 export interface EcsTaskIo {
   stdout: { write(text: string): unknown };
   stderr: { write(text: string): unknown };
@@ -37,7 +40,11 @@ export async function runEcsTask(
   try {
     const pipelines = pipelinesOfModule(pipelineModule);
     const parsed = parseStepRunnerRequest(typeof request === 'string' ? parseJson(request) : request);
-    const response = await handleStepRunnerRequest(parsed, (io.resolveDeps ?? awsStepRunnerDeps)(pipelines));
+    const response = await handleStepRunnerRequest(parsed, (io.resolveDeps ?? awsStepRunnerDeps)(pipelines), {
+      executor: 'ecs',
+      // A task has no deadline of its own: its step run's lease covers the longest task we allow.
+      deadlineMs: Date.now() + ECS_LEASE_MS,
+    });
     io.stdout.write(`${JSON.stringify(response)}\n`);
     return 0;
   } catch (caught) {

@@ -41,9 +41,16 @@ export function createLambdaHandler(
   const pipelines = pipelinesOfModule(pipelineModule);
   return middy<unknown, unknown>()
     .use(validateStepRunnerRequest())
-    .handler(async (event) => {
+    .handler(async (event, context) => {
       try {
-        return await handleStepRunnerRequest(event as ParsedStepRunnerRequest, resolveDeps(pipelines));
+        // The step run's in-progress lease ends with this invocation: a retry after a lost
+        // invocation takes over then, and a duplicate delivered meanwhile waits for it.
+        const remaining =
+          typeof context?.getRemainingTimeInMillis === 'function' ? context.getRemainingTimeInMillis() : undefined;
+        return await handleStepRunnerRequest(event as ParsedStepRunnerRequest, resolveDeps(pipelines), {
+          executor: 'lambda',
+          ...(remaining === undefined ? {} : { deadlineMs: Date.now() + remaining }),
+        });
       } catch (error) {
         throw toStepFunctionsError(error);
       }

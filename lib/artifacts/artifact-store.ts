@@ -1,4 +1,5 @@
 import type { Readable } from 'node:stream';
+import type { BlobCheck } from './integrity.ts';
 
 /** What an artifact store returns for stored content. */
 export interface StoredBlob {
@@ -11,10 +12,19 @@ export interface StoredBlob {
 
 export type BlobSource = Readable | AsyncIterable<Uint8Array> | Uint8Array | string;
 
+/** What `collectGarbage` removed (or, in a dry run, would remove). */
+export interface GarbageCollection {
+  removed: string[];
+  removedBytes: number;
+  kept: number;
+  tempFilesRemoved: number;
+}
+
 /**
  * Content-addressed storage for artifact bytes. Identical content is stored once; writes are
  * streamed (never buffered whole) and atomic (readers never see a partial blob); a blob, once
- * written, never changes. One adapter per backend: `LocalArtifactStore` (disk), `S3ArtifactStore`.
+ * written, never changes. Reads re-hash what they return and fail with an `IntegrityError` when
+ * the bytes are not the content hash's; a write finding damaged bytes under its hash replaces them. One adapter per backend: `LocalArtifactStore` (disk), `S3ArtifactStore`.
  * Every adapter must pass `test/conformance/artifact-store.conformance.ts` unchanged.
  */
 export interface ArtifactStore {
@@ -33,4 +43,14 @@ export interface ArtifactStore {
    */
   getFile(contentHash: string): Promise<string>;
   exists(contentHash: string): Promise<boolean>;
+  /** Re-reads and re-hashes one blob (streamed). */
+  check(contentHash: string): Promise<BlobCheck>;
+  /**
+   * Removes blobs `isReferenced` does not hold, last written before `olderThan` (epoch ms), safely
+   * beside running writers. Stores that cannot do this safely leave it undefined.
+   */
+  collectGarbage?(
+    isReferenced: (contentHash: string) => boolean,
+    options: { olderThan: number; dryRun?: boolean },
+  ): Promise<GarbageCollection>;
 }

@@ -1,11 +1,33 @@
 import { createHash, type Hash, randomUUID } from 'node:crypto';
-import { existsSync, mkdirSync, readFileSync, renameSync, statSync, unlinkSync, writeFileSync } from 'node:fs';
+import {
+  closeSync,
+  existsSync,
+  fsyncSync,
+  mkdirSync,
+  openSync,
+  readdirSync,
+  readFileSync,
+  renameSync,
+  type Stats,
+  statSync,
+  unlinkSync,
+  utimesSync,
+  writeSync,
+} from 'node:fs';
 import { type FileHandle, open, readFile, unlink } from 'node:fs/promises';
 import { join, resolve } from 'node:path';
 import type { Readable } from 'node:stream';
 import { pathToFileURL } from 'node:url';
-import { NotFoundError, ValidationError } from '../errors.ts';
-import type { ArtifactStore, BlobSource, StoredBlob } from './artifact-store.ts';
+import { NotFoundError } from '../errors.ts';
+import type { ArtifactStore, BlobSource, GarbageCollection, StoredBlob } from './artifact-store.ts';
+import {
+  type BlobCheck,
+  checkedBytes,
+  damagedBlobError,
+  hashFile,
+  hexOfContentHash,
+  verifyingStream,
+} from './integrity.ts';
 
 /**
  * Chunk size for file copies and read streams. Large chunks keep the per-chunk overhead (a
@@ -20,7 +42,6 @@ const SYNC_READ_LIMIT = 1024 * 1024;
 const SYNC_WRITE_LIMIT = 64 * 1024;
 /** Blobs never change once written, so they are created read-only. */
 const BLOB_MODE = 0o444;
-const CONTENT_HASH = /^sha256:([0-9a-f]{64})$/;
 
 /**
  * An {@link ArtifactStore} on local disk, content-addressed by SHA-256.
@@ -30,6 +51,12 @@ const CONTENT_HASH = /^sha256:([0-9a-f]{64})$/;
  * renamed onto its content path, so readers never see a partial blob and a failed write leaves
  * nothing behind. If the blob already exists the temp file is dropped: identical content is stored
  * once, and concurrent writes of the same content both succeed.
+ *
+ * Integrity: every read re-hashes what it returns (streams as they flow, so large blobs cost no
+ * memory) and a mismatch is an `IntegrityError`; a write that finds a damaged blob under its hash
+ * replaces it; a blob and its directory entry are fsynced before `put` returns, so the metadata
+ * record committed after it never points at bytes a power cut could lose. A write of content that
+ * is already stored refreshes the blob's modification time, which `collectGarbage` relies on.
  *
  * @example
  * const store = new LocalArtifactStore('.stackline/artifacts');
@@ -44,6 +71,8 @@ export class LocalArtifactStore implements ArtifactStore {
   readonly #tmpDir: string;
   /** Directories known to exist, so a put does not pay for a `mkdir` each time. */
   readonly #madeDirs = new Set<string>();
+  /** Blobs `getFile` has re-hashed, with the file identity (size, inode, mtime) they had then. */
+  readonly #verifiedFiles = new Map<string, string>();
 
   constructor(root: string) {
     this.root = resolve(root);
@@ -72,27 +101,44 @@ export class LocalArtifactStore implements ArtifactStore {
   }
 
   async get(contentHash: string): Promise<Readable> {
-    const handle = await open(this.#blobPath(contentHash), 'r').catch((error: unknown) => {
+    const path = this.#blobPath(contentHash);
+    const handle = await open(path, 'r').catch((error: unknown) => {
       throw this.#translateMissing(error, contentHash);
     });
-    return handle.createReadStream({ highWaterMark: CHUNK_SIZE });
+    return verifyingStream(handle.createReadStream({ highWaterMark: CHUNK_SIZE }), contentHash, path);
   }
 
   async getBytes(contentHash: string): Promise<Buffer> {
     const path = this.#blobPath(contentHash);
+    let bytes: Buffer;
     try {
       // Small values (the common case: JSON step outputs) are read synchronously: promise-based
       // readFile makes four thread-pool round trips (~170 µs vs ~40 µs), paid on every step input.
-      if (statSync(path).size <= SYNC_READ_LIMIT) return readFileSync(path);
-      return await readFile(path);
+      bytes = statSync(path).size <= SYNC_READ_LIMIT ? readFileSync(path) : await readFile(path);
     } catch (error) {
       throw this.#translateMissing(error, contentHash);
     }
+    return checkedBytes(bytes, contentHash, path);
   }
 
+  /**
+   * The blob's own path, after re-hashing the file (streamed). A file seen intact is not re-hashed
+   * while its size, inode and modification time stay the same: any write through the file system
+   * changes the modification time.
+   */
   async getFile(contentHash: string): Promise<string> {
     const path = this.#blobPath(contentHash);
-    if (!existsSync(path)) throw this.#notFound(contentHash);
+    let info: Stats;
+    try {
+      info = statSync(path);
+    } catch (error) {
+      throw this.#translateMissing(error, contentHash);
+    }
+    const identity = fileIdentity(info);
+    if (this.#verifiedFiles.get(contentHash) === identity) return path;
+    const { hex } = await hashFile(path);
+    if (`sha256:${hex}` !== contentHash) throw damagedBlobError(contentHash, path, hex);
+    this.#verifiedFiles.set(contentHash, identity);
     return path;
   }
 
@@ -100,11 +146,83 @@ export class LocalArtifactStore implements ArtifactStore {
     return existsSync(this.#blobPath(contentHash));
   }
 
+  async check(contentHash: string): Promise<BlobCheck> {
+    const path = this.#blobPath(contentHash);
+    if (!existsSync(path)) return 'missing';
+    return (await this.#isIntact(hexOfContentHash(contentHash))) ? 'ok' : 'damaged';
+  }
+
+  /**
+   * Removes blobs no record points at, and temp files of writes that never finished, last written
+   * before `olderThan` (now minus a grace period). Safe beside running writers:
+   *
+   * - every `put` refreshes the modification time of the blob it stores or finds, and a writer
+   *   commits the record pointing at a blob moments after its `put`; so a blob that a record
+   *   committed after `isReferenced` was computed points at was written after `olderThan`, when
+   *   the caller takes `olderThan` before computing `isReferenced` (as long as no writer takes
+   *   longer than the grace period between its put and its commit);
+   * - a candidate is first renamed into `trash/` and only then judged by its modification time: a
+   *   writer that refreshed it before the rename left it young, and it is moved back; a writer
+   *   that comes after the rename finds no blob and writes it again.
+   *
+   * `isReferenced` must hold every blob a record points at, directly or through a manifest.
+   */
+  async collectGarbage(
+    isReferenced: (contentHash: string) => boolean,
+    options: { olderThan: number; dryRun?: boolean },
+  ): Promise<GarbageCollection> {
+    const cutoff = options.olderThan;
+    const result: GarbageCollection = { removed: [], removedBytes: 0, kept: 0, tempFilesRemoved: 0 };
+    const trashDir = join(this.root, 'trash');
+    for (const shard of listDir(this.#blobsDir)) {
+      for (const hex of listDir(join(this.#blobsDir, shard))) {
+        const contentHash = `sha256:${hex}`;
+        const path = join(this.#blobsDir, shard, hex);
+        const before = statOrUndefined(path);
+        if (before === undefined) continue;
+        if (isReferenced(contentHash) || before.mtimeMs > cutoff) {
+          result.kept++;
+          continue;
+        }
+        if (options.dryRun) {
+          result.removed.push(contentHash);
+          result.removedBytes += before.size;
+          continue;
+        }
+        this.#ensureDir(trashDir);
+        const trashPath = join(trashDir, `${hex}.${randomUUID()}`);
+        try {
+          renameSync(path, trashPath);
+        } catch {
+          continue; // Removed or replaced meanwhile.
+        }
+        const after = statSync(trashPath);
+        if (after.mtimeMs > cutoff && !existsSync(path)) {
+          renameSync(trashPath, path); // A writer refreshed it just before the rename: keep it.
+          result.kept++;
+          continue;
+        }
+        unlinkSync(trashPath);
+        this.#verifiedFiles.delete(contentHash);
+        result.removed.push(contentHash);
+        result.removedBytes += after.size;
+      }
+    }
+    for (const name of listDir(this.#tmpDir)) {
+      const path = join(this.#tmpDir, name);
+      const info = statOrUndefined(path);
+      if (info === undefined || info.mtimeMs > cutoff) continue;
+      if (!options.dryRun) unlinkSync(path);
+      result.tempFilesRemoved++;
+    }
+    return result;
+  }
+
   /** In-memory content is hashed up front, so content already stored costs no write at all. */
   async #putBytes(bytes: Uint8Array): Promise<StoredBlob> {
     const hex = createHash('sha256').update(bytes).digest('hex');
     const blob = this.#describe(hex, bytes.byteLength);
-    if (existsSync(this.#pathOf(hex))) return blob;
+    if ((await this.#isIntact(hex, bytes.byteLength)) && this.#touch(hex)) return blob;
     if (bytes.byteLength <= SYNC_WRITE_LIMIT) {
       this.#writeSmallBlob(hex, bytes);
       return blob;
@@ -124,8 +242,16 @@ export class LocalArtifactStore implements ArtifactStore {
   #writeSmallBlob(hex: string, bytes: Uint8Array): void {
     const tmpPath = this.#newTmpPath();
     try {
-      writeFileSync(tmpPath, bytes, { flag: 'wx', mode: BLOB_MODE });
-      this.#commit(tmpPath, hex);
+      const fd = openSync(tmpPath, 'wx', BLOB_MODE);
+      try {
+        for (let offset = 0; offset < bytes.byteLength; ) {
+          offset += writeSync(fd, bytes, offset, bytes.byteLength - offset);
+        }
+        fsyncSync(fd);
+      } finally {
+        closeSync(fd);
+      }
+      this.#commitSync(tmpPath, hex);
     } catch (error) {
       try {
         unlinkSync(tmpPath);
@@ -170,10 +296,15 @@ export class LocalArtifactStore implements ArtifactStore {
     try {
       try {
         written = await write(target, createHash('sha256'));
+        await target.sync();
       } finally {
         await target.close();
       }
-      this.#commit(tmpPath, written.hex);
+      if ((await this.#isIntact(written.hex, written.size)) && this.#touch(written.hex)) {
+        unlinkSync(tmpPath);
+      } else {
+        this.#commitSync(tmpPath, written.hex);
+      }
     } catch (error) {
       await unlink(tmpPath).catch(() => {});
       throw error;
@@ -187,17 +318,13 @@ export class LocalArtifactStore implements ArtifactStore {
   }
 
   /**
-   * Moves a complete temp file onto its content path with an atomic rename, or drops it if that
-   * blob already exists (identical content is stored once; concurrent writers of the same content
-   * both succeed, the later rename replacing the blob with identical bytes). These are
-   * metadata-only calls of microseconds, done synchronously for the reason given in `#writeSmallBlob`.
+   * Moves a complete, fsynced temp file onto its content path with an atomic rename — replacing a
+   * damaged blob there, if any; concurrent writers of the same content both succeed, the later
+   * rename replacing the blob with identical bytes — then fsyncs the directory so the new entry is
+   * durable too. Synchronous for the reason given in `#writeSmallBlob`.
    */
-  #commit(tmpPath: string, hex: string): void {
+  #commitSync(tmpPath: string, hex: string): void {
     const blobPath = this.#pathOf(hex);
-    if (existsSync(blobPath)) {
-      unlinkSync(tmpPath);
-      return;
-    }
     const shardDir = join(this.#blobsDir, hex.slice(0, 2));
     this.#ensureDir(shardDir);
     try {
@@ -209,11 +336,40 @@ export class LocalArtifactStore implements ArtifactStore {
       this.#ensureDir(shardDir);
       renameSync(tmpPath, blobPath);
     }
+    this.#verifiedFiles.delete(`sha256:${hex}`);
+    fsyncDir(shardDir);
+  }
+
+  /** Whether the blob stored under `hex` has `expectedSize` bytes (when given) hashing to `hex`. */
+  async #isIntact(hex: string, expectedSize?: number): Promise<boolean> {
+    const path = this.#pathOf(hex);
+    const info = statOrUndefined(path);
+    if (info === undefined || (expectedSize !== undefined && info.size !== expectedSize)) return false;
+    if (info.size <= SYNC_READ_LIMIT) return createHash('sha256').update(readFileSync(path)).digest('hex') === hex;
+    return (await hashFile(path)).hex === hex;
+  }
+
+  /**
+   * Marks a blob as just written, for `collectGarbage`. False if it was removed meanwhile: the
+   * caller then writes it again.
+   */
+  #touch(hex: string): boolean {
+    const now = new Date();
+    try {
+      utimesSync(this.#pathOf(hex), now, now);
+      return true;
+    } catch (error) {
+      if (isErrorCode(error, 'ENOENT')) return false;
+      throw error;
+    }
   }
 
   #ensureDir(dir: string): void {
     if (this.#madeDirs.has(dir)) return;
-    mkdirSync(dir, { recursive: true });
+    const parent = join(dir, '..');
+    const created = mkdirSync(dir, { recursive: true });
+    // A new directory's own entry must be durable too, or a crash could lose the blobs inside it.
+    if (created !== undefined) fsyncDir(parent);
     this.#madeDirs.add(dir);
   }
 
@@ -226,14 +382,7 @@ export class LocalArtifactStore implements ArtifactStore {
   }
 
   #blobPath(contentHash: string): string {
-    const hex = CONTENT_HASH.exec(contentHash)?.[1];
-    if (hex === undefined) {
-      throw new ValidationError(
-        `Invalid content hash ${JSON.stringify(contentHash)}: expected "sha256:" followed by 64 lowercase hex digits.`,
-        { context: { contentHash } },
-      );
-    }
-    return this.#pathOf(hex);
+    return this.#pathOf(hexOfContentHash(contentHash));
   }
 
   #translateMissing(error: unknown, contentHash: string): unknown {
@@ -342,6 +491,35 @@ async function writeFully(target: FileHandle, chunk: Uint8Array, position: numbe
   while (offset < chunk.byteLength) {
     const { bytesWritten } = await target.write(chunk, offset, chunk.byteLength - offset, position + offset);
     offset += bytesWritten;
+  }
+}
+
+function fsyncDir(dir: string): void {
+  const fd = openSync(dir, 'r');
+  try {
+    fsyncSync(fd);
+  } finally {
+    closeSync(fd);
+  }
+}
+
+function fileIdentity(info: Stats): string {
+  return `${info.size}:${info.ino}:${info.mtimeMs}:${info.ctimeMs}`;
+}
+
+function statOrUndefined(path: string): Stats | undefined {
+  try {
+    return statSync(path);
+  } catch {
+    return undefined;
+  }
+}
+
+function listDir(dir: string): string[] {
+  try {
+    return readdirSync(dir);
+  } catch {
+    return [];
   }
 }
 

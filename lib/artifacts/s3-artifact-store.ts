@@ -13,6 +13,7 @@ import {
   GetObjectCommand,
   type GetObjectCommandOutput,
   HeadObjectCommand,
+  type HeadObjectCommandOutput,
   PutObjectCommand,
   type S3Client,
   type ServerSideEncryption,
@@ -22,10 +23,17 @@ import { Upload } from '@aws-sdk/lib-storage';
 import { getSignedUrl } from '@aws-sdk/s3-request-presigner';
 import { NotFoundError, StacklineError, ValidationError } from '../errors.ts';
 import type { ArtifactStore, BlobSource, StoredBlob } from './artifact-store.ts';
+import {
+  type BlobCheck,
+  checkedBytes,
+  damagedBlobError,
+  hashStream,
+  hexOfContentHash,
+  verifyingStream,
+} from './integrity.ts';
 
 const MiB = 1024 * 1024;
 const GiB = 1024 * MiB;
-const CONTENT_HASH = /^sha256:([0-9a-f]{64})$/;
 /** In-memory sources below this size are hashed first and written with one PutObject. */
 const SINGLE_PUT_MAX_BYTES = 5 * MiB;
 /** S3's limit for a single CopyObject; larger blobs are copied part by part (UploadPartCopy). */
@@ -66,6 +74,12 @@ export interface S3ArtifactStoreOptions {
  * the temp key deleted. Small in-memory values are hashed first and written straight to their
  * content key. Every write to a content key is conditional (`If-None-Match: *`): a blob, once
  * written, is never overwritten, and a lost race means identical content is already there.
+ *
+ * Integrity: uploads carry SHA-256 checksums that S3 checks on receipt (`ChecksumSHA256` when the
+ * hash is known up front, `ChecksumAlgorithm: SHA256` per part otherwise); every download is
+ * re-hashed against the content hash (streamed) and a mismatch is an `IntegrityError`; a write
+ * whose conditional put finds the key taken re-checks the object there and overwrites it if it is
+ * not these bytes (someone replaced it outside Stackline).
  *
  * Give the bucket a lifecycle rule that expires `<prefix>/tmp/` objects and aborts incomplete
  * multipart uploads after a day: a process killed mid-put leaves its temp object behind.
@@ -116,7 +130,7 @@ export class S3ArtifactStore implements ArtifactStore {
     if (bytes.byteLength < SINGLE_PUT_MAX_BYTES) return this.#putSmall(bytes);
     // Large but in memory: hashing first lets content already stored skip the upload.
     const hex = sha256Hex(bytes);
-    if (await this.#existsKey(this.#blobKey(hex))) return this.#describe(hex, bytes.byteLength);
+    if ((await this.#quickCheck(hex)) === 'ok') return this.#describe(hex, bytes.byteLength);
     return this.#putStream(Readable.from([bytes]));
   }
 
@@ -134,12 +148,31 @@ export class S3ArtifactStore implements ArtifactStore {
 
   async get(contentHash: string): Promise<Readable> {
     const object = await this.#getObject(contentHash);
-    return object.Body as Readable;
+    return verifyingStream(object.Body as Readable, contentHash, this.#where(contentHash));
   }
 
   async getBytes(contentHash: string): Promise<Buffer> {
     const object = await this.#getObject(contentHash);
-    return Buffer.from(await object.Body!.transformToByteArray());
+    return checkedBytes(Buffer.from(await object.Body!.transformToByteArray()), contentHash, this.#where(contentHash));
+  }
+
+  async check(contentHash: string): Promise<BlobCheck> {
+    const key = this.#blobKey(this.#hexOf(contentHash));
+    let object: GetObjectCommandOutput;
+    try {
+      object = await this.#client.send(new GetObjectCommand({ Bucket: this.bucket, Key: key }));
+    } catch (error) {
+      if (isNotFound(error)) return 'missing';
+      throw this.#translate(error, `checking blob ${contentHash}`);
+    }
+    try {
+      const { hex } = await hashStream(object.Body as Readable);
+      return `sha256:${hex}` === contentHash ? 'ok' : 'damaged';
+    } catch (error) {
+      // The SDK validates S3's own checksum of the response and fails the read on a mismatch.
+      if ((error as Error).message?.includes('Checksum mismatch')) return 'damaged';
+      throw error;
+    }
   }
 
   async getFile(contentHash: string): Promise<string> {
@@ -174,19 +207,30 @@ export class S3ArtifactStore implements ArtifactStore {
 
   async #putSmall(bytes: Uint8Array): Promise<StoredBlob> {
     const hex = sha256Hex(bytes);
-    try {
-      await this.#client.send(
+    const put = (conditional: boolean) =>
+      this.#client.send(
         new PutObjectCommand({
           Bucket: this.bucket,
           Key: this.#blobKey(hex),
           Body: bytes,
           ContentLength: bytes.byteLength,
-          IfNoneMatch: '*',
+          // S3 refuses the upload if the bytes it received do not have this SHA-256.
+          ChecksumAlgorithm: 'SHA256',
+          ChecksumSHA256: Buffer.from(hex, 'hex').toString('base64'),
+          ...(conditional && { IfNoneMatch: '*' }),
           ...this.#encryption,
         }),
       );
+    try {
+      await put(true);
     } catch (error) {
       if (!isPreconditionFailed(error)) throw this.#translate(error, `storing blob sha256:${hex}`);
+      // The key is taken: normally by these very bytes, but repair it if it was replaced.
+      if ((await this.#quickCheck(hex)) === 'damaged') {
+        await put(false).catch((e: unknown) => {
+          throw this.#translate(e, `repairing blob sha256:${hex}`);
+        });
+      }
     }
     return this.#describe(hex, bytes.byteLength);
   }
@@ -210,7 +254,8 @@ export class S3ArtifactStore implements ArtifactStore {
   /** Uploads a local file whose hash is known to its content key, unless that key exists. */
   async #uploadFile(path: string, hex: string, size: number): Promise<StoredBlob> {
     const blobKey = this.#blobKey(hex);
-    if (await this.#existsKey(blobKey)) return this.#describe(hex, size);
+    const existing = await this.#quickCheck(hex);
+    if (existing === 'ok') return this.#describe(hex, size);
     try {
       // lib-storage passes If-None-Match to PutObject (one part) or CompleteMultipartUpload, so an
       // object, once written, is never overwritten; parts go up in parallel, straight from the file.
@@ -221,7 +266,9 @@ export class S3ArtifactStore implements ArtifactStore {
           Key: blobKey,
           Body: createReadStream(path, { highWaterMark: MiB }),
           ContentLength: size,
-          IfNoneMatch: '*',
+          ChecksumAlgorithm: 'SHA256',
+          // A damaged object under this key is replaced; otherwise never overwrite.
+          ...(existing === 'missing' && { IfNoneMatch: '*' }),
           ...this.#encryption,
         },
         partSize: this.#partSize,
@@ -249,7 +296,13 @@ export class S3ArtifactStore implements ArtifactStore {
     try {
       const upload = new Upload({
         client: this.#client,
-        params: { Bucket: this.bucket, Key: tmpKey, Body: Readable.from(hashing()), ...this.#encryption },
+        params: {
+          Bucket: this.bucket,
+          Key: tmpKey,
+          Body: Readable.from(hashing()),
+          ChecksumAlgorithm: 'SHA256',
+          ...this.#encryption,
+        },
         partSize: this.#partSize,
         queueSize: this.#queueSize,
       });
@@ -259,9 +312,10 @@ export class S3ArtifactStore implements ArtifactStore {
       // moto 5.2.1 ignores If-None-Match on CopyObject (real S3 honours it), so look first: this also
       // skips the copy entirely when the content is already stored. The conditional copy below is what
       // guarantees no overwrite on S3 when two writers race between this check and the copy.
-      if (!(await this.#existsKey(blobKey))) {
-        if (size > this.#copyObjectMax) await this.#copyInParts(tmpKey, blobKey, size);
-        else await this.#copy(tmpKey, blobKey);
+      const existing = await this.#quickCheck(hex);
+      if (existing !== 'ok') {
+        if (size > this.#copyObjectMax) await this.#copyInParts(tmpKey, blobKey, size, existing === 'missing');
+        else await this.#copy(tmpKey, blobKey, existing === 'missing');
       }
       return this.#describe(hex, size);
     } catch (error) {
@@ -271,19 +325,22 @@ export class S3ArtifactStore implements ArtifactStore {
     }
   }
 
-  /** Copies with `If-None-Match: *`; a 412 means the content key already holds these bytes. */
-  async #copy(fromKey: string, toKey: string): Promise<void> {
+  /**
+   * Copies with `If-None-Match: *` when `conditional` (a 412 means the content key already holds
+   * these bytes); unconditionally when replacing a damaged object.
+   */
+  async #copy(fromKey: string, toKey: string, conditional: boolean): Promise<void> {
     try {
       await this.#client.send(
         new CopyObjectCommand({
           Bucket: this.bucket,
           Key: toKey,
           CopySource: this.#copySource(fromKey),
-          IfNoneMatch: '*',
+          ...(conditional && { IfNoneMatch: '*' }),
           // Have S3 compute a whole-object checksum for the copy. Otherwise the temp object's
           // multipart (composite) checksum may be carried over, and moto 5.2.1 then serves it as a
-          // whole-object CRC32 that fails the SDK's response checksum validation.
-          ChecksumAlgorithm: 'CRC32',
+          // whole-object checksum that fails the SDK's response checksum validation.
+          ChecksumAlgorithm: 'SHA256',
           ...this.#encryption,
         }),
       );
@@ -293,7 +350,7 @@ export class S3ArtifactStore implements ArtifactStore {
   }
 
   /** CopyObject stops at 5 GB; beyond that, a multipart upload of ranged UploadPartCopy parts. */
-  async #copyInParts(fromKey: string, toKey: string, size: number): Promise<void> {
+  async #copyInParts(fromKey: string, toKey: string, size: number, conditional: boolean): Promise<void> {
     const partSize = Math.max(this.#copyPartSize, Math.ceil(size / MAX_PARTS));
     const { UploadId } = await this.#client.send(
       new CreateMultipartUploadCommand({ Bucket: this.bucket, Key: toKey, ...this.#encryption }),
@@ -320,7 +377,7 @@ export class S3ArtifactStore implements ArtifactStore {
           Key: toKey,
           UploadId,
           MultipartUpload: { Parts: parts },
-          IfNoneMatch: '*',
+          ...(conditional && { IfNoneMatch: '*' }),
         }),
       );
     } catch (error) {
@@ -349,13 +406,7 @@ export class S3ArtifactStore implements ArtifactStore {
       );
       // A cached file is trusted from then on, so make sure it really is this blob.
       const actual = hash.digest('hex');
-      if (actual !== hex) {
-        throw new StacklineError(
-          `Blob ${contentHash} in s3://${this.bucket}/${this.#blobKey(hex)} has content hash sha256:${actual}; ` +
-            'the object was changed outside Stackline. Restore it or re-run the step that produced it.',
-          { context: { contentHash, bucket: this.bucket, key: this.#blobKey(hex) } },
-        );
-      }
+      if (actual !== hex) throw damagedBlobError(contentHash, this.#where(contentHash), actual);
       await chmod(tmpPath, 0o444);
       await rename(tmpPath, path);
       return path;
@@ -372,6 +423,27 @@ export class S3ArtifactStore implements ArtifactStore {
     } catch (error) {
       throw this.#translate(error, `reading blob ${contentHash}`, contentHash);
     }
+  }
+
+  /**
+   * Whether the object under a content key holds those bytes, without downloading it when S3 has
+   * a whole-object SHA-256 for it (every single-request upload and every copy this store makes);
+   * otherwise (a multipart upload's composite checksum, or none) by re-hashing a download.
+   */
+  async #quickCheck(hex: string): Promise<BlobCheck> {
+    const key = this.#blobKey(hex);
+    let head: HeadObjectCommandOutput;
+    try {
+      head = await this.#client.send(new HeadObjectCommand({ Bucket: this.bucket, Key: key, ChecksumMode: 'ENABLED' }));
+    } catch (error) {
+      if (isNotFound(error)) return 'missing';
+      throw this.#translate(error, `checking s3://${this.bucket}/${key}`);
+    }
+    const sha = head.ChecksumSHA256;
+    if (sha !== undefined && !sha.includes('-') && head.ChecksumType !== 'COMPOSITE') {
+      return sha === Buffer.from(hex, 'hex').toString('base64') ? 'ok' : 'damaged';
+    }
+    return this.check(`sha256:${hex}`);
   }
 
   async #existsKey(key: string): Promise<boolean> {
@@ -420,14 +492,11 @@ export class S3ArtifactStore implements ArtifactStore {
   }
 
   #hexOf(contentHash: string): string {
-    const hex = CONTENT_HASH.exec(contentHash)?.[1];
-    if (hex === undefined) {
-      throw new ValidationError(
-        `Invalid content hash ${JSON.stringify(contentHash)}: expected "sha256:" followed by 64 lowercase hex digits.`,
-        { context: { contentHash } },
-      );
-    }
-    return hex;
+    return hexOfContentHash(contentHash);
+  }
+
+  #where(contentHash: string): string {
+    return `s3://${this.bucket}/${this.#blobKey(this.#hexOf(contentHash))}`;
   }
 }
 

@@ -166,7 +166,7 @@ async function bundleEntry(
  * but never used by the step runner; its native module cannot run on Lambda. Replace it with a
  * stub that tree-shaking drops, and that explains itself if anything ever calls it.
  */
-const withoutNativeModules: Plugin = {
+export const withoutNativeModules: Plugin = {
   name: 'stackline-without-native-modules',
   setup(build) {
     build.onResolve({ filter: /^better-sqlite3$/ }, (args) => ({ path: args.path, namespace: 'stackline-stub' }));
@@ -184,7 +184,7 @@ const withoutNativeModules: Plugin = {
  * `z` is imported whole: ~250 KB of a ~1.2 MB bundle. Keep English (zod's default) and make the
  * others fail with an explanation if a pipeline ever selects one.
  */
-const withEnglishZodMessagesOnly: Plugin = {
+export const withEnglishZodMessagesOnly: Plugin = {
   name: 'stackline-english-zod-messages-only',
   setup(build) {
     build.onLoad({ filter: /[\\/]zod[\\/]v4[\\/]locales[\\/]index\.js$/ }, async (args) => {

@@ -1,5 +1,8 @@
 import {
   ConflictError,
+  IntegrityError,
+  MetadataStoreDamagedError,
+  MetadataStoreLockedError,
   NotFoundError,
   PipelineDefinitionError,
   StackConfigError,
@@ -14,6 +17,10 @@ export const ExitCode = {
   Failed: 1,
   /** Bad usage or input: unknown option, invalid parameter, invalid pipeline, unknown name. */
   Usage: 2,
+  /** Stored data is damaged: a blob that does not match its hash, an unreadable metadata database. */
+  Damaged: 3,
+  /** The metadata database stayed locked by another process; try again. */
+  Locked: 4,
   /** Interrupted (SIGINT / SIGTERM): the run was marked `cancelled`. */
   Interrupted: 130,
 } as const;
@@ -29,6 +36,8 @@ export function exitCodeFor(error: unknown): number {
   ) {
     return ExitCode.Usage;
   }
+  if (error instanceof IntegrityError || error instanceof MetadataStoreDamagedError) return ExitCode.Damaged;
+  if (error instanceof MetadataStoreLockedError) return ExitCode.Locked;
   if (error instanceof StacklineError && error.code === 'RUN_CANCELLED') return ExitCode.Interrupted;
   return ExitCode.Failed;
 }

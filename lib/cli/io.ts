@@ -1,4 +1,7 @@
+import { statSync } from 'node:fs';
+import { dirname } from 'node:path';
 import pc from 'picocolors';
+import { ValidationError } from '../errors.ts';
 
 /** Where a command writes. Tests pass buffers; the binary passes process streams. */
 export interface CliIo {
@@ -35,4 +38,24 @@ export function formatDuration(ms: number | undefined): string {
   if (ms < 1000) return `${ms} ms`;
   if (ms < 60_000) return `${(ms / 1000).toFixed(1)} s`;
   return `${Math.floor(ms / 60_000)} min ${Math.round((ms % 60_000) / 1000)} s`;
+}
+
+/**
+ * Checks an output file path before any work is done: the path must not be a directory, and its
+ * directory must exist unless the command creates it (`createsParent`).
+ * @throws ValidationError naming the option and the path.
+ */
+export function checkOutputFile(path: string, options: { option?: string; createsParent?: boolean } = {}): void {
+  const option = options.option ?? '--out';
+  const parent = dirname(path);
+  if (!options.createsParent && !statSync(parent, { throwIfNoEntry: false })?.isDirectory()) {
+    throw new ValidationError(`${option} ${path}: directory ${parent} does not exist; create it first.`, {
+      context: { option, path },
+    });
+  }
+  if (statSync(path, { throwIfNoEntry: false })?.isDirectory()) {
+    throw new ValidationError(`${option} ${path} is a directory; give a file path inside it.`, {
+      context: { option, path },
+    });
+  }
 }

@@ -2,6 +2,8 @@ import { Command, CommanderError, InvalidArgumentError, Option } from 'commander
 import { StacklineError } from '../errors.ts';
 import { Project, resolveHome } from '../stacks/project.ts';
 import { artifactsList, artifactsLoad, artifactsShow, artifactsVersions } from './commands/artifacts.ts';
+import { artifactsGc, artifactsVerify } from './commands/artifacts-maintenance.ts';
+import { backupCommand, restoreCommand } from './commands/backup.ts';
 import { bundleCommand } from './commands/bundle.ts';
 import { compileCommand } from './commands/compile.ts';
 import { deployCommand, destroyCommand } from './commands/deploy.ts';
@@ -10,6 +12,7 @@ import {
   modelAliasSet,
   modelCompare,
   modelCreate,
+  modelGate,
   modelHistory,
   modelList,
   modelPromote,
@@ -17,7 +20,8 @@ import {
   modelVersions,
 } from './commands/model.ts';
 import { runCommand } from './commands/run.ts';
-import { runsList, runsShow } from './commands/runs.ts';
+import { runsCancel, runsList, runsReap, runsShow } from './commands/runs.ts';
+import { serveCommand, tokenCreate, tokenList, tokenRevoke } from './commands/serve.ts';
 import { stackDelete, stackDescribe, stackList, stackProvision, stackRegister, stackSet } from './commands/stack.ts';
 import { ExitCode, exitCodeFor } from './exit-codes.ts';
 import type { CliIo } from './io.ts';
@@ -115,6 +119,19 @@ export async function main(argv: string[], io: CliIo): Promise<number> {
       exitCode = await compileCommand(file, opts, io);
     });
 
+  program
+    .command('backup')
+    .description("copy the project's metadata database (SQLite online backup; safe while runs write)")
+    .argument('<file>', 'where to write the backup (must not exist)')
+    .addOption(json())
+    .action((file: string, opts) => backupCommand(file, opts, io));
+  program
+    .command('restore')
+    .description('replace the metadata database with a backup (the replaced one is kept beside it)')
+    .argument('<file>', 'a file written by "stackline backup"')
+    .addOption(json())
+    .action((file: string, opts) => restoreCommand(file, opts, io));
+
   const runs = program.command('runs').description('list and inspect pipeline runs');
   runs
     .command('list')
@@ -134,6 +151,20 @@ export async function main(argv: string[], io: CliIo): Promise<number> {
     .addOption(stackOpt())
     .addOption(json())
     .action((id: string, opts) => withStack(opts.stack, (s) => runsShow(s, id, opts, io)));
+  runs
+    .command('reap')
+    .description('end every run whose executor is gone (dead process, expired lease, ended execution)')
+    .option('--dry-run', 'only list them')
+    .addOption(stackOpt())
+    .addOption(json())
+    .action((opts) => withStack(opts.stack, (s) => runsReap(s, opts, io)));
+  runs
+    .command('cancel')
+    .description('stop a run (signal its process, or stop its Step Functions execution) and record it cancelled')
+    .argument('<run-id>')
+    .addOption(stackOpt())
+    .addOption(json())
+    .action((id: string, opts) => withStack(opts.stack, (s) => runsCancel(s, id, opts, io)));
 
   const artifacts = program.command('artifacts').description('list, inspect and load artifact versions');
   artifacts
@@ -171,6 +202,25 @@ export async function main(argv: string[], io: CliIo): Promise<number> {
     .action((name: string, version: string | undefined, opts) =>
       withStack(opts.stack, (s) => artifactsLoad(s, name, version, opts, io)),
     );
+
+  artifacts
+    .command('verify')
+    .description('re-hash the stored bytes of every artifact version (or one artifact / version); exit 3 on damage')
+    .argument('[name]')
+    .argument('[version]', 'number or "latest"')
+    .addOption(stackOpt())
+    .addOption(json())
+    .action(async (name: string | undefined, version: string | undefined, opts) => {
+      exitCode = await withStack(opts.stack, (s) => artifactsVerify(s, name, version, opts, io));
+    });
+  artifacts
+    .command('gc')
+    .description('remove stored blobs no artifact version needs, once older than the grace period')
+    .option('--grace <duration>', 'keep blobs written more recently than this (30m, 1h, 7d)', '1h')
+    .option('--dry-run', 'list what would be removed, remove nothing')
+    .addOption(stackOpt())
+    .addOption(json())
+    .action((opts) => withStack(opts.stack, (s) => artifactsGc(s, opts, io)));
 
   const stack = program.command('stack').description('manage stacks (the default local stack exists out of the box)');
   stack
@@ -211,6 +261,12 @@ export async function main(argv: string[], io: CliIo): Promise<number> {
     .option('--endpoint <url>', 'AWS endpoint, for emulators such as moto or LocalStack')
     .option('--description <text>')
     .option('--tag <key:value>', 'tag the stack (repeatable)', collect, [])
+    .option(
+      '--promoter <pipeline>',
+      'a pipeline whose steps may promote to production (repeatable; * = all)',
+      collect,
+      [],
+    )
     .option('--set-active', 'make it the active stack')
     .addOption(json())
     .action(async (name: string, opts) => stackRegister(await openProject(), name, opts, io));
@@ -249,9 +305,18 @@ export async function main(argv: string[], io: CliIo): Promise<number> {
     .argument('<model>')
     .option('--description <text>')
     .option('--tag <key:value>', 'tag the model (repeatable)', collect, [])
+    .option('--gate <metric:max|min>', 'promotion gate: production only for a version whose metric beats the holder')
     .addOption(stackOpt())
     .addOption(json())
     .action((name: string, opts) => withStack(opts.stack, (s) => modelCreate(s, name, opts, io)));
+  model
+    .command('gate')
+    .description("set a model's promotion gate (metric:max or metric:min), or remove it with `none`")
+    .argument('<model>')
+    .argument('<gate>')
+    .addOption(stackOpt())
+    .addOption(json())
+    .action((name: string, gate: string, opts) => withStack(opts.stack, (s) => modelGate(s, name, gate, opts, io)));
   model
     .command('list')
     .option('--tag <key:value>')
@@ -329,6 +394,42 @@ export async function main(argv: string[], io: CliIo): Promise<number> {
     .addOption(stackOpt())
     .addOption(json())
     .action((name: string, a: string, opts) => withStack(opts.stack, (s) => modelAliasRemove(s, name, a, opts, io)));
+
+  program
+    .command('serve')
+    .description('serve the HTTP API for a stack (bearer tokens from `stackline token create`)')
+    .addOption(
+      new Option('--port <n>', 'TCP port (0: any free port)')
+        .argParser((v) => {
+          const n = Number(v);
+          if (!Number.isInteger(n) || n < 0 || n > 65535) throw new InvalidArgumentError('must be a port, 0-65535.');
+          return n;
+        })
+        .default(8787),
+    )
+    .option('--host <address>', 'address to bind; other hosts than loopback expose the API to the network', '127.0.0.1')
+    .addOption(stackOpt())
+    .addOption(json())
+    .action(async (opts) => serveCommand(await openProject(), opts, io));
+  const token = program.command('token').description('bearer tokens for `stackline serve` (stored hashed)');
+  token
+    .command('create')
+    .description('create a token and print it once')
+    .addOption(
+      new Option('--role <role>', 'what the token may do').choices(['member', 'release-manager']).makeOptionMandatory(),
+    )
+    .option('--name <name>', 'recorded as the actor of every change made with the token')
+    .addOption(json())
+    .action(async (opts) => tokenCreate(await openProject(), opts, io));
+  token
+    .command('list')
+    .addOption(json())
+    .action(async (opts) => tokenList(await openProject(), opts, io));
+  token
+    .command('revoke')
+    .argument('<id-or-name>')
+    .addOption(json())
+    .action(async (idOrName: string, opts) => tokenRevoke(await openProject(), idOrName, opts, io));
 
   try {
     await program.parseAsync(argv, { from: 'user' });

@@ -30,6 +30,7 @@ export interface Retrier {
   MaxAttempts?: number;
   BackoffRate?: number;
   MaxDelaySeconds?: number;
+  JitterStrategy?: 'FULL' | 'NONE';
 }
 
 /** Moves to `Next` when a matching error is not (or no longer) retried; the error lands at `ResultPath`. */

@@ -113,6 +113,32 @@ const LAMBDA_SERVICE_RETRIER: Retrier = {
 };
 
 /**
+ * Transient failures of the runner's own bookkeeping, retried on every Lambda Task state with full
+ * jitter so that many Map items throttled at once do not retry in lockstep: DynamoDB throttling and
+ * transaction conflicts (and the ConflictError the store raises after losing too many races), S3
+ * SlowDown, and a duplicate delivery waiting for the attempt that holds the step's lease.
+ */
+export const TRANSIENT_RETRIER: Retrier = {
+  ErrorEquals: [
+    'StepInProgressError',
+    'ConflictError',
+    'ThrottlingException',
+    'ProvisionedThroughputExceededException',
+    'RequestLimitExceeded',
+    'TransactionConflictException',
+    'TransactionCanceledException',
+    'InternalServerError',
+    'SlowDown',
+    'ServiceUnavailable',
+  ],
+  IntervalSeconds: 1,
+  MaxAttempts: 6,
+  BackoffRate: 2,
+  MaxDelaySeconds: 30,
+  JitterStrategy: 'FULL',
+};
+
+/**
  * Compiles a pipeline into an AWS Step Functions state machine (Amazon States Language).
  *
  * The machine only moves identifiers: every step is a call to the step runner (see
@@ -702,12 +728,14 @@ class Renderer {
           'tags.$': '$.tags',
           ...(withRunId ? { 'runId.$': '$.runId' } : {}),
           'executionArn.$': '$$.Execution.Id',
+          // The whole execution input: run options (tags, cache settings) when the CLI started it.
+          'input.$': '$',
         }),
       ),
       ResultSelector: { 'runId.$': '$.Payload.runId' },
       ResultPath: '$.run',
       // No Catch: without a run record there is nothing to mark failed.
-      Retry: [LAMBDA_SERVICE_RETRIER],
+      Retry: [LAMBDA_SERVICE_RETRIER, TRANSIENT_RETRIER],
       Next: this.entry(plan),
     });
     const finishRun = (status: 'completed' | 'failed'): PayloadTemplate =>
@@ -742,7 +770,7 @@ class Renderer {
         Resource: LAMBDA_INVOKE,
         Parameters: finishRun('completed'),
         ResultPath: null,
-        Retry: [LAMBDA_SERVICE_RETRIER],
+        Retry: [LAMBDA_SERVICE_RETRIER, TRANSIENT_RETRIER],
         Catch: catchAll,
         Next: fixed.succeeded,
       },
@@ -752,7 +780,10 @@ class Renderer {
         Resource: LAMBDA_INVOKE,
         Parameters: finishRun('failed'),
         ResultPath: null,
-        Retry: [LAMBDA_SERVICE_RETRIER],
+        Retry: [LAMBDA_SERVICE_RETRIER, TRANSIENT_RETRIER],
+        // Recording the failure must not strand the execution: if it cannot be recorded, the
+        // execution still fails, and the status-change handler or `runs reap` ends the run.
+        Catch: [{ ErrorEquals: ['States.ALL'], ResultPath: '$.recordFailureError', Next: fixed.hasCause }],
         Next: fixed.hasCause,
       },
       // A caught error normally has a Cause; CausePath on a missing field would itself fail the execution.
@@ -906,7 +937,7 @@ class Renderer {
       // Replaces `$.maps`: a plan is only needed until its Map ends, so plans never pile up.
       ResultSelector: { [`${key}.$`]: '$.Payload' },
       ResultPath: '$.maps',
-      Retry: [LAMBDA_SERVICE_RETRIER],
+      Retry: [LAMBDA_SERVICE_RETRIER, TRANSIENT_RETRIER],
       ...caught,
       Next: afterPlan,
     };
@@ -939,7 +970,7 @@ class Renderer {
       Resource: LAMBDA_INVOKE,
       Parameters: this.invoke(this.request('collect-map', { stepId: node.id, 'runId.$': '$.run.runId' })),
       ResultPath: null,
-      Retry: [LAMBDA_SERVICE_RETRIER],
+      Retry: [LAMBDA_SERVICE_RETRIER, TRANSIENT_RETRIER],
       ...caught,
       ...transition(next),
     };
@@ -1024,7 +1055,7 @@ class Renderer {
     const retriers: Retrier[] = [];
     // Lambda reports the runner's error type as the error name; ECS only reports States.TaskFailed.
     if (policy.maxRetries > 0 && lambda) retriers.push({ ErrorEquals: ['NonRetriableError'], MaxAttempts: 0 });
-    if (lambda) retriers.push(LAMBDA_SERVICE_RETRIER);
+    if (lambda) retriers.push(LAMBDA_SERVICE_RETRIER, TRANSIENT_RETRIER);
     if (policy.maxRetries > 0) {
       retriers.push({
         ErrorEquals: ['States.TaskFailed', 'States.Timeout'],

@@ -124,12 +124,16 @@ export interface LoadedModelVersion {
 export interface ModelControl {
   /** Resolves a version by number, name, stage, alias or `latest`; undefined when nothing matches. */
   find(model: string, ref: ModelVersionRef): Promise<LoadedModelVersion | undefined>;
-  /** Moves a version to a stage (see `stackline model promote`). */
+  /**
+   * Moves a version to a stage (see `stackline model promote`), recorded as this pipeline's run.
+   * `expectedHolder` makes it a compare-and-set: read the holder, decide, and promote only if it is
+   * still the one you read (a StageHeldError otherwise: read again and decide again).
+   */
   promote(
     model: string,
     version: number,
     stage: 'staging' | 'production' | 'archived',
-    options?: { force?: boolean; reason?: string },
+    options?: { force?: boolean; reason?: string; expectedHolder?: number | null },
   ): Promise<void>;
 }
 

@@ -13,6 +13,7 @@ import type {
   Page,
   PageRequest,
   PipelineRun,
+  PromotionGate,
   RunFilter,
   RunStatus,
   StackRecord,
@@ -74,8 +75,21 @@ export interface RunRepository {
   /** Sets the run's model version link. */
   setModelVersion(runId: string, modelVersionId: string): Promise<void>;
 
-  /** Records a step run in status `running`. */
+  /**
+   * Records a step run in status `running`, in one transaction with two conditions:
+   * - its run is still `pending` or `running` (RunFinishedError otherwise: a late delivery cannot
+   *   add work to a finished run);
+   * - when the step run carries a `leaseExpiresAt`, it is the only live attempt at its (run, stepId):
+   *   another `running` step run with an unexpired (or no) lease → StepInProgressError; a
+   *   `completed` or `cached` one → StepAlreadyDoneError naming it (`context.stepRunId`); a
+   *   `running` one whose lease expired is ended `failed` (its executor is gone) and replaced.
+   */
   startStep(stepRun: StepRun): Promise<StepRun>;
+  /**
+   * Extends the lease of a non-terminal run and of those of `stepRunIds` still running (the
+   * executor's heartbeat). Returns false when the run has already finished (the executor should stop).
+   */
+  renewLease(runId: string, leaseExpiresAt: string, stepRunIds?: string[]): Promise<boolean>;
   /**
    * Completes a running step run and creates one artifact version per output (allocating version
    * numbers), all in one transaction: either the step run is `completed` with every output recorded,
@@ -85,7 +99,10 @@ export interface RunRepository {
     stepRunId: string,
     completion: StepRunCompletion,
   ): Promise<{ stepRun: StepRun; outputs: Record<string, ArtifactVersion> }>;
-  /** Records a `cached` step run whose outputs are the original step run's artifact versions. */
+  /**
+   * Records a `cached` step run whose outputs are the original step run's artifact versions, under
+   * the same conditions as {@link startStep} (the run still open; exclusive when it carries a lease).
+   */
   recordCachedStep(stepRun: StepRun): Promise<StepRun>;
   /** Ends a running step run as `failed` or `cancelled`. */
   endStep(
@@ -133,11 +150,24 @@ export interface PromoteOptions {
    * naming the holder. Omitted: no expectation.
    */
   expectedHolder?: number | null;
+  /**
+   * The pipeline run making the change (set by the runtime for a promotion gate step, never by
+   * clients): that run's own version may go to `production` while the run is still `running`.
+   */
+  runId?: string;
 }
 
 export interface ModelRepository {
   /** @throws ConflictError if the model exists. */
-  create(model: { name: string; description?: string; tags?: Tag[]; metadata?: Metadata }): Promise<ModelRecord>;
+  create(model: {
+    name: string;
+    description?: string;
+    tags?: Tag[];
+    metadata?: Metadata;
+    promotionGate?: PromotionGate;
+  }): Promise<ModelRecord>;
+  /** Sets (or, with `null`, removes) the model's promotion gate. @throws NotFoundError */
+  setPromotionGate(model: string, gate: PromotionGate | null): Promise<ModelRecord>;
   /** Returns the model, creating it when missing. */
   ensure(model: { name: string; description?: string; tags?: Tag[] }): Promise<ModelRecord>;
   /** @throws NotFoundError */
@@ -168,9 +198,12 @@ export interface ModelRepository {
   ): Promise<void>;
   linkRun(modelVersionId: string, runId: string): Promise<void>;
   /**
-   * Moves a version to a stage in one transaction. Moving into `staging`/`production` while another
-   * version holds it throws ConflictError naming the holder, unless `force`, in which case the holder
-   * moves to `archived`. Every change (including the holder's) is recorded in the stage history.
+   * Moves a version to a stage in one transaction, under the rules of `promotion-rules.ts`
+   * (compare-and-set on `expectedHolder`, the production policy and the model's gate, checked in the
+   * same transaction). Moving into `staging`/`production` while another version holds it throws
+   * StageHeldError (a ConflictError) naming the holder, unless `force` or `expectedHolder` names it,
+   * in which case the holder moves to `archived`. Every change (including the holder's) is recorded
+   * in the stage history.
    */
   setStage(model: string, version: number, stage: ModelStage, options: PromoteOptions): Promise<StageChange[]>;
   /** Points `alias` at `version`, moving it off any other version atomically; recorded in history. */

@@ -1,5 +1,5 @@
-import { ValidationError } from '../errors.ts';
-import { MODEL_STAGES, type Tag } from './types.ts';
+import { RunFinishedError, StepAlreadyDoneError, StepInProgressError, ValidationError } from '../errors.ts';
+import { type ErrorInfo, MODEL_STAGES, type RunStatus, type StepRun, type StepRunStatus, type Tag } from './types.ts';
 
 /**
  * Input rules every MetadataStore adapter applies the same way, so the conformance suite holds
@@ -42,4 +42,55 @@ export function assertVersionLabel(model: string, what: 'alias' | 'version name'
       { context: { model, [what === 'alias' ? 'alias' : 'name']: label } },
     );
   }
+}
+
+// ---------- Step run slots: one live attempt per (run, step id) ----------
+
+/**
+ * What an existing step run means for a new leased attempt at the same (run, stepId): `done`
+ * (completed or cached: nothing to run), `live` (running under an unexpired or no lease: a duplicate),
+ * `expired` (running, but its executor's lease ran out: replace it) or `free` (failed, cancelled).
+ */
+export function slotVerdict(
+  status: StepRunStatus,
+  leaseExpiresAt: string | undefined,
+  now: string,
+): 'done' | 'live' | 'expired' | 'free' {
+  if (status === 'completed' || status === 'cached') return 'done';
+  if (status !== 'running') return 'free';
+  return leaseExpiresAt !== undefined && leaseExpiresAt <= now ? 'expired' : 'live';
+}
+
+/** @throws RunFinishedError when a step run would start in a run that has already finished. */
+export function assertRunOpen(stepRun: Pick<StepRun, 'id' | 'runId' | 'stepId'>, status: RunStatus): void {
+  if (status === 'pending' || status === 'running') return;
+  throw new RunFinishedError(
+    `Run "${stepRun.runId}" has already finished (${status}); step "${stepRun.stepId}" was not started.`,
+    { context: { runId: stepRun.runId, stepId: stepRun.stepId, stepRunId: stepRun.id, status } },
+  );
+}
+
+export function stepAlreadyDone(stepRun: Pick<StepRun, 'runId' | 'stepId'>, doneId: string, status: string) {
+  return new StepAlreadyDoneError(
+    `Step "${stepRun.stepId}" of run "${stepRun.runId}" already ${status === 'cached' ? 'reused a cached result' : 'completed'} (step run "${doneId}"); it is not run again.`,
+    { context: { runId: stepRun.runId, stepId: stepRun.stepId, stepRunId: doneId } },
+  );
+}
+
+export function stepInProgress(
+  stepRun: Pick<StepRun, 'runId' | 'stepId'>,
+  holderId: string,
+  leaseExpiresAt: string | undefined,
+) {
+  return new StepInProgressError(
+    `Step "${stepRun.stepId}" of run "${stepRun.runId}" is already running (step run "${holderId}"${leaseExpiresAt ? `, lease until ${leaseExpiresAt}` : ''}); retry after it ends or its lease expires.`,
+    { context: { runId: stepRun.runId, stepId: stepRun.stepId, stepRunId: holderId } },
+  );
+}
+
+export function leaseExpiredError(expiredId: string, replacedBy: string): ErrorInfo {
+  return {
+    type: 'LeaseExpired',
+    message: `Step run "${expiredId}" stopped renewing its lease (its executor is gone); step run "${replacedBy}" took over.`,
+  };
 }

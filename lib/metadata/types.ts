@@ -14,6 +14,20 @@ export type RunStatus = 'pending' | 'running' | 'completed' | 'failed' | 'cancel
 export type StepRunStatus = 'running' | 'completed' | 'failed' | 'cached' | 'cancelled';
 export const TERMINAL_RUN_STATUSES: readonly RunStatus[] = ['completed', 'failed', 'cancelled'];
 
+/**
+ * Who executes a run or step run: a process on a host (the local CLI or a script, an ECS task) or a
+ * Lambda invocation. On the same host a dead process is recognised at once by `pid` and
+ * `processStart` (which tells a reused pid apart); elsewhere the holder's `leaseExpiresAt` decides.
+ */
+export interface ExecutorIdentity {
+  kind: 'process' | 'lambda' | 'ecs';
+  host: string;
+  pid: number;
+  /** When the process started (ISO), and on Linux its start time in clock ticks since boot. */
+  processStartedAt: string;
+  processStart?: string;
+}
+
 export interface ErrorInfo {
   type: string;
   message: string;
@@ -46,6 +60,10 @@ export interface PipelineRun {
   error?: ErrorInfo;
   /** The model version this run produced or attached to, when the pipeline declares a model. */
   modelVersionId?: string;
+  /** Who executes the run (absent for runs a Step Functions execution owns). */
+  executor?: ExecutorIdentity;
+  /** The executor renews this while it works; past it, the run counts as abandoned. */
+  leaseExpiresAt?: string;
 }
 
 export interface StepRun {
@@ -71,6 +89,13 @@ export interface StepRun {
   outputs: Record<string, string>;
   metadata: Metadata;
   logs?: string[];
+  /** Who executes the step run. */
+  executor?: ExecutorIdentity;
+  /**
+   * An in-progress lease: while a `running` step run holds an unexpired lease, no other step run
+   * with the same (run, stepId) may start (see {@link RunRepository.startStep}).
+   */
+  leaseExpiresAt?: string;
 }
 
 export interface ArtifactVersion {
@@ -127,12 +152,23 @@ export const MODEL_STAGES: readonly ModelStage[] = ['staging', 'production', 'ar
 export const EXCLUSIVE_STAGES: readonly ModelStage[] = ['staging', 'production'];
 export type ModelArtifactRole = 'data' | 'model' | 'deployment';
 
+/**
+ * A model's promotion gate: a version goes to `production` only when its `metric` (a number in the
+ * version's metadata) beats the current holder's, higher (`max`) or lower (`min`) being better.
+ */
+export interface PromotionGate {
+  metric: string;
+  direction: 'max' | 'min';
+}
+
 export interface ModelRecord {
   name: string;
   description?: string;
   tags: Tag[];
   metadata: Metadata;
   latestVersion: number;
+  /** Checked by the store on every promotion to `production` (see `lib/metadata/promotion-rules.ts`). */
+  promotionGate?: PromotionGate;
   createdAt: string;
   updatedAt: string;
 }

@@ -1,10 +1,12 @@
 import { userInfo } from 'node:os';
 import type { ArtifactStore } from '../artifacts/artifact-store.ts';
+import { loadArtifactVersion } from '../artifacts/load-artifact.ts';
 import type { MaterializerRegistry } from '../artifacts/materializers.ts';
 import type { PipelineModel } from '../dsl/pipeline.ts';
 import type { LoadedModelVersion, ModelControl, RunModelVersion } from '../dsl/types.ts';
 import { NotFoundError } from '../errors.ts';
 import type { MetadataStore } from '../metadata/metadata-store.ts';
+import { PipelineNotPromoterError } from '../metadata/promotion-rules.ts';
 import { MODEL_STAGES, type ModelVersion } from '../metadata/types.ts';
 
 export interface ModelStores {
@@ -30,7 +32,7 @@ export async function loadModelArtifact<T>(
     );
   }
   const artifact = await stores.metadata.artifacts.getVersionById(link.artifactVersionId);
-  return (await stores.materializers.get(artifact.materializer).load(artifact, { store: stores.artifacts })) as T;
+  return (await loadArtifactVersion(stores.materializers, artifact, stores.artifacts)) as T;
 }
 
 export function toLoadedModelVersion(stores: ModelStores, version: ModelVersion): LoadedModelVersion {
@@ -46,8 +48,27 @@ export function toLoadedModelVersion(stores: ModelStores, version: ModelVersion)
   };
 }
 
-/** The model control plane handed to steps as `context.models`. */
-export function createModelControl(stores: ModelStores, actor: string): ModelControl {
+/** Who a step acts as and what its stack lets it do: see {@link createModelControl}. */
+export interface StepIdentity {
+  pipeline: string;
+  runId: string;
+  /** The stack's `promoters`: pipelines that may promote to production (`*` = all). */
+  promoters: readonly string[];
+}
+
+/** The actor recorded on stage changes a pipeline step makes: the pipeline and its run, never a caller's value. */
+export function pipelineActor(identity: Pick<StepIdentity, 'pipeline' | 'runId'>): string {
+  return `pipeline:${identity.pipeline} run ${identity.runId}`;
+}
+
+/**
+ * The model control plane handed to steps as `context.models`. A step promotes under the runner's
+ * identity: the change is recorded as {@link pipelineActor} with the run id, and goes through the
+ * store's promotion rules with the run as `runId` (so the gate may promote its own run's version
+ * before the run completes). Only pipelines in the stack's `promoters` may promote to production.
+ */
+export function createModelControl(stores: ModelStores, identity: StepIdentity): ModelControl {
+  const actor = pipelineActor(identity);
   return {
     async find(model, ref) {
       try {
@@ -58,12 +79,22 @@ export function createModelControl(stores: ModelStores, actor: string): ModelCon
       }
     },
     async promote(model, version, stage, options = {}) {
-      await stores.metadata.models.setStage(model, version, stage, { actor, ...options });
+      if (stage === 'production' && !identity.promoters.some((name) => name === '*' || name === identity.pipeline)) {
+        throw new PipelineNotPromoterError(
+          `Pipeline "${identity.pipeline}" may not promote to production on this stack (promoters: ${identity.promoters.length === 0 ? 'none' : identity.promoters.join(', ')}); add it to the stack's "promoters" (for an AWS environment: "promoters" in cdk.json) or promote by hand`,
+          { context: { pipeline: identity.pipeline, runId: identity.runId, model, version, stage } },
+        );
+      }
+      await stores.metadata.models.setStage(model, version, stage, { ...options, actor, runId: identity.runId });
     },
   };
 }
 
-/** Who is acting: `STACKLINE_USER`, else the OS user. Recorded on runs and stage changes. */
+/**
+ * Who is acting in direct (no API) mode: `STACKLINE_USER`, else the OS user. Recorded on runs and on
+ * the stage changes the CLI and the `Stackline` client make on a store they open themselves; the one
+ * place this is decided. Pipeline steps never use it for stage changes (see {@link pipelineActor}).
+ */
 export function currentActor(env: NodeJS.ProcessEnv = process.env): string {
   return env.STACKLINE_USER ?? env.USER ?? env.USERNAME ?? osUserName();
 }

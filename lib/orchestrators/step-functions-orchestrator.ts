@@ -10,7 +10,7 @@ import {
   StopExecutionCommand,
 } from '@aws-sdk/client-sfn';
 import type { PipelineDefinition } from '../dsl/pipeline.ts';
-import { ExecutionFailedError, StackConfigError } from '../errors.ts';
+import { ExecutionFailedError, StackConfigError, ValidationError } from '../errors.ts';
 import type { ErrorInfo, PipelineRun, StepRun, Tag } from '../metadata/types.ts';
 import type { RunEvent, RunResult } from '../runtime/local-orchestrator.ts';
 import { prepareRun } from '../runtime/run-lifecycle.ts';
@@ -28,6 +28,15 @@ import {
 export interface StepFunctionsRunOptions {
   params?: unknown;
   tags?: Tag[];
+  /** `false` disables the cache for every step of the run (recorded on the run; every step honours it). */
+  cache?: boolean;
+  /** Per-step cache overrides by step id (from a config file). */
+  stepCache?: Record<string, boolean>;
+  /**
+   * Not supported: Step Functions runs independent branches in parallel and fan-outs up to their
+   * `maxConcurrency`. Given, the run is refused before anything is created.
+   */
+  concurrency?: number;
   signal?: AbortSignal;
   onEvent?: (event: RunEvent) => void;
   /** How often progress is read from the metadata store. Default 1000 ms. */
@@ -58,14 +67,26 @@ export async function runOnStepFunctions(
   const { orchestrator } = stack.components;
   if (orchestrator.type !== 'step-functions')
     throw new StackConfigError(`Stack "${stack.name}" does not use the step-functions orchestrator.`);
+  if (options.concurrency !== undefined) {
+    throw new ValidationError(
+      `--concurrency does not apply to Step Functions runs (stack "${stack.name}"): independent steps run in parallel and each fan-out runs up to its maxConcurrency. Drop --concurrency (or "concurrency" in the config file), or set maxConcurrency on the fan-out.`,
+      { context: { stack: stack.name, concurrency: options.concurrency } },
+    );
+  }
   const prepared = await prepareRun(pipeline, options.params, stack);
+  if (options.stepCache) {
+    const known = new Set(
+      pipeline.build(pipeline.parseParameters(options.params ?? {}) as never).nodes.map((n) => n.id),
+    );
+    const unknown = Object.keys(options.stepCache).filter((id) => !known.has(id));
+    if (unknown.length > 0) {
+      throw new ValidationError(
+        `The config file sets cache for step${unknown.length === 1 ? '' : 's'} ${unknown.map((id) => `"${id}"`).join(', ')}, which pipeline "${pipeline.name}" does not have (steps: ${[...known].join(', ')}).`,
+      );
+    }
+  }
   assertGraphIndependentOf(pipeline, prepared.params);
-  const sfn =
-    options.sfn ??
-    new SFNClient({
-      region: resolveAwsRegion(stack.name, 'orchestrator', orchestrator),
-      ...(orchestrator.endpoint ? { endpoint: orchestrator.endpoint } : {}),
-    });
+  const sfn = options.sfn ?? stepFunctionsClient(stack);
   try {
     const name = stateMachineName(pipeline.name, orchestrator.stateMachinePrefix);
     const stateMachineArn = await findStateMachine(sfn, name);
@@ -86,6 +107,8 @@ export async function runOnStepFunctions(
           parameters: prepared.params,
           runId,
           tags: options.tags ?? [],
+          ...(options.cache === undefined ? {} : { cache: options.cache }),
+          ...(options.stepCache && Object.keys(options.stepCache).length > 0 ? { stepCache: options.stepCache } : {}),
         }),
       }),
     );
@@ -93,6 +116,34 @@ export async function runOnStepFunctions(
   } finally {
     if (!options.sfn) sfn.destroy();
   }
+}
+
+/** A Step Functions client for a stack whose orchestrator is `step-functions` (the caller destroys it). */
+export function stepFunctionsClient(stack: Pick<StackRuntime, 'name' | 'components'>): SFNClient {
+  const { orchestrator } = stack.components;
+  if (orchestrator.type !== 'step-functions')
+    throw new StackConfigError(`Stack "${stack.name}" does not use the step-functions orchestrator.`);
+  return new SFNClient({
+    region: resolveAwsRegion(stack.name, 'orchestrator', orchestrator),
+    ...(orchestrator.endpoint ? { endpoint: orchestrator.endpoint } : {}),
+  });
+}
+
+/** The status of an execution (`RUNNING`, `SUCCEEDED`, `FAILED`, `TIMED_OUT`, `ABORTED`), undefined if unknown. */
+export async function executionStatus(sfn: SFNClient, executionArn: string): Promise<string | undefined> {
+  try {
+    return (await sfn.send(new DescribeExecutionCommand({ executionArn }))).status;
+  } catch (error) {
+    if ((error as { name?: string }).name === 'ExecutionDoesNotExist') return undefined;
+    throw error;
+  }
+}
+
+/** Stops an execution; one that has already ended is left as it is. */
+export async function stopExecution(sfn: SFNClient, executionArn: string, cause: string): Promise<void> {
+  const status = await executionStatus(sfn, executionArn);
+  if (status !== 'RUNNING') return;
+  await sfn.send(new StopExecutionCommand({ executionArn, error: 'Cancelled', cause }));
 }
 
 async function findStateMachine(sfn: SFNClient, name: string): Promise<string | undefined> {

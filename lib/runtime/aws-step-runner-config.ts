@@ -25,11 +25,21 @@ export const StepRunnerEnvironment = z.object({
   STACKLINE_STACK: required('the stack name, recorded on runs'),
   STACKLINE_ARTIFACT_BUCKET: required('the S3 bucket of the artifact store'),
   STACKLINE_ARTIFACT_PREFIX: z.string({ error: 'missing (the key prefix in the bucket; may be empty)' }),
-  STACKLINE_TABLE_PREFIX: required('DynamoDB tables are <prefix>-stacks, -runs, -artifacts, -models'),
+  STACKLINE_TABLE_PREFIX: required('DynamoDB tables are <prefix>-stacks, -runs, -artifacts, -models, -stages'),
   STACKLINE_SSE: z.enum(['AES256', 'aws:kms']).optional(),
   STACKLINE_KMS_KEY_ID: z.string().min(1).optional(),
   STACKLINE_DISTRIBUTED_MAP_THRESHOLD: z.coerce.number().int().min(1).optional(),
   STACKLINE_USER: z.string().min(1).optional(),
+  /** Comma-separated pipelines whose steps may promote to production (the environment's `promoters`). */
+  STACKLINE_PROMOTERS: z
+    .string()
+    .optional()
+    .transform((list) =>
+      (list ?? '')
+        .split(',')
+        .map((name) => name.trim())
+        .filter(Boolean),
+    ),
   AWS_REGION: required('set by Lambda and ECS; set it yourself elsewhere'),
   /** Read by the SDK itself; here only to switch S3 to path-style addressing (emulators). */
   AWS_ENDPOINT_URL: z.url().optional(),
@@ -92,6 +102,7 @@ export function createAwsStepRunnerDeps(
         cacheDir: join(cacheRoot, 'cache'),
       }),
       materializers: createMaterializerRegistry({ cacheDir: join(cacheRoot, 'materialized') }),
+      promoters: config.STACKLINE_PROMOTERS,
     },
     distributedMapThreshold: config.STACKLINE_DISTRIBUTED_MAP_THRESHOLD ?? DEFAULT_DISTRIBUTED_MAP_THRESHOLD,
     itemsLocation: {

@@ -1,4 +1,5 @@
 import { COLLECTION, type CollectionManifest } from '../artifacts/collection.ts';
+import { loadArtifactVersion } from '../artifacts/load-artifact.ts';
 import type { StepNode } from '../dsl/builder.ts';
 import { NonRetriableError } from '../errors.ts';
 import type { ArtifactVersion, StepRun, StepRunOutputDraft } from '../metadata/types.ts';
@@ -53,7 +54,7 @@ export async function planFanOut(request: FanOutRequest, env: StepEnvironment): 
       return { parent: cached.stepRun, cached, count: Number(hit.metadata.items ?? 0) };
     }
   }
-  const list = await env.materializers.get(listVersion.materializer).load(listVersion, { store: env.artifacts });
+  const list = await loadArtifactVersion(env.materializers, listVersion, env.artifacts);
   if (!Array.isArray(list)) {
     throw new NonRetriableError(
       `Step "${node.id}" maps over input "${mapped}", but ${listVersion.name} v${listVersion.version} is not a list.`,

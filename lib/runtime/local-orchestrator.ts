@@ -1,9 +1,11 @@
 import type { PipelineGraph, StepNode } from '../dsl/builder.ts';
 import type { PipelineDefinition } from '../dsl/pipeline.ts';
-import { errorInfo, RunCancelledError } from '../errors.ts';
+import { ConflictError, errorInfo, RunCancelledError } from '../errors.ts';
 import type { ArtifactVersion, PipelineRun, StepRun, Tag } from '../metadata/types.ts';
+import { faultPoint } from '../util/fault-points.ts';
 import { nowIso } from '../util/ids.ts';
 import { collectFanOut, planFanOut } from './fan-out.ts';
+import { currentExecutor, leaseUntil, startHeartbeat } from './liveness.ts';
 import {
   createRun,
   linkModelOutputs,
@@ -67,33 +69,55 @@ export async function runPipelineLocally(
   const concurrency = Math.max(1, options.concurrency ?? 4);
   const cacheEnabled = options.cache ?? pipeline.config.cache ?? true;
   const failFast = options.failFast ?? true;
+  const executor = currentExecutor();
   const { run, modelVersion } = await createRun(pipeline, prepared, env, {
     stack: options.stackName ?? 'default',
     ...(options.tags ? { tags: options.tags } : {}),
     ...(options.actor ? { actor: options.actor } : {}),
-    settings: { orchestrator: 'local', cache: cacheEnabled, concurrency, failFast },
+    settings: {
+      orchestrator: 'local',
+      cache: cacheEnabled,
+      concurrency,
+      failFast,
+      ...(options.stepCache && Object.keys(options.stepCache).length > 0 ? { stepCache: options.stepCache } : {}),
+    },
+    executor,
+    leaseExpiresAt: leaseUntil(),
   });
+  faultPoint('run:created');
   options.onRunCreated?.(run.id);
   options.onEvent?.({ type: 'run-started', run, graph });
 
   const state = new Map<string, { result?: StepExecutionResult; stepRun?: StepRun }>();
+  // Step runs in flight, whose leases the heartbeat renews with the run's.
+  const running = new Set<string>();
+  // Ended elsewhere (`runs cancel` from another host, a reaper): stop working on it.
+  const endedElsewhere = new AbortController();
+  const signal = options.signal ? AbortSignal.any([options.signal, endedElsewhere.signal]) : endedElsewhere.signal;
+  const heartbeat = startHeartbeat(env.metadata, run.id, () => [...running], {
+    onRunEnded: () => endedElsewhere.abort(new RunCancelledError(`Run "${run.id}" was ended elsewhere.`)),
+  });
   const stepEnv: StepEnvironment = {
     ...stepEnvironment(env, options.actor),
+    lease: { executor, until: () => leaseUntil() },
     onEvent: (event) => {
-      if (event.type === 'step-finished')
+      if (event.type === 'step-started') running.add(event.stepRunId);
+      if (event.type === 'step-finished') {
+        running.delete(event.stepRun.id);
         state.set(event.stepId, { ...state.get(event.stepId), stepRun: event.stepRun });
+      }
       options.onEvent?.(event);
     },
   };
   let firstError: unknown;
   try {
-    await schedule(graph, concurrency, options, async (node) => {
+    await schedule(graph, concurrency, { ...options, signal }, async (node) => {
       const request: StepExecutionRequest = {
         run: { id: run.id, pipeline: pipeline.name, ...(modelVersion ? { modelVersion } : {}) },
         node,
         inputs: resolveStepInputs(node, externals, (id) => state.get(id)?.result?.outputs),
         cache: stepUsesCache(node, cacheEnabled, options.stepCache),
-        ...(options.signal ? { signal: options.signal } : {}),
+        signal,
       };
       const result = node.map ? await runFanOutLocally(request, stepEnv, options) : await executeStep(request, stepEnv);
       if (modelVersion) await linkModelOutputs(env, node, result, modelVersion.id);
@@ -103,11 +127,17 @@ export async function runPipelineLocally(
     firstError = error;
   }
 
-  const cancelled = firstError instanceof RunCancelledError || options.signal?.aborted === true;
-  const finished =
-    firstError === undefined
-      ? await env.metadata.runs.finish(run.id, 'completed', nowIso())
-      : await env.metadata.runs.finish(run.id, cancelled ? 'cancelled' : 'failed', nowIso(), errorInfo(firstError));
+  heartbeat.stop();
+  const cancelled = firstError instanceof RunCancelledError || signal.aborted;
+  faultPoint('run:finishing');
+  const finished = await (firstError === undefined
+    ? env.metadata.runs.finish(run.id, 'completed', nowIso())
+    : env.metadata.runs.finish(run.id, cancelled ? 'cancelled' : 'failed', nowIso(), errorInfo(firstError))
+  ).catch(async (error: unknown) => {
+    // Ended meanwhile by `runs cancel` or a reaper: what it recorded stands.
+    if (error instanceof ConflictError) return env.metadata.runs.get(run.id);
+    throw error;
+  });
   options.onEvent?.({ type: 'run-finished', run: finished });
   return { run: finished, steps: graph.nodes.map((node) => ({ node, ...state.get(node.id) })) };
 }

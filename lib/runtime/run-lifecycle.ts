@@ -2,7 +2,7 @@ import type { PipelineGraph, StepNode } from '../dsl/builder.ts';
 import type { PipelineDefinition } from '../dsl/pipeline.ts';
 import type { RunModelVersion } from '../dsl/types.ts';
 import { errorInfo } from '../errors.ts';
-import type { ArtifactVersion, Metadata, PipelineRun, Tag } from '../metadata/types.ts';
+import type { ArtifactVersion, ExecutorIdentity, Metadata, PipelineRun, Tag } from '../metadata/types.ts';
 import { currentActor, prepareRunModelVersion, toLoadedModelVersion } from '../models/model-context.ts';
 import { newId, nowIso } from '../util/ids.ts';
 import type { StepEnvironment, StepExecutionResult } from './step-executor.ts';
@@ -44,6 +44,9 @@ export interface CreateRunOptions {
   actor?: string;
   /** Recorded in the run's configuration snapshot. */
   settings?: Metadata;
+  /** Who executes the run and until when its lease holds (absent when an execution owns the run). */
+  executor?: ExecutorIdentity;
+  leaseExpiresAt?: string;
 }
 
 /** Records the run (`running`) and, for pipelines with a model, its model version. */
@@ -80,6 +83,8 @@ export async function createRun(
     metadata: {},
     createdBy: options.actor ?? currentActor(),
     startedAt: nowIso(),
+    ...(options.executor ? { executor: options.executor } : {}),
+    ...(options.leaseExpiresAt ? { leaseExpiresAt: options.leaseExpiresAt } : {}),
   });
   if (!pipeline.config.model) return { run };
   try {

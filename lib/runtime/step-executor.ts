@@ -4,6 +4,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { setTimeout as sleep } from 'node:timers/promises';
 import type { ArtifactStore } from '../artifacts/artifact-store.ts';
+import { loadArtifactVersion } from '../artifacts/load-artifact.ts';
 import type { MaterializerRegistry } from '../artifacts/materializers.ts';
 import type { StepNode } from '../dsl/builder.ts';
 import type { LoadedModelVersion, ModelControl, RetryPolicy, RunModelVersion, StepContext } from '../dsl/types.ts';
@@ -13,13 +14,22 @@ import {
   OutputValidationError,
   RunCancelledError,
   StacklineError,
+  StepAlreadyDoneError,
   StepFailedError,
   StepTimeoutError,
 } from '../errors.ts';
 import type { MetadataStore } from '../metadata/metadata-store.ts';
-import type { ArtifactVersion, ErrorInfo, Metadata, StepRun, StepRunOutputDraft } from '../metadata/types.ts';
-import { createModelControl, currentActor } from '../models/model-context.ts';
+import type {
+  ArtifactVersion,
+  ErrorInfo,
+  ExecutorIdentity,
+  Metadata,
+  StepRun,
+  StepRunOutputDraft,
+} from '../metadata/types.ts';
+import { createModelControl } from '../models/model-context.ts';
 import { canonicalJson, sha256Hex } from '../util/canonical-json.ts';
+import { faultPoint } from '../util/fault-points.ts';
 import { newId, nowIso } from '../util/ids.ts';
 import { formatZodIssues } from '../util/zod-format.ts';
 import { computeCacheKey } from './cache-key.ts';
@@ -33,8 +43,19 @@ export interface StepEnvironment {
   resolveModel?: (node: StepNode) => Promise<LoadedModelVersion | undefined>;
   /** Receives progress events (CLI progress, logs). */
   onEvent?: (event: StepEvent) => void;
-  /** Who runs the step (recorded on stage changes a step makes). Default: the OS user. */
+  /** Who runs the step (recorded on the runs it creates). Default: the OS user. */
   actor?: string;
+  /**
+   * The executor recorded on step runs and the in-progress lease they start with: while it holds,
+   * no second attempt at the same (run, step, item) starts (a duplicate delivery waits or returns
+   * the completed result). Locally renewed by the run's heartbeat; on Lambda, the invocation's deadline.
+   */
+  lease?: { executor: ExecutorIdentity; until: () => string };
+  /**
+   * Pipelines whose steps may promote to production here (the stack's `promoters`; `*` = all).
+   * Stage changes a step makes are recorded as `pipeline:<name> run <runId>`, never as `actor`.
+   */
+  promoters?: readonly string[];
 }
 
 export type StepEvent =
@@ -133,18 +154,27 @@ export async function executeStep(request: StepExecutionRequest, env: StepEnviro
   }
 
   const started = performance.now();
-  const stepRun = await env.metadata.runs.startStep({
-    ...base,
-    id: newId('srun'),
-    status: 'running',
-    startedAt: nowIso(),
-    attempts: 0,
-    outputs: {},
-    metadata: {},
-  });
+  let stepRun: StepRun;
+  try {
+    stepRun = await env.metadata.runs.startStep({
+      ...base,
+      id: newId('srun'),
+      status: 'running',
+      startedAt: nowIso(),
+      attempts: 0,
+      outputs: {},
+      metadata: {},
+      ...leaseOf(env),
+    });
+  } catch (error) {
+    // A duplicate delivery of a step that already completed: its result, not a second run.
+    if (error instanceof StepAlreadyDoneError) return completedResult(error, env);
+    throw error;
+  }
+  faultPoint('step:started');
   env.onEvent?.({ type: 'step-started', runId: run.id, stepId: recordId, stepRunId: stepRun.id });
 
-  const models = createModelControl(env, env.actor ?? currentActor());
+  const models = createModelControl(env, { pipeline: run.pipeline, runId: run.id, promoters: env.promoters ?? [] });
   const logs: string[] = [];
   const stepMetadata: Metadata = model ? { modelVersion: `${model.model}:${model.number}` } : {};
   const artifactMetadata: Record<string, Metadata> = {};
@@ -154,9 +184,7 @@ export async function executeStep(request: StepExecutionRequest, env: StepEnviro
     const inputs: Record<string, unknown> = {};
     for (const [name, version] of Object.entries(request.inputs)) {
       inputs[name] =
-        name === mappedInput
-          ? item!.value
-          : await env.materializers.get(version.materializer).load(version, { store: env.artifacts });
+        name === mappedInput ? item!.value : await loadArtifactVersion(env.materializers, version, env.artifacts);
     }
     const policy = retryPolicy(request.inProcessRetries === false ? 0 : node.spec.options.retries);
     let value: unknown;
@@ -197,6 +225,7 @@ export async function executeStep(request: StepExecutionRequest, env: StepEnviro
       }
     }
 
+    faultPoint('step:returned');
     const drafts = await writeOutputs(request, value, artifactMetadata, env);
     const completed = await env.metadata.runs.completeStep(stepRun.id, {
       endedAt: nowIso(),
@@ -206,6 +235,7 @@ export async function executeStep(request: StepExecutionRequest, env: StepEnviro
       metadata: stepMetadata,
       ...(logs.length ? { logs } : {}),
     });
+    faultPoint('step:completed');
     env.onEvent?.({ type: 'step-finished', runId: run.id, stepId: recordId, stepRun: completed.stepRun });
     return completed;
   } catch (error) {
@@ -271,7 +301,10 @@ async function runAttempt(
       ...(run.modelVersion ? { runModelVersion: run.modelVersion } : {}),
       models: request.models,
     };
-    const call = Promise.resolve().then(() => node.spec.fn({ inputs, params: node.params, context }));
+    const call = Promise.resolve().then(() => {
+      faultPoint('step:attempt');
+      return node.spec.fn({ inputs, params: node.params, context });
+    });
     if (timeoutMs === undefined && !request.signal) return await call;
     const guards: Promise<never>[] = [];
     if (timeoutMs !== undefined) {
@@ -290,14 +323,14 @@ async function runAttempt(
         }),
       );
     }
-    if (request.signal) {
+    const runSignal = request.signal;
+    if (runSignal) {
+      // The run's signal, not the attempt's: a timeout also aborts the attempt, and must stay a timeout.
       guards.push(
         new Promise<never>((_, reject) =>
-          controller.signal.addEventListener(
-            'abort',
-            () => reject(new RunCancelledError(`Step "${node.id}" was cancelled.`)),
-            { once: true },
-          ),
+          runSignal.addEventListener('abort', () => reject(new RunCancelledError(`Step "${node.id}" was cancelled.`)), {
+            once: true,
+          }),
         ),
       );
     }
@@ -317,7 +350,7 @@ function makeTmpDirSync(stepId: string): string {
 }
 
 async function loadItem(version: ArtifactVersion, index: number, stepId: string, input: string, env: StepEnvironment) {
-  const list = await env.materializers.get(version.materializer).load(version, { store: env.artifacts });
+  const list = await loadArtifactVersion(env.materializers, version, env.artifacts);
   return itemOf(list, index, stepId, input);
 }
 
@@ -335,23 +368,44 @@ export async function reuseCachedStepRun(
   env: StepEnvironment,
 ): Promise<StepExecutionResult> {
   const now = nowIso();
-  const stepRun = await env.metadata.runs.recordCachedStep({
-    ...identity,
-    id: newId('srun'),
-    status: 'cached',
-    startedAt: now,
-    endedAt: now,
-    durationMs: 0,
-    attempts: 0,
-    cachedFrom: hit.id,
-    outputs: hit.outputs,
-    metadata,
-  });
+  let stepRun: StepRun;
+  try {
+    stepRun = await env.metadata.runs.recordCachedStep({
+      ...identity,
+      id: newId('srun'),
+      status: 'cached',
+      startedAt: now,
+      endedAt: now,
+      durationMs: 0,
+      attempts: 0,
+      cachedFrom: hit.id,
+      outputs: hit.outputs,
+      metadata,
+      ...leaseOf(env),
+    });
+  } catch (error) {
+    if (error instanceof StepAlreadyDoneError) return completedResult(error, env);
+    throw error;
+  }
   const versions = new Map(
     (await env.metadata.artifacts.getVersionsByIds(Object.values(hit.outputs))).map((v) => [v.id, v]),
   );
   const outputs = Object.fromEntries(Object.entries(hit.outputs).map(([name, id]) => [name, versions.get(id)!]));
   env.onEvent?.({ type: 'step-finished', runId: identity.runId, stepId: identity.stepId, stepRun });
+  return { stepRun, outputs };
+}
+
+function leaseOf(env: StepEnvironment): Pick<StepRun, 'executor' | 'leaseExpiresAt'> {
+  return env.lease ? { executor: env.lease.executor, leaseExpiresAt: env.lease.until() } : {};
+}
+
+/** The step run a StepAlreadyDoneError names, with its output versions. */
+async function completedResult(error: StepAlreadyDoneError, env: StepEnvironment): Promise<StepExecutionResult> {
+  const stepRun = await env.metadata.runs.getStep(String(error.context.stepRunId));
+  const versions = new Map(
+    (await env.metadata.artifacts.getVersionsByIds(Object.values(stepRun.outputs))).map((v) => [v.id, v]),
+  );
+  const outputs = Object.fromEntries(Object.entries(stepRun.outputs).map(([name, id]) => [name, versions.get(id)!]));
   return { stepRun, outputs };
 }
 
@@ -415,6 +469,7 @@ async function writeOutputs(
       ? env.materializers.get(declaration.materializer)
       : env.materializers.pick(parsed[name]);
     const stored = await materializer.save(parsed[name], { store: env.artifacts });
+    faultPoint('blob:written');
     drafts.push({
       outputName: name,
       artifact: {

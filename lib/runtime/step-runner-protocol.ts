@@ -20,6 +20,17 @@ export const StartRunRequest = z.object({
   /** `$$.Execution.Id`, recorded on the run. */
   executionArn: z.string().optional(),
   tags: z.array(z.string()).default([]),
+  /**
+   * The execution input (`$`): when the CLI started the execution it carries the run's options,
+   * which `start-run` records on the run so every step honours them.
+   */
+  input: z
+    .object({
+      tags: z.array(z.string()).optional(),
+      cache: z.boolean().optional(),
+      stepCache: z.record(z.string(), z.boolean()).optional(),
+    })
+    .optional(),
 });
 
 export const RunStepRequest = z.object({

@@ -8,6 +8,7 @@ import {
   NotFoundError,
   OutputValidationError,
   PipelineDefinitionError,
+  RunFinishedError,
   StackConfigError,
   StepFailedError,
   StepTimeoutError,
@@ -17,6 +18,7 @@ import type { MetadataStore } from '../metadata/metadata-store.ts';
 import {
   type ArtifactVersion,
   type ErrorInfo,
+  type ExecutorIdentity,
   type PipelineRun,
   type StepRun,
   TERMINAL_RUN_STATUSES,
@@ -24,6 +26,7 @@ import {
 import { nowIso } from '../util/ids.ts';
 import { formatZodIssues } from '../util/zod-format.ts';
 import { collectFanOut, fanOutItemIndex, planFanOut } from './fan-out.ts';
+import { currentExecutor, leaseUntil } from './liveness.ts';
 import {
   createRun,
   linkModelOutputs,
@@ -88,6 +91,17 @@ export interface StepRunnerDeps {
   actor?: string;
 }
 
+/** What the caller knows about this invocation. */
+export interface StepRunnerInvocation {
+  /** What executes it (recorded on step runs). Default `process`. */
+  executor?: ExecutorIdentity['kind'];
+  /**
+   * When the caller stops waiting (Lambda: now + remaining time): a step run's in-progress lease
+   * ends there, so a retry after a lost invocation can take over. Default: now + the default lease.
+   */
+  deadlineMs?: number;
+}
+
 /** Inline Map states hold their items in the state; Step Functions caps a state at 256 KB, so stay far below. */
 export const DEFAULT_DISTRIBUTED_MAP_THRESHOLD = 40;
 
@@ -120,9 +134,19 @@ export function parseStepRunnerRequest(event: unknown): ParsedStepRunnerRequest 
 export async function handleStepRunnerRequest<R extends ParsedStepRunnerRequest>(
   request: R,
   deps: StepRunnerDeps,
+  invocation: StepRunnerInvocation = {},
 ): Promise<StepRunnerResponses[R['action']]> {
+  const executor = currentExecutor(invocation.executor ?? 'process');
+  const deadline = invocation.deadlineMs;
+  const leased: StepRunnerDeps = {
+    ...deps,
+    stores: {
+      ...deps.stores,
+      lease: { executor, until: () => (deadline === undefined ? leaseUntil() : new Date(deadline).toISOString()) },
+    },
+  };
   try {
-    return (await dispatch(request, deps)) as StepRunnerResponses[R['action']];
+    return (await dispatch(request, leased)) as StepRunnerResponses[R['action']];
   } catch (error) {
     throw toStepFunctionsError(error);
   }
@@ -150,6 +174,7 @@ function dispatch(request: ParsedStepRunnerRequest, deps: StepRunnerDeps): Promi
  * metadata store raises it when it loses too many races, which a retry later may win.
  */
 const DETERMINISTIC: ReadonlyArray<abstract new (...args: never[]) => Error> = [
+  RunFinishedError,
   NonRetriableError,
   OutputValidationError,
   ValidationError,
@@ -158,6 +183,7 @@ const DETERMINISTIC: ReadonlyArray<abstract new (...args: never[]) => Error> = [
   NotFoundError,
 ];
 const DETERMINISTIC_CODES = new Set([
+  'RUN_FINISHED',
   'NON_RETRIABLE',
   'OUTPUT_VALIDATION',
   'VALIDATION',
@@ -225,12 +251,13 @@ async function startRun(request: RequestOf<'start-run'>, deps: StepRunnerDeps) {
     const { run } = await createRun(pipeline, prepared, deps.stores, {
       ...(request.runId === undefined ? {} : { runId: request.runId }),
       stack: deps.stackName,
-      tags: request.tags,
+      tags: [...request.tags, ...(request.input?.tags ?? [])],
       ...(deps.actor === undefined ? {} : { actor: deps.actor }),
       settings: {
         orchestrator: 'step-functions',
         ...(request.executionArn === undefined ? {} : { executionArn: request.executionArn }),
-        cache: pipeline.config.cache ?? true,
+        cache: request.input?.cache ?? pipeline.config.cache ?? true,
+        ...(request.input?.stepCache ? { stepCache: request.input.stepCache } : {}),
       },
     });
     return { runId: run.id };
@@ -302,11 +329,12 @@ async function openStepScope(
 function executionRequest(scope: StepScope, inputs: Record<string, ArtifactVersion>) {
   const { run, pipeline, node, modelVersion } = scope;
   const runCache = typeof run.config.cache === 'boolean' ? run.config.cache : (pipeline.config.cache ?? true);
+  const stepCache = (run.config.stepCache ?? undefined) as Record<string, boolean> | undefined;
   return {
     run: { id: run.id, pipeline: pipeline.name, ...(modelVersion ? { modelVersion } : {}) },
     node,
     inputs,
-    cache: stepUsesCache(node, runCache),
+    cache: stepUsesCache(node, runCache, stepCache),
   };
 }
 

@@ -9,6 +9,7 @@ import { StackConfigError, ValidationError } from '../errors.ts';
 import type { MetadataStore } from '../metadata/metadata-store.ts';
 import { SqliteMetadataStore } from '../metadata/sqlite/sqlite-metadata-store.ts';
 import type { StackRecord } from '../metadata/types.ts';
+import { reapAbandonedRuns } from '../runtime/reaper.ts';
 import { formatZodIssues } from '../util/zod-format.ts';
 import {
   DEFAULT_STACK_NAME,
@@ -46,6 +47,8 @@ export interface StackRuntime {
   metadata: MetadataStore;
   artifacts: ArtifactStore;
   materializers: MaterializerRegistry;
+  /** Pipelines whose steps may promote to production on this stack (`components.promoters`). */
+  promoters?: readonly string[];
   /** Closes the stack's own stores and destroys the AWS SDK clients opened for them. */
   close(): Promise<void>;
 }
@@ -115,7 +118,7 @@ export class Project {
    * Opens the stores of a stack (the active one by default). AWS components get their own SDK
    * clients, created here and destroyed by the runtime's `close()`.
    */
-  async openStack(name = this.activeStackName()): Promise<StackRuntime> {
+  async openStack(name = this.activeStackName(), options: { reap?: boolean } = {}): Promise<StackRuntime> {
     const components = await this.stackComponents(name);
     const materializers = createMaterializerRegistry({ cacheDir: join(this.home, 'materialized') });
     const clients: SdkClient[] = [];
@@ -125,12 +128,19 @@ export class Project {
     try {
       const artifacts = await this.openArtifactStore(name, components, clients);
       const metadata = await this.openMetadataStore(name, components, clients);
+      if (options.reap !== false) {
+        // Runs whose executor died (kill -9, a lost host) end here rather than stay `running`.
+        await reapAbandonedRuns(metadata).catch(() => {
+          // Never let reaping stop a stack from opening; `stackline runs reap` reports errors.
+        });
+      }
       return {
         name,
         components,
         metadata,
         artifacts,
         materializers,
+        ...(components.promoters === undefined ? {} : { promoters: components.promoters }),
         close: async () => {
           try {
             if (metadata !== this.registry) await metadata.close();

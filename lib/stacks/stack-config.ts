@@ -50,6 +50,11 @@ export const StackComponentsSchema = z.object({
   metadataStore: MetadataStoreSchema.default({ type: 'sqlite' }),
   stepRunner: StepRunnerSchema.default({ type: 'in-process' }),
   containerRegistry: z.object({ uri: z.string() }).optional(),
+  /**
+   * Pipelines whose steps may promote to `production` on this stack (a promotion gate), by name;
+   * `*` allows every pipeline. Absent: none may (staging and archived stay open to them).
+   */
+  promoters: z.array(z.string().min(1)).optional(),
 });
 
 export type StackComponents = z.output<typeof StackComponentsSchema>;
@@ -58,6 +63,10 @@ export const DEFAULT_STACK_NAME = 'default';
 
 export const STACK_NAME = /^[a-z0-9][a-z0-9_-]{0,62}$/;
 
+/**
+ * The local default stack: in-process, on this machine, for one user; its pipelines may promote to
+ * production (`promoters: ['*']`). Shared stacks name theirs explicitly.
+ */
 export function defaultStackComponents(): StackComponents {
-  return StackComponentsSchema.parse({});
+  return StackComponentsSchema.parse({ promoters: ['*'] });
 }

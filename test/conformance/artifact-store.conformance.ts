@@ -5,11 +5,13 @@ import { join } from 'node:path';
 import { Readable } from 'node:stream';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import type { ArtifactStore } from '../../lib/artifacts/artifact-store.ts';
-import { NotFoundError } from '../../lib/errors.ts';
+import { IntegrityError, NotFoundError } from '../../lib/errors.ts';
 
 export interface ArtifactStoreFixture {
   store: ArtifactStore;
   cleanup: () => Promise<void>;
+  /** Replaces a stored blob's bytes behind the store's back, as a disk fault or a stray edit would. */
+  damage: (contentHash: string, bytes: Buffer) => Promise<void>;
 }
 
 const EMPTY_SHA256 = 'sha256:e3b0c44298fc1c149afbf4c8996fb92427ae41e4649b934ca495991b7852b855';
@@ -196,6 +198,61 @@ export function describeArtifactStoreConformance(name: string, factory: () => Pr
         setTimeout(() => source.destroy(new Error('connection reset')), 20);
         await expect(store.put(source)).rejects.toThrow('connection reset');
         expect(await store.exists(sha256(before))).toBe(false);
+      });
+    });
+
+    describe('integrity', () => {
+      it('refuses to return edited bytes from getBytes, get and getFile, naming the blob', async () => {
+        const original = Buffer.from('{"accuracy":0.91} — integrity test');
+        const blob = await store.put(original);
+        await fixture.damage(blob.contentHash, Buffer.from('{"accuracy":0.99} — integrity test'));
+        await expect(store.getBytes(blob.contentHash)).rejects.toThrow(IntegrityError);
+        await expect(store.getBytes(blob.contentHash)).rejects.toThrow(blob.contentHash);
+        await expect(readAll(await store.get(blob.contentHash))).rejects.toThrow(IntegrityError);
+        await expect(store.getFile(blob.contentHash)).rejects.toThrow(IntegrityError);
+        expect(await store.check(blob.contentHash)).toBe('damaged');
+      });
+
+      it('refuses a blob truncated to 0 bytes instead of returning an empty value', async () => {
+        const blob = await store.put('truncated later — integrity test');
+        await fixture.damage(blob.contentHash, Buffer.alloc(0));
+        await expect(store.getBytes(blob.contentHash)).rejects.toThrow(IntegrityError);
+        expect(await store.check(blob.contentHash)).toBe('damaged');
+      });
+
+      it('detects damage in a large blob while streaming it', async () => {
+        const bytes = patternBytes(3 * 1024 * 1024 + 17, 91);
+        const blob = await store.put(Readable.from(chunksOf(bytes, 256 * 1024)));
+        const damaged = Buffer.from(bytes);
+        damaged.writeUInt8(damaged.readUInt8(damaged.length - 1) ^ 0xff, damaged.length - 1);
+        await fixture.damage(blob.contentHash, damaged);
+        await expect(readAll(await store.get(blob.contentHash))).rejects.toThrow(IntegrityError);
+        expect(await store.check(blob.contentHash)).toBe('damaged');
+      });
+
+      it('repairs a damaged blob when the same content is written again, whichever way it arrives', async () => {
+        const text = 'repaired by a rewrite — integrity test';
+        const blob = await store.put(text);
+        for (const write of [
+          () => store.put(text),
+          () => store.put(Readable.from([Buffer.from(text)])),
+          async () => {
+            const path = join(scratchDir, 'repair.txt');
+            await writeFile(path, text);
+            return store.putFile(path);
+          },
+        ]) {
+          await fixture.damage(blob.contentHash, Buffer.from('garbage'));
+          expect((await write()).contentHash).toBe(blob.contentHash);
+          expect(await store.check(blob.contentHash)).toBe('ok');
+          expect((await store.getBytes(blob.contentHash)).toString('utf8')).toBe(text);
+        }
+      });
+
+      it('reports intact and missing blobs as such', async () => {
+        const blob = await store.put('checked — integrity test');
+        expect(await store.check(blob.contentHash)).toBe('ok');
+        expect(await store.check(MISSING_HASH)).toBe('missing');
       });
     });
 

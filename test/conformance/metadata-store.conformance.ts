@@ -1,6 +1,14 @@
 import { afterEach, beforeEach, describe, expect, it } from 'vitest';
-import { ConflictError, NotFoundError, ValidationError } from '../../lib/errors.ts';
+import {
+  ConflictError,
+  NotFoundError,
+  RunFinishedError,
+  StepAlreadyDoneError,
+  StepInProgressError,
+  ValidationError,
+} from '../../lib/errors.ts';
 import type { MetadataStore } from '../../lib/metadata/metadata-store.ts';
+import { PromotionRefusedError, StageHeldError } from '../../lib/metadata/promotion-rules.ts';
 import type {
   ArtifactVersionDraft,
   ErrorInfo,
@@ -480,6 +488,123 @@ export function describeMetadataStoreConformance(name: string, factory: () => Pr
       });
     });
 
+    describe('liveness', () => {
+      const executor = {
+        kind: 'process' as const,
+        host: 'host-a',
+        pid: 4242,
+        processStartedAt: at(0),
+        processStart: '123',
+      };
+      const future = () => new Date(Date.now() + 60_000).toISOString();
+      const past = () => new Date(Date.now() - 1_000).toISOString();
+
+      it('runs and step runs keep their executor identity and lease', async () => {
+        const run = await store.runs.create(runDraft({ executor, leaseExpiresAt: at(60) }));
+        const step = await store.runs.startStep(stepDraft(run.id, { executor, leaseExpiresAt: future() }));
+
+        expect(await store.runs.get(run.id)).toEqual(run);
+        expect(run).toMatchObject({ executor, leaseExpiresAt: at(60) });
+        expect(await store.runs.getStep(step.id)).toMatchObject({ executor, leaseExpiresAt: step.leaseExpiresAt });
+      });
+
+      it('renewLease extends the lease of an open run and its running step runs, and reports a finished run', async () => {
+        const run = await store.runs.create(runDraft({ executor, leaseExpiresAt: at(60) }));
+        const step = await store.runs.startStep(stepDraft(run.id, { executor, leaseExpiresAt: at(60) }));
+
+        expect(await store.runs.renewLease(run.id, at(120), [step.id])).toBe(true);
+        expect((await store.runs.get(run.id)).leaseExpiresAt).toBe(at(120));
+        expect((await store.runs.getStep(step.id)).leaseExpiresAt).toBe(at(120));
+
+        await store.runs.finish(run.id, 'completed', at(130));
+        expect(await store.runs.renewLease(run.id, at(240), [step.id])).toBe(false);
+        expect((await store.runs.get(run.id)).leaseExpiresAt).toBe(at(120));
+      });
+
+      it('startStep and recordCachedStep refuse a run that has already finished with RunFinishedError', async () => {
+        const run = await store.runs.create(runDraft());
+        const original = await store.runs.startStep(stepDraft(run.id));
+        const { stepRun: done } = await store.runs.completeStep(original.id, completion({ model: 'iris.model' }));
+        await store.runs.finish(run.id, 'failed', at(10));
+
+        const late = await rejection(store.runs.startStep(stepDraft(run.id, { stepId: 'late' })));
+        const lateCached = await rejection(
+          store.runs.recordCachedStep(
+            stepDraft(run.id, { stepId: 'late', status: 'cached', cachedFrom: done.id, outputs: done.outputs }),
+          ),
+        );
+
+        expect(late).toBeInstanceOf(RunFinishedError);
+        expect(messageOf(late)).toContain(run.id);
+        expect(lateCached).toBeInstanceOf(RunFinishedError);
+        expect((await store.runs.listSteps(run.id)).map((s) => s.id)).toEqual([original.id]);
+      });
+
+      it('a leased startStep refuses a second live attempt at the same step, and names a completed one', async () => {
+        const run = await store.runs.create(runDraft());
+        const first = await store.runs.startStep(stepDraft(run.id, { stepId: 'score[3]', leaseExpiresAt: future() }));
+
+        const duplicate = await rejection(
+          store.runs.startStep(stepDraft(run.id, { stepId: 'score[3]', leaseExpiresAt: future() })),
+        );
+        expect(duplicate).toBeInstanceOf(StepInProgressError);
+        expect((duplicate as StepInProgressError).context.stepRunId).toBe(first.id);
+
+        await store.runs.completeStep(first.id, completion({ loss: 'score.loss.items' }));
+        const late = await rejection(
+          store.runs.startStep(stepDraft(run.id, { stepId: 'score[3]', leaseExpiresAt: future() })),
+        );
+        expect(late).toBeInstanceOf(StepAlreadyDoneError);
+        expect((late as StepAlreadyDoneError).context.stepRunId).toBe(first.id);
+        expect(
+          await store.runs.startStep(stepDraft(run.id, { stepId: 'score[4]', leaseExpiresAt: future() })),
+        ).toMatchObject({
+          status: 'running',
+        });
+        expect((await store.runs.listSteps(run.id)).filter((s) => s.stepId === 'score[3]')).toHaveLength(1);
+      });
+
+      it('a leased startStep takes over from an attempt whose lease expired, and retries after a failure', async () => {
+        const run = await store.runs.create(runDraft());
+        const lost = await store.runs.startStep(stepDraft(run.id, { leaseExpiresAt: past() }));
+
+        const second = await store.runs.startStep(stepDraft(run.id, { leaseExpiresAt: future() }));
+        expect(await store.runs.getStep(lost.id)).toMatchObject({ status: 'failed', error: { type: 'LeaseExpired' } });
+
+        await store.runs.endStep(second.id, 'failed', at(5), { durationMs: 1, attempts: 1 });
+        const third = await store.runs.startStep(stepDraft(run.id, { leaseExpiresAt: future() }));
+        expect(third.status).toBe('running');
+      });
+
+      it('20 concurrent leased starts of one step leave exactly one running', async () => {
+        const run = await store.runs.create(runDraft());
+        const results = await Promise.allSettled(
+          Array.from({ length: 20 }, () => store.runs.startStep(stepDraft(run.id, { leaseExpiresAt: future() }))),
+        );
+
+        expect(results.filter((r) => r.status === 'fulfilled')).toHaveLength(1);
+        for (const r of results) {
+          if (r.status === 'rejected') expect(r.reason).toBeInstanceOf(ConflictError);
+        }
+        expect((await store.runs.listSteps(run.id)).filter((s) => s.status === 'running')).toHaveLength(1);
+      });
+
+      it('abandon ends a run with 101 running step runs (more than one transaction takes) and every one of them', async () => {
+        const run = await store.runs.create(runDraft());
+        for (let index = 0; index < 101; index++)
+          await store.runs.startStep(stepDraft(run.id, { stepId: `score[${index}]` }));
+
+        expect(
+          await store.runs.abandon([run.id], 'failed', at(100), { type: 'ExecutorLost', message: 'gone' }),
+        ).toEqual([run.id]);
+
+        expect((await store.runs.get(run.id)).status).toBe('failed');
+        const steps = await store.runs.listSteps(run.id);
+        expect(steps).toHaveLength(101);
+        expect(steps.filter((s) => s.status !== 'failed')).toEqual([]);
+      });
+    });
+
     describe('artifacts', () => {
       it('createVersion numbers versions per artifact name starting at 1 and stores the draft', async () => {
         const draft = artifactDraft('iris.raw', { metadata: { rows: 150 }, tags: ['source:uci'] });
@@ -836,7 +961,7 @@ export function describeMetadataStoreConformance(name: string, factory: () => Pr
       });
 
       it('getVersion resolves staging, production, archived (the newest archived) and an alias', async () => {
-        for (let index = 0; index < 4; index++) await store.models.createVersion('churn');
+        for (let index = 0; index < 4; index++) await promotableVersion(store, 'churn');
         await store.models.setStage('churn', 1, 'archived', { actor: 'ana' });
         await store.models.setStage('churn', 2, 'archived', { actor: 'ana' });
         await store.models.setStage('churn', 3, 'production', { actor: 'ana' });
@@ -889,7 +1014,7 @@ export function describeMetadataStoreConformance(name: string, factory: () => Pr
 
       it('listVersions returns versions newest first and filters by stage and tag', async () => {
         for (let index = 1; index <= 5; index++) {
-          await store.models.createVersion('churn', { tags: index % 2 === 1 ? ['algo:gbm'] : [] });
+          await promotableVersion(store, 'churn', { tags: index % 2 === 1 ? ['algo:gbm'] : [] });
         }
         await store.models.createVersion('fraud');
         await store.models.setStage('churn', 1, 'archived', { actor: 'ana' });
@@ -947,7 +1072,7 @@ export function describeMetadataStoreConformance(name: string, factory: () => Pr
       });
 
       it('setStage moves a version into a free stage and records each change', async () => {
-        await store.models.createVersion('churn');
+        await promotableVersion(store, 'churn');
 
         const toStaging = await store.models.setStage('churn', 1, 'staging', { actor: 'ana', reason: 'candidate' });
         const toProduction = await store.models.setStage('churn', 1, 'production', { actor: 'bo' });
@@ -970,7 +1095,7 @@ export function describeMetadataStoreConformance(name: string, factory: () => Pr
       });
 
       it('setStage into a held stage without force throws ConflictError naming the holder and changes nothing', async () => {
-        for (let index = 0; index < 5; index++) await store.models.createVersion('churn');
+        for (let index = 0; index < 5; index++) await promotableVersion(store, 'churn');
         await store.models.setStage('churn', 3, 'production', { actor: 'ana' });
         const historyBefore = (await store.models.history('churn')).items;
 
@@ -985,7 +1110,7 @@ export function describeMetadataStoreConformance(name: string, factory: () => Pr
       });
 
       it('setStage with force archives the holder and records both changes, the holder first', async () => {
-        for (let index = 0; index < 5; index++) await store.models.createVersion('churn');
+        for (let index = 0; index < 5; index++) await promotableVersion(store, 'churn');
         await store.models.setStage('churn', 3, 'production', { actor: 'ana' });
 
         const changes = await store.models.setStage('churn', 5, 'production', {
@@ -1005,7 +1130,7 @@ export function describeMetadataStoreConformance(name: string, factory: () => Pr
       });
 
       it('setStage to the stage a version already has is a no-op returning no changes', async () => {
-        await store.models.createVersion('churn');
+        await promotableVersion(store, 'churn');
         await store.models.setStage('churn', 1, 'production', { actor: 'ana' });
 
         expect(await store.models.setStage('churn', 1, 'production', { actor: 'ana' })).toEqual([]);
@@ -1029,6 +1154,205 @@ export function describeMetadataStoreConformance(name: string, factory: () => Pr
         expect(error).toBeInstanceOf(NotFoundError);
         expect(messageOf(error)).toContain('9');
         expect((await store.models.history('churn')).items).toEqual([]);
+      });
+
+      describe('compare-and-set (expectedHolder)', () => {
+        it('refuses with StageHeldError naming the actual holder when the stage is not held as expected, changing nothing', async () => {
+          for (let index = 0; index < 3; index++) await promotableVersion(store, 'churn');
+          await store.models.setStage('churn', 1, 'production', { actor: 'ana', expectedHolder: null });
+          const historyBefore = (await store.models.history('churn')).items;
+
+          for (const expectedHolder of [null, 2]) {
+            const error = await rejection(
+              store.models.setStage('churn', 3, 'production', { actor: 'bo', expectedHolder, force: true }),
+            );
+            expect(error).toBeInstanceOf(StageHeldError);
+            expect(error).toBeInstanceOf(ConflictError);
+            expect(messageOf(error)).toContain('"production" is held by version 1');
+            expect(messageOf(error)).toContain('read the holder again');
+            expect((error as StageHeldError).context).toMatchObject({ model: 'churn', stage: 'production', holder: 1 });
+          }
+          expect((await store.models.getVersion('churn', 'production')).number).toBe(1);
+          expect((await store.models.history('churn')).items).toEqual(historyBefore);
+        });
+
+        it('refuses an expected holder when the stage is free, saying it is free', async () => {
+          await promotableVersion(store, 'churn');
+
+          const error = await rejection(
+            store.models.setStage('churn', 1, 'staging', { actor: 'bo', expectedHolder: 4 }),
+          );
+
+          expect(error).toBeInstanceOf(StageHeldError);
+          expect(messageOf(error)).toContain('"staging" is free, not held by version 4');
+          expect((error as StageHeldError).context).toMatchObject({ model: 'churn', stage: 'staging', holder: null });
+          expect((await store.models.getVersion('churn', 1)).stage).toBeUndefined();
+        });
+
+        it('takes the stage from the holder the caller named, without force, archiving it', async () => {
+          for (let index = 0; index < 2; index++) await promotableVersion(store, 'churn');
+          await store.models.setStage('churn', 1, 'production', { actor: 'ana' });
+
+          const changes = await store.models.setStage('churn', 2, 'production', { actor: 'bo', expectedHolder: 1 });
+
+          expect(changes).toEqual([
+            expect.objectContaining({ versionNumber: 1, fromStage: 'production', toStage: 'archived', actor: 'bo' }),
+            expect.objectContaining({ versionNumber: 2, toStage: 'production', actor: 'bo' }),
+          ]);
+          expect((await store.models.getVersion('churn', 'production')).number).toBe(2);
+        });
+
+        it('20 concurrent promotions of different versions without force: exactly one wins, nineteen StageHeldErrors name it', async () => {
+          for (let index = 0; index < 20; index++) await promotableVersion(store, 'churn');
+
+          const settled = await Promise.allSettled(
+            range(1, 20).map((number) =>
+              store.models.setStage('churn', number, 'production', { actor: `actor-${number}`, expectedHolder: null }),
+            ),
+          );
+
+          const won = settled.filter((result) => result.status === 'fulfilled');
+          const lost = settled.flatMap((result) => (result.status === 'rejected' ? [result.reason] : []));
+          expect(won).toHaveLength(1);
+          expect(lost).toHaveLength(19);
+          const holder = (await store.models.getVersion('churn', 'production')).number;
+          for (const error of lost) {
+            expect(error).toBeInstanceOf(StageHeldError);
+            expect((error as StageHeldError).context).toMatchObject({ stage: 'production', holder });
+            expect(messageOf(error)).toContain(`held by version ${holder}`);
+          }
+          expect((await store.models.listVersions('churn', { stage: 'production' })).items).toHaveLength(1);
+          expect((await store.models.history('churn', { limit: 100 })).items).toHaveLength(1);
+        });
+      });
+
+      describe('production policy', () => {
+        const refusal = async (promise: Promise<unknown>, pattern: RegExp) => {
+          const error = await rejection(promise);
+          expect(error).toBeInstanceOf(PromotionRefusedError);
+          expect(messageOf(error)).toMatch(pattern);
+          return error as PromotionRefusedError;
+        };
+
+        it('refuses a version without a producing run, even with force, and allows it into staging', async () => {
+          const version = await store.models.createVersion('churn');
+          await store.models.linkArtifact(version.id, 'model', await store.artifacts.createVersion(artifactDraft('m')));
+
+          await refusal(
+            store.models.setStage('churn', 1, 'production', { actor: 'ana', force: true }),
+            /version 1 cannot go to production: it has no producing run/,
+          );
+          await store.models.setStage('churn', 1, 'staging', { actor: 'ana' });
+          expect((await store.models.getVersion('churn', 1)).stage).toBe('staging');
+          expect((await store.models.history('churn')).items).toHaveLength(1);
+        });
+
+        it('refuses a version whose producing run has not completed, naming the run and its status', async () => {
+          for (const status of ['running', 'failed'] as const) {
+            const run = await store.runs.create(runDraft());
+            if (status === 'failed') await store.runs.finish(run.id, 'failed', at(9));
+            const version = await store.models.createVersion('churn', { runId: run.id });
+            await store.models.linkArtifact(
+              version.id,
+              'model',
+              await store.artifacts.createVersion(artifactDraft('m')),
+            );
+
+            const error = await refusal(
+              store.models.setStage('churn', version.number, 'production', { actor: 'ana' }),
+              new RegExp(`producing run "${run.id}" is ${status}, not completed`),
+            );
+            expect(error.context).toMatchObject({
+              model: 'churn',
+              stage: 'production',
+              runId: run.id,
+              runStatus: status,
+            });
+          }
+          await expect(store.models.getVersion('churn', 'production')).rejects.toBeInstanceOf(NotFoundError);
+        });
+
+        it('lets a running run promote its own version (a promotion gate step), and no other run', async () => {
+          const run = await store.runs.create(runDraft());
+          const version = await store.models.createVersion('churn', { runId: run.id });
+          await store.models.linkArtifact(version.id, 'model', await store.artifacts.createVersion(artifactDraft('m')));
+
+          await refusal(
+            store.models.setStage('churn', 1, 'production', { actor: 'gate', runId: 'run_other' }),
+            /is running, not completed/,
+          );
+          await store.models.setStage('churn', 1, 'production', { actor: 'gate', runId: run.id });
+          expect((await store.models.getVersion('churn', 'production')).number).toBe(1);
+        });
+
+        it('refuses a version that links no artifact in role "model"', async () => {
+          const version = await promotableVersion(store, 'churn', { withModelArtifact: false });
+          await store.models.linkArtifact(version.id, 'data', await store.artifacts.createVersion(artifactDraft('d')));
+
+          await refusal(
+            store.models.setStage('churn', 1, 'production', { actor: 'ana', force: true }),
+            /links no artifact in role "model"/,
+          );
+        });
+      });
+
+      describe('promotion gate', () => {
+        it('stores the gate on the model and refuses a malformed one with ValidationError', async () => {
+          const model = await store.models.create({
+            name: 'churn',
+            promotionGate: { metric: 'auc', direction: 'max' },
+          });
+          expect(model.promotionGate).toEqual({ metric: 'auc', direction: 'max' });
+          expect((await store.models.get('churn')).promotionGate).toEqual({ metric: 'auc', direction: 'max' });
+          const bad = await rejection(
+            store.models.create({ name: 'fraud', promotionGate: { metric: 'auc', direction: 'up' as 'max' } }),
+          );
+          expect(bad).toBeInstanceOf(ValidationError);
+          expect(await rejection(store.models.get('fraud'))).toBeInstanceOf(NotFoundError);
+          expect((await store.models.setPromotionGate('churn', null)).promotionGate).toBeUndefined();
+          expect((await store.models.get('churn')).promotionGate).toBeUndefined();
+          expect(await rejection(store.models.setPromotionGate('nope', null))).toBeInstanceOf(NotFoundError);
+        });
+
+        it('promotes to production only a version whose metric beats the holder, force or not', async () => {
+          await store.models.create({ name: 'churn', promotionGate: { metric: 'accuracy', direction: 'max' } });
+          await promotableVersion(store, 'churn', { metadata: { accuracy: 0.95 } });
+          await promotableVersion(store, 'churn', { metadata: { accuracy: 0.93 } });
+          await promotableVersion(store, 'churn', { metadata: { accuracy: 0.97 } });
+          await promotableVersion(store, 'churn', { metadata: {} });
+          await store.models.setStage('churn', 1, 'production', { actor: 'ana' });
+
+          const worse = await rejection(store.models.setStage('churn', 2, 'production', { actor: 'bo', force: true }));
+          expect(worse).toBeInstanceOf(PromotionRefusedError);
+          expect(messageOf(worse)).toContain("its accuracy 0.93 does not beat version 1's 0.95 (higher is better)");
+          expect((worse as PromotionRefusedError).context).toMatchObject({ holder: 1, metric: 'accuracy' });
+          const unmeasured = await rejection(
+            store.models.setStage('churn', 4, 'production', { actor: 'bo', force: true }),
+          );
+          expect(messageOf(unmeasured)).toContain('no numeric "accuracy" metadata');
+          expect((await store.models.getVersion('churn', 'production')).number).toBe(1);
+
+          await store.models.setStage('churn', 3, 'production', { actor: 'bo', expectedHolder: 1 });
+          expect((await store.models.getVersion('churn', 'production')).number).toBe(3);
+          // Staging is not gated.
+          await store.models.setStage('churn', 2, 'staging', { actor: 'bo' });
+        });
+
+        it('reads "min" as lower is better, and sees metrics logged after the version was made', async () => {
+          await store.models.create({ name: 'churn', promotionGate: { metric: 'loss', direction: 'min' } });
+          for (const loss of [0.3, 0.4, 0.2]) await promotableVersion(store, 'churn', { metadata: { loss } });
+          await store.models.setStage('churn', 1, 'production', { actor: 'ana' });
+
+          expect(
+            await rejection(store.models.setStage('churn', 2, 'production', { actor: 'a', force: true })),
+          ).toBeInstanceOf(PromotionRefusedError);
+          await store.logMetadata(
+            { kind: 'model_version', id: (await store.models.getVersion('churn', 2)).id },
+            { loss: 0.1 },
+          );
+          await store.models.setStage('churn', 2, 'production', { actor: 'a', force: true });
+          expect((await store.models.getVersion('churn', 'production')).number).toBe(2);
+        });
       });
 
       it('setAlias points an alias at a version and moves it between versions, recording the previous version', async () => {
@@ -1088,14 +1412,14 @@ export function describeMetadataStoreConformance(name: string, factory: () => Pr
       });
 
       it('history lists stage and alias changes oldest first, paged', async () => {
-        for (let index = 0; index < 3; index++) await store.models.createVersion('churn');
+        for (let index = 0; index < 3; index++) await promotableVersion(store, 'churn');
         const made: StageChange[] = [
           ...(await store.models.setStage('churn', 1, 'production', { actor: 'ana' })),
           await store.models.setAlias('churn', 'champion', 1, { actor: 'ana' }),
           ...(await store.models.setStage('churn', 2, 'staging', { actor: 'ana' })),
           ...(await store.models.setStage('churn', 2, 'production', { actor: 'ana', force: true })),
         ];
-        await store.models.createVersion('fraud');
+        await promotableVersion(store, 'fraud');
         await store.models.setStage('fraud', 1, 'production', { actor: 'ana' });
 
         const pages = await collectPages((cursor) => store.models.history('churn', { limit: 2, cursor }));
@@ -1131,7 +1455,7 @@ export function describeMetadataStoreConformance(name: string, factory: () => Pr
       });
 
       it('20 concurrent forced promotions to production leave exactly one holder and record every change', async () => {
-        for (let index = 0; index < 20; index++) await store.models.createVersion('churn');
+        for (let index = 0; index < 20; index++) await promotableVersion(store, 'churn');
 
         const results = await Promise.all(
           range(1, 20).map((number) =>
@@ -1170,6 +1494,29 @@ const EPOCH = Date.UTC(2026, 0, 1);
 /** A fixed timestamp `seconds` after the suite's epoch, so ordering in tests never depends on the clock. */
 function at(seconds: number): string {
   return new Date(EPOCH + seconds * 1000).toISOString();
+}
+
+/**
+ * A model version production accepts: made by a completed run and linking an artifact in role
+ * `model` (unless `withModelArtifact` is false). Also used by the adapters' own tests.
+ */
+export async function promotableVersion(
+  store: MetadataStore,
+  model: string,
+  init: { tags?: string[]; metadata?: Metadata; withModelArtifact?: boolean } = {},
+) {
+  const run = await store.runs.create(runDraft());
+  await store.runs.finish(run.id, 'completed', at(60));
+  const { withModelArtifact = true, ...rest } = init;
+  const version = await store.models.createVersion(model, { ...rest, runId: run.id });
+  if (withModelArtifact) {
+    await store.models.linkArtifact(
+      version.id,
+      'model',
+      await store.artifacts.createVersion(artifactDraft(`${model}.model`)),
+    );
+  }
+  return store.models.getVersion(model, version.number);
 }
 
 /** Also used by the adapters' own tests, so every suite builds records the same way. */

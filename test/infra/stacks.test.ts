@@ -49,7 +49,7 @@ beforeAll(async () => {
   const stages = await addStacklineStages(app, {
     environments: resolveEnvironments({
       overrides: {
-        dev: { pipelines: [PIPELINE] },
+        dev: { pipelines: [PIPELINE], promoters: ['iris_training'] },
         // staging covers the optional settings: a KMS key and a Distributed Map threshold.
         staging: { pipelines: [PIPELINE, FAN_OUT], encryption: 'kms', distributedMapThreshold: 40 },
         prod: { pipelines: [PIPELINE] },
@@ -148,10 +148,10 @@ const byName = <T extends { AttributeName?: string }>(items: T[] = []) =>
   [...items].sort((a, b) => String(a.AttributeName).localeCompare(String(b.AttributeName)));
 
 describe('the data stack', () => {
-  it('renders the four metadata tables exactly as tableDefinitions describes them', () => {
+  it('renders the five metadata tables exactly as tableDefinitions describes them', () => {
     const { data, stage } = synthesized.prod;
     const tables = Object.values(data.findResources('AWS::DynamoDB::Table') as Record<string, Resource>);
-    expect(tables).toHaveLength(4);
+    expect(tables).toHaveLength(5);
     const rendered = Object.fromEntries(tables.map((table) => [table.Properties!.TableName, table.Properties!]));
     for (const definition of Object.values(tableDefinitions(tableNamesFor(stage.environment.tablePrefix)))) {
       const table = rendered[definition.TableName!];
@@ -233,7 +233,7 @@ describe('the data stack', () => {
     const stateful = Object.values(resources).filter((r) =>
       ['AWS::DynamoDB::Table', 'AWS::S3::Bucket'].includes(r.Type),
     );
-    expect(stateful).toHaveLength(5);
+    expect(stateful).toHaveLength(6); // five tables and the bucket
     for (const resource of stateful) expect(resource.DeletionPolicy).toBe('Retain');
   });
 
@@ -242,7 +242,7 @@ describe('the data stack', () => {
     const stateful = Object.values(resources).filter((r) =>
       ['AWS::DynamoDB::Table', 'AWS::S3::Bucket'].includes(r.Type),
     );
-    expect(stateful).toHaveLength(5);
+    expect(stateful).toHaveLength(6); // five tables and the bucket
     for (const resource of stateful) expect(resource.DeletionPolicy).toBe('Delete');
   });
 });
@@ -283,8 +283,16 @@ describe('the runner stack', () => {
       STACKLINE_ARTIFACT_BUCKET: `stackline-dev-artifacts-${ACCOUNT}-${REGION}`,
       STACKLINE_ARTIFACT_PREFIX: 'stackline',
       STACKLINE_TABLE_PREFIX: 'stackline-dev',
+      STACKLINE_PROMOTERS: ['iris_training'],
       AWS_REGION: REGION,
     });
+  });
+
+  it('lets only the pipelines an environment names promote to production, none by default', () => {
+    const promoters = (name: 'dev' | 'prod') =>
+      stepRunner(synthesized[name]!.runner)[1].Properties!.Environment.Variables.STACKLINE_PROMOTERS;
+    expect(promoters('dev')).toBe('iris_training');
+    expect(promoters('prod')).toBe('');
   });
 
   it('passes the KMS key and the Distributed Map threshold when the environment sets them', () => {
@@ -305,18 +313,45 @@ describe('the runner stack', () => {
     expect(allowed).toContainEqual({ action: 's3:ListBucket', resource: bucketArn });
   });
 
-  it('lets the Lambda read and write every table and query every index', () => {
+  it('lets the Lambda read and write every table but stages, and only read stage holders and history', () => {
     const { runner } = synthesized.dev;
     const allowed = allowedFor(runner, stepRunner(runner)[1].Properties!.Role['Fn::GetAtt'][0]);
-    for (const definition of Object.values(tableDefinitions(tableNamesFor('stackline-dev')))) {
+    const { stages, ...dataTables } = tableDefinitions(tableNamesFor('stackline-dev'));
+    const onTables = (resource: string) => resource.startsWith(`arn:aws:dynamodb:${REGION}:${ACCOUNT}:table/`);
+    const actionsOn = (resource: string) =>
+      allowed
+        .filter((a) => a.resource === resource)
+        .map((a) => a.action)
+        .sort();
+    const readWrite = [
+      'dynamodb:BatchGetItem',
+      'dynamodb:BatchWriteItem',
+      'dynamodb:ConditionCheckItem',
+      'dynamodb:DeleteItem',
+      'dynamodb:GetItem',
+      'dynamodb:PutItem',
+      'dynamodb:Query',
+      'dynamodb:Scan',
+      'dynamodb:UpdateItem',
+    ];
+    const expected = new Map<string, string[]>();
+    for (const definition of Object.values(dataTables)) {
       const tableArn = `arn:aws:dynamodb:${REGION}:${ACCOUNT}:table/${definition.TableName}`;
-      for (const action of ['dynamodb:GetItem', 'dynamodb:PutItem', 'dynamodb:UpdateItem', 'dynamodb:DeleteItem']) {
-        expect(allowed).toContainEqual({ action, resource: tableArn });
-      }
+      expected.set(tableArn, readWrite);
       for (const index of definition.GlobalSecondaryIndexes ?? []) {
-        expect(allowed).toContainEqual({ action: 'dynamodb:Query', resource: `${tableArn}/index/${index.IndexName}` });
+        expected.set(`${tableArn}/index/${index.IndexName}`, readWrite);
       }
     }
+    const stagesArn = `arn:aws:dynamodb:${REGION}:${ACCOUNT}:table/${stages.TableName}`;
+    expected.set(stagesArn, [
+      'dynamodb:BatchGetItem',
+      'dynamodb:ConditionCheckItem',
+      'dynamodb:GetItem',
+      'dynamodb:Query',
+    ]);
+    const granted = [...new Set(allowed.map((a) => a.resource).filter(onTables))].sort();
+    expect(granted).toEqual([...expected.keys()].sort());
+    for (const [resource, actions] of expected) expect(actionsOn(resource), resource).toEqual(actions);
   });
 
   it('lets the Lambda and the Distributed Map state machine use the KMS key of the bucket', () => {

@@ -126,6 +126,8 @@ describe('the reference scenario on an S3 + DynamoDB stack (moto)', () => {
         'dynamodb',
         '--table-prefix',
         TABLE_PREFIX,
+        '--promoter',
+        'iris_training',
         '--region',
         'us-east-1',
         '--endpoint',
@@ -159,11 +161,12 @@ describe('the reference scenario on an S3 + DynamoDB stack (moto)', () => {
           endpoint: moto.endpoint,
         },
         metadataStore: { type: 'dynamodb', tablePrefix: TABLE_PREFIX, region: 'us-east-1', endpoint: moto.endpoint },
+        promoters: ['iris_training'],
       },
     });
   });
 
-  it('provisions the four tables and the bucket, and provisioning again changes nothing', async () => {
+  it('provisions the five tables and the bucket, and provisioning again changes nothing', async () => {
     const names = Object.values(tableNamesFor(TABLE_PREFIX));
     const expected = (status: string) =>
       expect.arrayContaining([
@@ -171,7 +174,7 @@ describe('the reference scenario on an S3 + DynamoDB stack (moto)', () => {
         { kind: 's3-bucket', name: BUCKET, status },
       ]);
     expect(provisioned.json().resources).toEqual(expected('created'));
-    expect(provisioned.json().resources).toHaveLength(5);
+    expect(provisioned.json().resources).toHaveLength(6);
     const again = expectOk(await runCli(home, 'stack', 'provision', 'emulated', '--json'));
     expect(again.json().resources).toEqual(expected('existing'));
   });
@@ -196,10 +199,13 @@ describe('the reference scenario on an S3 + DynamoDB stack (moto)', () => {
       [2, 'production'],
     ]);
     const history = (await tables.models.history(MODEL_NAME)).items;
+    // The gate promotes as its pipeline run (the runner's identity), not as the user who started it.
+    const [first, second] = onAws.runs.filter((r) => r.pipeline === 'iris_training').map((r) => r.id);
+    const gate = (runId: string | undefined) => `pipeline:iris_training run ${runId}`;
     expect(history.map((h) => `v${h.versionNumber}:${h.fromStage ?? 'none'}->${h.toStage}:${h.actor}`)).toEqual([
-      'v1:none->production:bob',
-      'v1:production->archived:bob',
-      'v2:none->production:bob',
+      `v1:none->production:${gate(first)}`,
+      `v1:production->archived:${gate(second)}`,
+      `v2:none->production:${gate(second)}`,
     ]);
   });
 

@@ -14,6 +14,7 @@ import type { ArtifactVersionDraft, PipelineRun, StepRun } from '../../lib/metad
 import {
   artifactDraft,
   describeMetadataStoreConformance,
+  promotableVersion,
   runDraft,
   stepDraft,
 } from '../conformance/metadata-store.conformance.ts';
@@ -44,6 +45,7 @@ async function freshStore(): Promise<{
     runs: `${prefix}-runs`,
     artifacts: `${prefix}-artifacts`,
     models: `${prefix}-models`,
+    stages: `${prefix}-stages`,
   };
   await createTables(client, tables);
   const store = new DynamoDbMetadataStore({ client, tables });
@@ -100,8 +102,8 @@ describe('DynamoDbMetadataStore specifics', () => {
     for (const definition of Object.values(definitions)) {
       const { Table } = await client.send(new DescribeTableCommand({ TableName: definition.TableName }));
       expect(Table?.KeySchema).toEqual(definition.KeySchema);
-      expect(Table?.GlobalSecondaryIndexes?.map((index) => index.IndexName).sort()).toEqual(
-        definition.GlobalSecondaryIndexes?.map((index) => index.IndexName).sort(),
+      expect((Table?.GlobalSecondaryIndexes ?? []).map((index) => index.IndexName).sort()).toEqual(
+        (definition.GlobalSecondaryIndexes ?? []).map((index) => index.IndexName).sort(),
       );
     }
     expect(definitions.runs.GlobalSecondaryIndexes?.map((index) => index.IndexName)).toEqual([
@@ -129,7 +131,7 @@ describe('DynamoDbMetadataStore specifics', () => {
 
   it('leaves exactly one production holder after 20 forced promotions racing from 20 store instances', async () => {
     const versions = [];
-    for (let i = 0; i < 20; i++) versions.push(await store.models.createVersion('churn'));
+    for (let i = 0; i < 20; i++) versions.push(await promotableVersion(store, 'churn'));
     const results = await Promise.all(
       versions.map((version) =>
         new DynamoDbMetadataStore({ client, tables }).models.setStage('churn', version.number, 'production', {
@@ -240,15 +242,21 @@ describe('DynamoDbMetadataStore specifics', () => {
   it('says which table is missing when the tables were not created', async () => {
     const missing = new DynamoDbMetadataStore({
       client,
-      tables: { stacks: 'no-such-stacks', runs: 'no-such-runs', artifacts: 'no-such-a', models: 'no-such-m' },
+      tables: {
+        stacks: 'no-such-stacks',
+        runs: 'no-such-runs',
+        artifacts: 'no-such-a',
+        models: 'no-such-m',
+        stages: 'no-such-s',
+      },
     });
     await expect(missing.stacks.get('x')).rejects.toThrow(StacklineError);
     await expect(missing.stacks.get('x')).rejects.toThrow(/metadata table/);
   });
 
   it('does not let a stage holder item and the versions disagree', async () => {
-    const v1 = await store.models.createVersion('churn');
-    const v2 = await store.models.createVersion('churn');
+    const v1 = await promotableVersion(store, 'churn');
+    const v2 = await promotableVersion(store, 'churn');
     await store.models.setStage('churn', v1.number, 'staging', { actor: 't' });
     await expect(store.models.setStage('churn', v2.number, 'staging', { actor: 't' })).rejects.toThrow(/version 1/);
     await store.models.setStage('churn', v1.number, 'production', { actor: 't' });

@@ -53,6 +53,7 @@ async function deployStepRunner(endpoint: string, outDir: string) {
             STACKLINE_ARTIFACT_BUCKET: 'stackline-sfn-artifacts',
             STACKLINE_ARTIFACT_PREFIX: 'reference',
             STACKLINE_TABLE_PREFIX: 'stackline-sfn',
+            STACKLINE_PROMOTERS: 'iris_training',
           },
         },
       }),

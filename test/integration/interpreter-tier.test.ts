@@ -166,6 +166,7 @@ beforeAll(async () => {
     STACKLINE_ARTIFACT_BUCKET: BUCKET,
     STACKLINE_ARTIFACT_PREFIX: 'stackline',
     STACKLINE_TABLE_PREFIX: TABLE_PREFIX,
+    STACKLINE_PROMOTERS: 'iris_training',
     AWS_REGION: 'us-east-1',
     AWS_ENDPOINT_URL: moto.endpoint,
     AWS_ACCESS_KEY_ID: 'test',

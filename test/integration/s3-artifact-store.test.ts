@@ -86,6 +86,11 @@ describeArtifactStoreConformance('S3ArtifactStore on moto', async () => {
       }
       await rm(store.cacheDir, { recursive: true, force: true });
     },
+    // A plain PutObject over the content key, as a stray upload or a bucket edit would.
+    damage: async (contentHash, bytes) => {
+      await client.send(new PutObjectCommand({ Bucket: BUCKET, Key: store.keyOf(contentHash), Body: bytes }));
+      await rm(store.cacheDir, { recursive: true, force: true });
+    },
   };
 });
 
@@ -136,19 +141,36 @@ describe('S3ArtifactStore on moto', () => {
     expect(await keysUnder(`${store.prefix}/`)).toEqual([store.keyOf(sha256('same bytes'))]);
   });
 
-  it('never overwrites an object already at a content key (small and streamed writes)', async () => {
+  it("stores every blob with S3's own SHA-256 checksum, equal to the content hash", async () => {
+    const store = newStore();
+    for (const blob of [await store.put('checksummed'), await store.put(chunksOf(bytesOf(MiB, 5), 100_000))]) {
+      const head = await client.send(
+        new HeadObjectCommand({ Bucket: BUCKET, Key: store.keyOf(blob.contentHash), ChecksumMode: 'ENABLED' }),
+      );
+      expect(head.ChecksumSHA256).toBe(Buffer.from(blob.contentHash.slice(7), 'hex').toString('base64'));
+    }
+  });
+
+  it('replaces other bytes planted at a content key, but leaves intact objects alone (small and streamed writes)', async () => {
     const store = newStore();
     const small = 'small content';
     const streamed = bytesOf(MiB, 3);
-    // Plant different bytes at both content keys: a write must not replace them.
     for (const content of [small, streamed]) {
       await client.send(new PutObjectCommand({ Bucket: BUCKET, Key: store.keyOf(sha256(content)), Body: 'planted' }));
     }
     await store.put(small);
     await store.put(chunksOf(streamed, 100_000));
+    const etags: (string | undefined)[] = [];
     for (const content of [small, streamed]) {
       const object = await client.send(new GetObjectCommand({ Bucket: BUCKET, Key: store.keyOf(sha256(content)) }));
-      expect(await object.Body!.transformToString()).toBe('planted');
+      expect(sha256(Buffer.from(await object.Body!.transformToByteArray()))).toBe(sha256(content));
+      etags.push(object.ETag);
+    }
+    await store.put(small);
+    await store.put(chunksOf(streamed, 100_000));
+    for (const [index, content] of [small, streamed].entries()) {
+      const head = await client.send(new HeadObjectCommand({ Bucket: BUCKET, Key: store.keyOf(sha256(content)) }));
+      expect(head.ETag).toBe(etags[index]);
     }
     expect(await keysUnder(`${store.prefix}/tmp/`)).toEqual([]);
   });
@@ -207,7 +229,7 @@ describe('S3ArtifactStore on moto', () => {
     const store = newStore();
     const hash = sha256('original');
     await client.send(new PutObjectCommand({ Bucket: BUCKET, Key: store.keyOf(hash), Body: 'tampered' }));
-    await expect(store.getFile(hash)).rejects.toThrow(/has content hash sha256:/);
+    await expect(store.getFile(hash)).rejects.toThrow(/is damaged/);
     await expect(stat(join(store.cacheDir, hash.slice(7)))).rejects.toThrow();
   });
 

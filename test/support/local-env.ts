@@ -13,7 +13,7 @@ export interface LocalTestEnv extends StepEnvironment {
   cleanup(): Promise<void>;
 }
 
-/** A throwaway local stack: SQLite file + artifact directory in a temp dir. */
+/** A throwaway local stack: SQLite file + artifact directory in a temp dir; every pipeline may promote (like the default stack). */
 export async function createLocalTestEnv(): Promise<LocalTestEnv> {
   const dir = await mkdtemp(join(tmpdir(), 'stackline-test-'));
   const metadata = SqliteMetadataStore.open(join(dir, 'metadata.db'));
@@ -23,6 +23,7 @@ export async function createLocalTestEnv(): Promise<LocalTestEnv> {
     metadata,
     artifacts,
     materializers,
+    promoters: ['*'],
     dir,
     async cleanup() {
       await metadata.close();

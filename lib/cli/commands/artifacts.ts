@@ -1,9 +1,12 @@
+import { randomUUID } from 'node:crypto';
 import { createWriteStream } from 'node:fs';
+import { rename, rm } from 'node:fs/promises';
 import { resolve } from 'node:path';
 import { pipeline as pipe } from 'node:stream/promises';
+import { loadArtifactVersion, nameArtifactVersion } from '../../artifacts/load-artifact.ts';
 import { ValidationError } from '../../errors.ts';
 import type { StackRuntime } from '../../stacks/project.ts';
-import { type CliIo, printJson, table } from '../io.ts';
+import { type CliIo, checkOutputFile, printJson, table } from '../io.ts';
 
 export function parseVersion(value: string | undefined): number | 'latest' {
   if (value === undefined || value === 'latest') return 'latest';
@@ -99,7 +102,16 @@ export async function artifactsLoad(
   const v = await stack.metadata.artifacts.getVersion(name, parseVersion(version));
   if (options.out) {
     const out = resolve(io.cwd, options.out);
-    await pipe(await stack.artifacts.get(v.contentHash), createWriteStream(out));
+    checkOutputFile(out);
+    // Written beside the target and renamed into place: a failed or damaged read leaves nothing.
+    const partial = `${out}.${randomUUID()}.partial`;
+    try {
+      await pipe(await stack.artifacts.get(v.contentHash), createWriteStream(partial, { flags: 'wx' }));
+      await rename(partial, out);
+    } catch (error) {
+      await rm(partial, { force: true });
+      throw nameArtifactVersion(error, v);
+    }
     if (options.json) printJson(io, { artifact: v.name, version: v.version, path: out, size: v.size });
     else io.stderr.write(`wrote ${v.size} bytes of ${v.name} v${v.version} to ${out}\n`);
     return;
@@ -109,7 +121,7 @@ export async function artifactsLoad(
       `${v.name} v${v.version} is ${v.dataType} (materializer "${v.materializer}"): write it to a file with --out PATH.`,
     );
   }
-  const value = await stack.materializers.get(v.materializer).load(v, { store: stack.artifacts });
+  const value = await loadArtifactVersion(stack.materializers, v, stack.artifacts);
   if (options.json || v.materializer === 'json') printJson(io, value);
   else io.stdout.write(`${String(value)}\n`);
 }

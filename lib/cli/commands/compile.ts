@@ -2,7 +2,7 @@ import { mkdir, writeFile } from 'node:fs/promises';
 import { dirname, relative, resolve } from 'node:path';
 import { compileToAsl } from '../../compiler/compile-to-asl.ts';
 import { ExitCode } from '../exit-codes.ts';
-import { type CliIo, printJson } from '../io.ts';
+import { type CliIo, checkOutputFile, printJson } from '../io.ts';
 import { loadPipeline } from '../load-pipeline.ts';
 
 export interface CompileCommandOptions {
@@ -41,6 +41,7 @@ export async function compileCommand(file: string, options: CompileCommandOption
 
   if (options.out) {
     const path = resolve(io.cwd, options.out);
+    checkOutputFile(path, { createsParent: true });
     await mkdir(dirname(path), { recursive: true });
     // The file is what gets deployed: compact, byte for byte what the size limit measured.
     await writeFile(path, `${compiled.json}\n`);

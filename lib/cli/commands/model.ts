@@ -1,4 +1,5 @@
 import { ValidationError } from '../../errors.ts';
+import { parsePromotionGate } from '../../metadata/promotion-rules.ts';
 import { MODEL_STAGES, type ModelStage, type ModelVersion, type ModelVersionRef } from '../../metadata/types.ts';
 import { compareModelVersions } from '../../models/compare.ts';
 import { currentActor } from '../../models/model-context.ts';
@@ -37,7 +38,7 @@ const MODEL_NAME = /^[A-Za-z_][A-Za-z0-9_.-]{0,99}$/;
 export async function modelCreate(
   stack: StackRuntime,
   name: string,
-  options: { description?: string; tag: string[]; json?: boolean },
+  options: { description?: string; tag: string[]; gate?: string; json?: boolean },
   io: CliIo,
 ) {
   if (!MODEL_NAME.test(name))
@@ -49,9 +50,28 @@ export async function modelCreate(
     name,
     ...(options.description ? { description: options.description } : {}),
     tags: options.tag,
+    ...(options.gate === undefined ? {} : { promotionGate: parsePromotionGate(options.gate) }),
   });
   if (options.json) return printJson(io, model);
   io.stdout.write(`Created model ${model.name}${model.tags.length ? ` (${model.tags.join(', ')})` : ''}\n`);
+}
+
+/** `model gate <model> <metric:max|min|none>`: sets or removes the promotion gate. */
+export async function modelGate(
+  stack: StackRuntime,
+  name: string,
+  gate: string,
+  options: { json?: boolean },
+  io: CliIo,
+) {
+  const model = await stack.metadata.models.setPromotionGate(name, gate === 'none' ? null : parsePromotionGate(gate));
+  if (options.json) return printJson(io, model);
+  const set = model.promotionGate;
+  io.stdout.write(
+    set
+      ? `${name}: production needs ${set.metric} ${set.direction === 'max' ? 'above' : 'below'} the holder's\n`
+      : `${name}: no promotion gate\n`,
+  );
 }
 
 export async function modelList(

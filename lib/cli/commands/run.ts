@@ -101,6 +101,10 @@ export async function runCommand(
             {
               params,
               tags,
+              ...runCacheOptions(options, config),
+              ...((options.concurrency ?? config?.concurrency) === undefined
+                ? {}
+                : { concurrency: (options.concurrency ?? config?.concurrency)! }),
               signal: controller.signal,
               ...(onEvent ? { onEvent } : {}),
             },
@@ -131,6 +135,18 @@ export async function runCommand(
     process.off('exit', onExit);
     await stack.close();
   }
+}
+
+/** The run's cache settings from `--no-cache` and the config file, as both orchestrators take them. */
+function runCacheOptions(options: RunCommandOptions, config: ReturnType<typeof readRunConfig> | undefined) {
+  const cache = options.cache === false ? false : (config?.cache ?? undefined);
+  const stepCache = Object.fromEntries(
+    Object.entries(config?.steps ?? {}).flatMap(([id, s]) => (s.cache === undefined ? [] : [[id, s.cache]])),
+  );
+  return {
+    ...(cache === undefined ? {} : { cache }),
+    ...(Object.keys(stepCache).length > 0 ? { stepCache } : {}),
+  };
 }
 
 function stackConcurrency(components: { orchestrator: { type: string; concurrency?: number } }): number | undefined {

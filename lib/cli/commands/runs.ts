@@ -1,5 +1,8 @@
 import { ValidationError } from '../../errors.ts';
-import type { RunStatus } from '../../metadata/types.ts';
+import type { PipelineRun, RunStatus, StepRun } from '../../metadata/types.ts';
+import { cancelRun } from '../../orchestrators/cancel-run.ts';
+import { executorLoss } from '../../runtime/liveness.ts';
+import { EXECUTOR_LOST, type ReapedRun, reapAbandonedRuns } from '../../runtime/reaper.ts';
 import type { StackRuntime } from '../../stacks/project.ts';
 import { type CliIo, colors, formatDuration, printJson, table } from '../io.ts';
 
@@ -57,7 +60,7 @@ export async function runsList(stack: StackRuntime, options: RunsListOptions, io
     rows.push([
       r.id,
       r.pipeline,
-      r.status,
+      describeStatus(r),
       r.startedAt.replace('T', ' ').slice(0, 19),
       formatDuration(r.endedAt ? Date.parse(r.endedAt) - Date.parse(r.startedAt) : undefined),
       r.tags.join(','),
@@ -91,15 +94,21 @@ export async function runsShow(
     return;
   }
   const c = colors(io);
+  if (run.executor) {
+    const e = run.executor;
+    io.stdout.write(
+      `${c.bold(run.pipeline)} executor ${e.kind} pid ${e.pid} on ${e.host}${run.leaseExpiresAt ? `, lease until ${run.leaseExpiresAt}` : ''}\n`,
+    );
+  }
   io.stdout.write(
-    `${c.bold(run.pipeline)} ${run.id}\n  status   ${run.status}\n  stack    ${run.stack}\n  started  ${run.startedAt}\n  ended    ${run.endedAt ?? '-'}\n  params   ${JSON.stringify(run.parameters)}\n  tags     ${run.tags.join(', ') || '-'}\n`,
+    `${c.bold(run.pipeline)} ${run.id}\n  status   ${describeStatus(run)}\n  stack    ${run.stack}\n  started  ${run.startedAt}\n  ended    ${run.endedAt ?? '-'}\n  params   ${JSON.stringify(run.parameters)}\n  tags     ${run.tags.join(', ') || '-'}\n`,
   );
   if (run.error) io.stdout.write(`  error    ${run.error.type}: ${run.error.message}\n`);
   const rows = [['STEP', 'STATUS', 'DURATION', 'ATTEMPTS', 'OUTPUTS']];
   for (const s of describedSteps) {
     rows.push([
       s.stepId,
-      s.status,
+      describeStatus(s),
       formatDuration(s.durationMs),
       String(s.attempts),
       Object.entries(s.outputArtifacts)
@@ -110,4 +119,62 @@ export async function runsShow(
   io.stdout.write(`\n${table(rows)}`);
   for (const s of steps.filter((x) => x.error))
     io.stdout.write(`\n${s.stepId}: ${s.error!.type}: ${s.error!.message}\n`);
+}
+
+/**
+ * A status as people should read it: a run whose executor is gone says so (`running (executor
+ * lost)` before it is reaped, `failed (executor lost)` after).
+ */
+export function describeStatus(
+  record: Pick<PipelineRun | StepRun, 'status' | 'error' | 'executor' | 'leaseExpiresAt'>,
+) {
+  if (record.status === 'failed' && (record.error?.type === EXECUTOR_LOST || record.error?.type === 'LeaseExpired'))
+    return 'failed (executor lost)';
+  if ((record.status === 'running' || record.status === 'pending') && executorLoss(record))
+    return `${record.status} (executor lost)`;
+  return record.status;
+}
+
+/** `stackline runs reap`: ends every run whose executor is gone; `--dry-run` only lists them. */
+export async function runsReap(stack: StackRuntime, options: { dryRun?: boolean; json?: boolean }, io: CliIo) {
+  let reaped: ReapedRun[];
+  if (stack.components.orchestrator.type === 'step-functions') {
+    const { stepFunctionsClient, executionStatus } = await import('../../orchestrators/step-functions-orchestrator.ts');
+    const sfn = stepFunctionsClient(stack);
+    try {
+      reaped = await reapAbandonedRuns(stack.metadata, {
+        ...(options.dryRun ? { dryRun: true } : {}),
+        executionStatus: (arn) => executionStatus(sfn, arn),
+      });
+    } finally {
+      sfn.destroy();
+    }
+  } else {
+    reaped = await reapAbandonedRuns(stack.metadata, options.dryRun ? { dryRun: true } : {});
+  }
+  if (options.json) {
+    printJson(io, { reaped, dryRun: options.dryRun === true });
+    return;
+  }
+  if (reaped.length === 0) {
+    io.stdout.write('No abandoned runs.\n');
+    return;
+  }
+  for (const r of reaped)
+    io.stdout.write(`${r.runId} ${r.pipeline} ${options.dryRun ? 'would be reaped' : 'reaped'}: ${r.message}\n`);
+}
+
+/** `stackline runs cancel <run>`: stops a run on any stack and records it `cancelled`. */
+export async function runsCancel(stack: StackRuntime, runId: string, options: { json?: boolean }, io: CliIo) {
+  const { run, how } = await cancelRun(stack, runId);
+  if (options.json) {
+    printJson(io, { runId: run.id, status: run.status, how });
+    return;
+  }
+  const detail = {
+    signalled: 'its process was signalled',
+    'execution-stopped': 'its execution was stopped',
+    recorded: 'recorded',
+  }[how];
+  io.stdout.write(`${run.id} ${run.status} (${detail})\n`);
 }

@@ -66,6 +66,8 @@ export interface StackRegisterOptions {
   endpoint?: string;
   description?: string;
   tag: string[];
+  /** Pipelines whose steps may promote to production on this stack (`components.promoters`). */
+  promoter?: string[];
   setActive?: boolean;
   json?: boolean;
 }
@@ -179,7 +181,8 @@ function validateRegistration(name: string, o: StackRegisterOptions): Record<str
     if (!/^[^:\s]+:\S/.test(tag)) problems.push(`--tag ${JSON.stringify(tag)} is not key:value`);
   }
   const raw = componentsFrom(o);
-  const parsed = StackComponentsSchema.safeParse(raw);
+  const promoters = o.promoter !== undefined && o.promoter.length > 0 ? { promoters: o.promoter } : {};
+  const parsed = StackComponentsSchema.safeParse({ ...raw, ...promoters });
   if (!parsed.success) {
     for (const issue of parsed.error.issues) {
       const [component, field] = issue.path.map(String) as [ComponentKey, string | undefined];

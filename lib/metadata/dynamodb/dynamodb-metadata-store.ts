@@ -29,7 +29,7 @@ export interface DynamoDbMetadataStoreOptions {
  * @example
  * const store = new DynamoDbMetadataStore({
  *   client: new DynamoDBClient({ region: 'eu-west-1' }),
- *   tables: { stacks: 'sl-stacks', runs: 'sl-runs', artifacts: 'sl-artifacts', models: 'sl-models' },
+ *   tables: tableNamesFor('sl'),
  * });
  * const version = await store.models.createVersion('churn', { name: '2026-q4-baseline' });
  * await store.models.setStage('churn', version.number, 'production', { actor: 'ci', force: true });

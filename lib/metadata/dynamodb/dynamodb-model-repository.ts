@@ -1,7 +1,8 @@
-import { GetCommand, PutCommand, QueryCommand } from '@aws-sdk/lib-dynamodb';
+import { GetCommand, type NativeAttributeValue, PutCommand, QueryCommand, UpdateCommand } from '@aws-sdk/lib-dynamodb';
 import { ConflictError, NotFoundError, ValidationError } from '../../errors.ts';
 import { newId, nowIso } from '../../util/ids.ts';
 import type { ModelRepository, PromoteOptions } from '../metadata-store.ts';
+import { assertPromotionGate, checkPromotion, policyApplies, producingRunId } from '../promotion-rules.ts';
 import { assertVersionLabel } from '../store-rules.ts';
 import {
   type ArtifactVersion,
@@ -16,6 +17,8 @@ import {
   type ModelVersionRef,
   type Page,
   type PageRequest,
+  type PromotionGate,
+  type RunStatus,
   type StageChange,
   type Tag,
   type TagFilter,
@@ -51,7 +54,14 @@ import { INDEXES } from './table-definitions.ts';
 export class DynamoDbModelRepository implements ModelRepository {
   constructor(private readonly db: Db) {}
 
-  async create(model: { name: string; description?: string; tags?: Tag[]; metadata?: Metadata }): Promise<ModelRecord> {
+  async create(model: {
+    name: string;
+    description?: string;
+    tags?: Tag[];
+    metadata?: Metadata;
+    promotionGate?: PromotionGate;
+  }): Promise<ModelRecord> {
+    if (model.promotionGate !== undefined) assertPromotionGate(model.promotionGate);
     const item = newModelItem(model, nowIso());
     try {
       await this.db.doc.send(
@@ -67,6 +77,23 @@ export class DynamoDbModelRepository implements ModelRepository {
       throw translateError(error, `Creating model "${model.name}"`);
     }
     return recordOf<ModelRecord>(item);
+  }
+
+  async setPromotionGate(model: string, gate: PromotionGate | null): Promise<ModelRecord> {
+    if (gate !== null) assertPromotionGate(gate);
+    const e = new Expression().setOrRemove(['promotionGate'], gate ?? undefined).set(['updatedAt'], nowIso());
+    e.condition('attribute_exists(pk)');
+    try {
+      const output = await this.db.doc.send(
+        new UpdateCommand({ TableName: this.#table, Key: keys.model(model), ...e.build(), ReturnValues: 'ALL_NEW' }),
+      );
+      return recordOf<ModelRecord>(output.Attributes!);
+    } catch (error) {
+      if (isConditionalCheckFailed(error)) {
+        throw new NotFoundError(`Model "${model}" not found`, { cause: error, context: { model } });
+      }
+      throw translateError(error, `Setting the promotion gate of model "${model}"`);
+    }
   }
 
   async ensure(model: { name: string; description?: string; tags?: Tag[] }): Promise<ModelRecord> {
@@ -287,33 +314,55 @@ export class DynamoDbModelRepository implements ModelRepository {
     return this.db.queue.run([`model:${model}`], () =>
       transactOptimistically(this.db, `Moving model "${model}" version ${version} to ${stage}`, async () => {
         const exclusive = EXCLUSIVE_STAGES.includes(stage);
-        const [modelItem, target, holder] = await this.#readForChange(
+        const [modelItem, target, holderItem] = await this.#readForChange(
           model,
           version,
           exclusive ? keys.stageHolder(model, stage) : undefined,
+          this.db.tables.stages,
         );
         const from = target.stage as ModelStage | undefined;
         if (from === stage) return { actions: [], result: [] };
+        const policy = policyApplies(stage);
+        const gate = policy ? (modelItem.promotionGate as PromotionGate | undefined) : undefined;
+        const holderNumber = holderItem?.number as number | undefined;
+        const [holderVersion, run] = await Promise.all([
+          holderNumber === undefined ? undefined : this.#get(keys.modelVersion(model, holderNumber)),
+          this.#producingRun(policy ? producingRunId(target as ModelVersion) : undefined),
+        ]);
+        const { displaceHolder } = checkPromotion({
+          model,
+          version,
+          stage,
+          gate,
+          candidate: target as ModelVersion,
+          producingRun: run && { id: run.id as string, status: run.status as RunStatus },
+          holder:
+            holderNumber === undefined ? undefined : { number: holderNumber, metadata: holderVersion?.metadata ?? {} },
+          options,
+        });
         const at = nowIso();
         const changes: StageChange[] = [];
         const actions: TransactionAction[] = [];
         if (exclusive) {
-          if (holder === undefined) {
-            actions.push(this.#putNew({ ...keys.stageHolder(model, stage), number: version }, 'retry'));
-          } else {
-            if (options.force !== true) {
-              throw new ConflictError(
-                `Model "${model}" version ${holder.number} holds stage "${stage}"; archive it first or pass force to archive it while promoting version ${version}`,
-                { context: { model, version, stage, holder: holder.number, key: keys.stageHolder(model, stage) } },
-              );
-            }
+          if (holderNumber === undefined) {
+            actions.push(this.#putNew({ ...keys.stageHolder(model, stage), number: version }, 'retry', this.#stages));
+          } else if (displaceHolder) {
             actions.push(
-              this.#moveStage(keys.modelVersion(model, holder.number), stage, 'archived', at),
-              this.#conditionalUpdate(keys.stageHolder(model, stage), 'number', holder.number, (e) =>
-                e.set(['number'], version),
+              this.#moveStage(keys.modelVersion(model, holderNumber), stage, 'archived', at, (e) =>
+                // The gate compared against this value: it must still be the holder's.
+                gate === undefined
+                  ? e
+                  : conditionUnchanged(e, ['metadata', gate.metric], holderVersion?.metadata?.[gate.metric]),
+              ),
+              this.#conditionalUpdate(
+                keys.stageHolder(model, stage),
+                'number',
+                holderNumber,
+                (e) => e.set(['number'], version),
+                this.#stages,
               ),
             );
-            changes.push(stageChange(model, holder.number, stage, 'archived', options, at));
+            changes.push(stageChange(model, holderNumber, stage, 'archived', options, at));
           }
         }
         if (from !== undefined && EXCLUSIVE_STAGES.includes(from)) {
@@ -321,13 +370,26 @@ export class DynamoDbModelRepository implements ModelRepository {
           const e = new Expression();
           e.condition(`${e.path('number')} = ${e.value(version)}`);
           actions.push({
-            item: { Delete: { TableName: this.#table, Key: keys.stageHolder(model, from), ...e.build() } },
+            item: { Delete: { TableName: this.#stages, Key: keys.stageHolder(model, from), ...e.build() } },
             onConditionFailed: 'retry',
           });
         }
-        actions.push(this.#moveStage(keyOf(target), from, stage, at));
+        actions.push(
+          this.#moveStage(keyOf(target), from, stage, at, (e) => {
+            if (!policy) return e;
+            // The policy read the version's links and metrics: any change since (rev, metric) re-runs it.
+            e.condition(`${e.path('rev')} = ${e.value(target.rev)}`);
+            return gate === undefined
+              ? e
+              : conditionUnchanged(e, ['metadata', gate.metric], target.metadata?.[gate.metric]);
+          }),
+        );
+        if (policy) {
+          actions.push(this.#gateUnchanged(model, gate));
+          if (run !== undefined) actions.push(this.#runStatusUnchanged(run));
+        }
         changes.push(stageChange(model, version, from, stage, options, at));
-        actions.push(...this.#history(model, modelItem, changes));
+        actions.push(...(await this.#history(model, changes)));
         return { actions, result: changes };
       }),
     );
@@ -342,7 +404,7 @@ export class DynamoDbModelRepository implements ModelRepository {
     assertVersionLabel(model, 'alias', alias);
     return this.db.queue.run([`model:${model}`], () =>
       transactOptimistically(this.db, `Pointing alias "${alias}" of model "${model}" at ${version}`, async () => {
-        const [modelItem, target, held] = await this.#readForChange(model, version, keys.alias(model, alias));
+        const [, target, held] = await this.#readForChange(model, version, keys.alias(model, alias));
         const previous = held?.number as number | undefined;
         const at = nowIso();
         const actions: TransactionAction[] = [
@@ -357,7 +419,7 @@ export class DynamoDbModelRepository implements ModelRepository {
           );
         }
         const change = aliasChange(model, version, alias, previous, options, at);
-        actions.push(...this.#history(model, modelItem, [change]));
+        actions.push(...(await this.#history(model, [change])));
         return { actions, result: change };
       }),
     );
@@ -367,7 +429,7 @@ export class DynamoDbModelRepository implements ModelRepository {
   async removeAlias(model: string, alias: string, options: Omit<PromoteOptions, 'force'>): Promise<StageChange> {
     return this.db.queue.run([`model:${model}`], () =>
       transactOptimistically(this.db, `Removing alias "${alias}" of model "${model}"`, async () => {
-        const modelItem = await this.#model(model);
+        await this.#model(model);
         const held = await this.#get(keys.alias(model, alias));
         if (held === undefined) {
           throw new NotFoundError(`Model "${model}" has no alias "${alias}"`, { context: { model, alias } });
@@ -384,7 +446,7 @@ export class DynamoDbModelRepository implements ModelRepository {
               onConditionFailed: 'retry',
             },
             this.#touch(keys.modelVersion(model, holder), at, (u) => u.deleteFromSet(['aliasSet'], new Set([alias]))),
-            ...this.#history(model, modelItem, [change]),
+            ...(await this.#history(model, [change])),
           ],
           result: change,
         };
@@ -397,7 +459,7 @@ export class DynamoDbModelRepository implements ModelRepository {
     return queryPage(
       this.db,
       {
-        TableName: this.#table,
+        TableName: this.#stages,
         KeyConditionExpression: 'pk = :pk AND begins_with(sk, :h)',
         ExpressionAttributeValues: { ':pk': keys.model(model).pk, ':h': 'H#' },
         ConsistentRead: true,
@@ -410,6 +472,57 @@ export class DynamoDbModelRepository implements ModelRepository {
 
   get #table(): string {
     return this.db.tables.models;
+  }
+
+  get #stages(): string {
+    return this.db.tables.stages;
+  }
+
+  async #producingRun(runId: string | undefined): Promise<Item | undefined> {
+    if (runId === undefined) return undefined;
+    const run = await this.#get(keys.run(runId), this.db.tables.runs);
+    if (run === undefined) throw new NotFoundError(`Run "${runId}" not found`, { context: { runId } });
+    return run;
+  }
+
+  /** The promotion policy read the run's status: the transaction holds only while it is the same. */
+  #runStatusUnchanged(run: Item): TransactionAction {
+    const e = new Expression();
+    e.condition(`${e.path('status')} = ${e.value(run.status)}`);
+    const { UpdateExpression: _none, ...condition } = e.build();
+    return {
+      item: {
+        ConditionCheck: {
+          TableName: this.db.tables.runs,
+          Key: keys.run(run.id as string),
+          ...condition,
+          ConditionExpression: condition.ConditionExpression!,
+        },
+      },
+      onConditionFailed: 'retry',
+    };
+  }
+
+  /** The promotion policy read the model's gate: the transaction holds only while it is the same. */
+  #gateUnchanged(model: string, gate: PromotionGate | undefined): TransactionAction {
+    const e = new Expression();
+    if (gate === undefined) e.condition(`attribute_not_exists(${e.path('promotionGate')})`);
+    else {
+      e.condition(`${e.path('promotionGate', 'metric')} = ${e.value(gate.metric)}`);
+      e.condition(`${e.path('promotionGate', 'direction')} = ${e.value(gate.direction)}`);
+    }
+    const { UpdateExpression: _none, ...condition } = e.build();
+    return {
+      item: {
+        ConditionCheck: {
+          TableName: this.#table,
+          Key: keys.model(model),
+          ...condition,
+          ConditionExpression: condition.ConditionExpression!,
+        },
+      },
+      onConditionFailed: 'retry',
+    };
   }
 
   async #get(key: Key, table: string = this.#table): Promise<Item | undefined> {
@@ -437,11 +550,16 @@ export class DynamoDbModelRepository implements ModelRepository {
   }
 
   /** Reads the model, one of its versions and a third item at once; missing model or version throws. */
-  async #readForChange(model: string, number: number, other: Key | undefined): Promise<[Item, Item, Item | undefined]> {
+  async #readForChange(
+    model: string,
+    number: number,
+    other: Key | undefined,
+    otherTable: string = this.#table,
+  ): Promise<[Item, Item, Item | undefined]> {
     const [modelItem, version, otherItem] = await Promise.all([
       this.#get(keys.model(model)),
       this.#get(keys.modelVersion(model, number)),
-      other && this.#get(other),
+      other && this.#get(other, otherTable),
     ]);
     if (modelItem === undefined) throw new NotFoundError(`Model "${model}" not found`, { context: { model } });
     if (version === undefined) {
@@ -458,7 +576,7 @@ export class DynamoDbModelRepository implements ModelRepository {
     }
     if (ref === 'archived') return this.#newestArchived(model);
     if ((MODEL_STAGES as readonly string[]).includes(ref)) {
-      const holder = await this.#get(keys.stageHolder(model, ref));
+      const holder = await this.#get(keys.stageHolder(model, ref), this.#stages);
       return holder && this.#get(keys.modelVersion(model, holder.number));
     }
     const aliased = await this.#get(keys.alias(model, ref));
@@ -489,9 +607,13 @@ export class DynamoDbModelRepository implements ModelRepository {
     return undefined;
   }
 
-  #putNew(item: Item, onConditionFailed: TransactionAction['onConditionFailed']): TransactionAction {
+  #putNew(
+    item: Item,
+    onConditionFailed: TransactionAction['onConditionFailed'],
+    table: string = this.#table,
+  ): TransactionAction {
     return {
-      item: { Put: { TableName: this.#table, Item: item, ConditionExpression: 'attribute_not_exists(pk)' } },
+      item: { Put: { TableName: table, Item: item, ConditionExpression: 'attribute_not_exists(pk)' } },
       onConditionFailed,
     };
   }
@@ -501,18 +623,26 @@ export class DynamoDbModelRepository implements ModelRepository {
     attribute: string,
     expected: unknown,
     change: (e: Expression) => Expression,
+    table: string = this.#table,
   ): TransactionAction {
     const e = change(new Expression());
     e.condition(`${e.path(attribute)} = ${e.value(expected)}`);
-    return { item: updateAction(this.#table, key, e), onConditionFailed: 'retry' };
+    return { item: updateAction(table, key, e), onConditionFailed: 'retry' };
   }
 
   /** Sets a version's stage, conditioned on the stage it had when read (absent = never staged). */
-  #moveStage(key: Key, from: ModelStage | undefined, to: ModelStage, at: string): TransactionAction {
+  #moveStage(
+    key: Key,
+    from: ModelStage | undefined,
+    to: ModelStage,
+    at: string,
+    more: (e: Expression) => Expression = (e) => e,
+  ): TransactionAction {
     const e = new Expression().set(['stage'], to).set(['updatedAt'], at).add(['rev'], 1);
     e.condition(
       from === undefined ? `attribute_not_exists(${e.path('stage')})` : `${e.path('stage')} = ${e.value(from)}`,
     );
+    more(e);
     return { item: updateAction(this.#table, key, e), onConditionFailed: 'retry' };
   }
 
@@ -522,27 +652,44 @@ export class DynamoDbModelRepository implements ModelRepository {
     return { item: updateAction(this.#table, key, e), onConditionFailed: 'retry' };
   }
 
-  /** History items for `changes`, numbered after the model's sequence, and the sequence bump. */
-  #history(model: string, modelItem: Item, changes: StageChange[]): TransactionAction[] {
-    const seq = (modelItem.historySeq as number | undefined) ?? 0;
+  /**
+   * History items for `changes` (stages table), numbered after the model's history counter, and the
+   * counter bump: two racing writers cannot take the same number.
+   */
+  async #history(model: string, changes: StageChange[]): Promise<TransactionAction[]> {
+    const counter = await this.#get(keys.historyCounter(model), this.#stages);
+    const seq = (counter?.historySeq as number | undefined) ?? 0;
     const e = new Expression().set(['historySeq'], seq + changes.length);
     e.condition(
       seq === 0 ? `attribute_not_exists(${e.path('historySeq')})` : `${e.path('historySeq')} = ${e.value(seq)}`,
     );
     return [
       ...changes.map((change, index) =>
-        this.#putNew({ ...keys.stageChange(model, seq + index + 1), ...change }, 'retry'),
+        this.#putNew({ ...keys.stageChange(model, seq + index + 1), ...change }, 'retry', this.#stages),
       ),
-      { item: updateAction(this.#table, keys.model(model), e), onConditionFailed: 'retry' },
+      { item: updateAction(this.#stages, keys.historyCounter(model), e), onConditionFailed: 'retry' },
     ];
   }
 }
 
-function newModelItem(model: { name: string; description?: string; tags?: Tag[]; metadata?: Metadata }, now: string) {
+/** Conditions `path` on still holding `value` (absent when `value` is undefined). */
+function conditionUnchanged(e: Expression, path: string[], value: unknown): Expression {
+  return e.condition(
+    value === undefined
+      ? `attribute_not_exists(${e.path(...path)})`
+      : `${e.path(...path)} = ${e.value(value as NativeAttributeValue)}`,
+  );
+}
+
+function newModelItem(
+  model: { name: string; description?: string; tags?: Tag[]; metadata?: Metadata; promotionGate?: PromotionGate },
+  now: string,
+) {
   return withoutUndefined({
     ...keys.model(model.name),
     name: model.name,
     description: model.description,
+    promotionGate: model.promotionGate,
     tags: uniqueTags(model.tags ?? []),
     metadata: model.metadata ?? {},
     latestVersion: 0,

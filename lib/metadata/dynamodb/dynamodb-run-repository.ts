@@ -1,7 +1,15 @@
 import { GetCommand, QueryCommand, UpdateCommand } from '@aws-sdk/lib-dynamodb';
 import { ConflictError, NotFoundError, ValidationError } from '../../errors.ts';
+import { nowIso } from '../../util/ids.ts';
 import type { RunRepository } from '../metadata-store.ts';
-import { normalizeTimestamp } from '../store-rules.ts';
+import {
+  assertRunOpen,
+  leaseExpiredError,
+  normalizeTimestamp,
+  slotVerdict,
+  stepAlreadyDone,
+  stepInProgress,
+} from '../store-rules.ts';
 import type {
   ArtifactVersion,
   ErrorInfo,
@@ -149,6 +157,23 @@ export class DynamoDbRunRepository implements RunRepository {
     return this.#insertStep({ ...stepRun, status: 'running', outputs: {} }, []);
   }
 
+  async renewLease(runId: string, leaseExpiresAt: string, stepRunIds: string[] = []): Promise<boolean> {
+    const renew = async (key: { pk: string; sk: string }, open: readonly string[]) => {
+      const e = new Expression().set(['leaseExpiresAt'], leaseExpiresAt);
+      e.condition(`attribute_exists(pk) AND ${e.path('status')} IN (${open.map((s) => e.value(s)).join(', ')})`);
+      try {
+        await this.db.doc.send(new UpdateCommand({ TableName: this.#table, Key: key, ...e.build() }));
+        return true;
+      } catch (caught) {
+        if (isConditionalCheckFailed(caught)) return false;
+        throw translateError(caught, `Renewing the lease of run "${runId}"`);
+      }
+    };
+    const open = await renew(keys.run(runId), NON_TERMINAL);
+    if (open) await Promise.all(stepRunIds.map((id) => renew(keys.step(runId, id), ['running'])));
+    return open;
+  }
+
   async completeStep(
     stepRunId: string,
     completion: StepRunCompletion,
@@ -292,6 +317,12 @@ export class DynamoDbRunRepository implements RunRepository {
     }
   }
 
+  /**
+   * Item by item, not one transaction: a wide fan-out has more running step runs than a transaction
+   * takes (100). The run is ended first, so no step run can start in it afterwards (startStep checks
+   * the run's status in its own transaction); its running step runs are then ended one by one, and
+   * a second call finishes the sweep if this one was cut short.
+   */
   async abandon(
     runIds: string[],
     status: 'failed' | 'cancelled',
@@ -300,46 +331,57 @@ export class DynamoDbRunRepository implements RunRepository {
   ): Promise<string[]> {
     const changed: string[] = [];
     for (const runId of runIds) {
-      const didChange = await transactOptimistically(this.db, `Abandoning run "${runId}"`, async () => {
-        const items = await queryAll(this.db, {
-          TableName: this.#table,
-          KeyConditionExpression: 'pk = :pk',
-          ExpressionAttributeValues: { ':pk': keys.run(runId).pk },
-          ConsistentRead: true,
-        });
-        const run = items.find((item) => item.sk === 'RUN');
-        if (run === undefined || !NON_TERMINAL.includes(run.status)) return { actions: [], result: false };
-        const runUpdate = new Expression()
+      const run = await this.#findRun(runId);
+      if (run === undefined) continue;
+      if (NON_TERMINAL.includes(run.status)) {
+        const e = new Expression()
           .set(['status'], status)
           .set(['endedAt'], endedAt)
           .set(['error'], error)
           .set(['byStatusPk'], `STATUS#${status}`);
-        runUpdate.condition(`${runUpdate.path('status')} = ${runUpdate.value(run.status)}`);
-        const actions: TransactionAction[] = [
-          {
-            item: updateAction(this.#table, keys.run(runId), runUpdate),
-            onConditionFailed: 'retry',
-          },
-        ];
-        for (const step of items) {
-          if (!String(step.sk).startsWith('STEP#') || step.status !== 'running') continue;
-          const durationMs = Math.max(0, Math.round(Date.parse(endedAt) - Date.parse(step.startedAt)));
-          const e = new Expression()
-            .set(['status'], status)
-            .set(['endedAt'], endedAt)
-            .set(['error'], error)
-            .set(['durationMs'], Number.isFinite(durationMs) ? durationMs : 0);
-          e.condition(`${e.path('status')} = ${e.value('running')}`);
-          actions.push({
-            item: updateAction(this.#table, { pk: step.pk, sk: step.sk }, e),
-            onConditionFailed: 'retry',
-          });
+        e.condition(`${e.path('status')} IN (${NON_TERMINAL.map((s) => e.value(s)).join(', ')})`);
+        try {
+          await this.db.doc.send(new UpdateCommand({ TableName: this.#table, Key: keys.run(runId), ...e.build() }));
+          changed.push(runId);
+        } catch (caught) {
+          if (!isConditionalCheckFailed(caught)) throw translateError(caught, `Abandoning run "${runId}"`);
         }
-        return { actions, result: true };
-      });
-      if (didChange) changed.push(runId);
+      }
+      await this.#endRunningSteps(runId, status, endedAt, error);
     }
     return changed;
+  }
+
+  async #endRunningSteps(runId: string, status: 'failed' | 'cancelled', endedAt: string, error: ErrorInfo) {
+    const items = await queryAll(this.db, {
+      TableName: this.#table,
+      KeyConditionExpression: 'pk = :pk AND begins_with(sk, :step)',
+      FilterExpression: '#status = :running',
+      ExpressionAttributeNames: { '#status': 'status' },
+      ExpressionAttributeValues: { ':pk': keys.run(runId).pk, ':step': 'STEP#', ':running': 'running' },
+      ConsistentRead: true,
+    });
+    const pending = [...items];
+    const worker = async () => {
+      for (let step = pending.shift(); step !== undefined; step = pending.shift()) {
+        const durationMs = Math.max(0, Math.round(Date.parse(endedAt) - Date.parse(step.startedAt)));
+        const e = new Expression()
+          .set(['status'], status)
+          .set(['endedAt'], endedAt)
+          .set(['error'], error)
+          .set(['durationMs'], Number.isFinite(durationMs) ? durationMs : 0);
+        e.condition(`${e.path('status')} = ${e.value('running')}`);
+        try {
+          await this.db.doc.send(
+            new UpdateCommand({ TableName: this.#table, Key: { pk: step.pk, sk: step.sk }, ...e.build() }),
+          );
+        } catch (caught) {
+          // Ended meanwhile by its own executor: nothing to do.
+          if (!isConditionalCheckFailed(caught)) throw translateError(caught, `Abandoning step run "${step.sk}"`);
+        }
+      }
+    };
+    await Promise.all(Array.from({ length: Math.min(8, pending.length) }, worker));
   }
 
   get #table(): string {
@@ -385,6 +427,73 @@ export class DynamoDbRunRepository implements RunRepository {
     return step;
   }
 
+  /**
+   * The slot of a leased step run: `RUN#<runId> / SLOT#<stepId>` names the step run that last took
+   * (run, stepId). Reading the holder and conditioning on the slot being unchanged makes taking it
+   * a compare-and-set, inside the same transaction as the step run itself.
+   */
+  async #slotActions(stepRun: StepRun): Promise<TransactionAction[]> {
+    if (stepRun.leaseExpiresAt === undefined) return [];
+    const slotKey = { pk: keys.run(stepRun.runId).pk, sk: `SLOT#${stepRun.stepId}` };
+    const slot = await this.db.doc
+      .send(new GetCommand({ TableName: this.#table, Key: slotKey, ConsistentRead: true }))
+      .catch((error: unknown) => {
+        throw translateError(error, `Reading the slot of step "${stepRun.stepId}"`);
+      });
+    const holderId = slot.Item?.stepRunId as string | undefined;
+    const take: TransactionAction = {
+      item: {
+        Put: {
+          TableName: this.#table,
+          Item: { ...slotKey, stepRunId: stepRun.id },
+          ConditionExpression: holderId === undefined ? 'attribute_not_exists(pk)' : 'stepRunId = :holder',
+          ...(holderId === undefined ? {} : { ExpressionAttributeValues: { ':holder': holderId } }),
+        },
+      },
+      onConditionFailed: 'retry',
+    };
+    if (holderId === undefined) return [take];
+    const holder = await this.#findStepIn(stepRun.runId, holderId);
+    if (holder === undefined) return [take];
+    const now = nowIso();
+    const verdict = slotVerdict(holder.status, holder.leaseExpiresAt, now);
+    if (verdict === 'done') throw stepAlreadyDone(stepRun, holder.id, holder.status);
+    if (verdict === 'live') throw stepInProgress(stepRun, holder.id, holder.leaseExpiresAt);
+    const e = new Expression();
+    if (verdict === 'expired') {
+      e.set(['status'], 'failed')
+        .set(['endedAt'], now)
+        .set(['error'], leaseExpiredError(holder.id, stepRun.id))
+        .set(['durationMs'], Math.max(0, Date.parse(now) - Date.parse(holder.startedAt)));
+    }
+    e.condition(`${e.path('status')} = ${e.value(holder.status)}`);
+    const holderAction: TransactionAction = {
+      item:
+        verdict === 'expired'
+          ? updateAction(this.#table, keys.step(stepRun.runId, holder.id), e)
+          : {
+              ConditionCheck: {
+                TableName: this.#table,
+                Key: keys.step(stepRun.runId, holder.id),
+                ConditionExpression: e.build().ConditionExpression!,
+                ExpressionAttributeNames: e.build().ExpressionAttributeNames,
+                ExpressionAttributeValues: e.build().ExpressionAttributeValues,
+              },
+            },
+      onConditionFailed: 'retry',
+    };
+    return [take, holderAction];
+  }
+
+  async #findStepIn(runId: string, stepRunId: string): Promise<StepRun | undefined> {
+    const output = await this.db.doc
+      .send(new GetCommand({ TableName: this.#table, Key: keys.step(runId, stepRunId), ConsistentRead: true }))
+      .catch((error: unknown) => {
+        throw translateError(error, `Reading step run "${stepRunId}"`);
+      });
+    return output.Item === undefined ? undefined : recordOf<StepRun>(output.Item);
+  }
+
   /** Writes a step run, its id pointer and its consumer edges, checking the run and inputs exist. */
   async #insertStep(stepRun: StepRun, extraChecks: TransactionAction[]): Promise<StepRun> {
     const record = withoutUndefined(stepRun);
@@ -398,13 +507,26 @@ export class DynamoDbRunRepository implements RunRepository {
           ConditionCheck: {
             TableName: this.#table,
             Key: keys.run(stepRun.runId),
-            ConditionExpression: 'attribute_exists(pk)',
+            // A step run only starts in an open run: a late delivery cannot add work to a finished one.
+            ConditionExpression: 'attribute_exists(pk) AND #status IN (:pending, :running)',
+            ExpressionAttributeNames: { '#status': 'status' },
+            ExpressionAttributeValues: { ':pending': 'pending', ':running': 'running' },
           },
         },
-        onConditionFailed: () =>
-          new NotFoundError(`Run "${stepRun.runId}" of step run "${id}" not found; create the run first`, {
-            context: { runId: stepRun.runId, stepRunId: id },
-          }),
+        onConditionFailed: async () => {
+          const run = await this.#findRun(stepRun.runId);
+          if (run === undefined) {
+            return new NotFoundError(`Run "${stepRun.runId}" of step run "${id}" not found; create the run first`, {
+              context: { runId: stepRun.runId, stepRunId: id },
+            });
+          }
+          try {
+            assertRunOpen(stepRun, run.status);
+          } catch (error) {
+            return error as Error;
+          }
+          return new ConflictError(`Run "${stepRun.runId}" changed while step run "${id}" was recorded; try again`);
+        },
       },
       {
         item: {
@@ -435,7 +557,10 @@ export class DynamoDbRunRepository implements RunRepository {
       ),
       ...extraChecks,
     ];
-    await transactOptimistically(this.db, `Recording step run "${id}"`, async () => ({ actions, result: undefined }));
+    await transactOptimistically(this.db, `Recording step run "${id}"`, async () => ({
+      actions: [...actions, ...(await this.#slotActions(stepRun))],
+      result: undefined,
+    }));
     return record;
   }
 

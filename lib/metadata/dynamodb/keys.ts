@@ -23,8 +23,11 @@ export const keys = {
   modelVersion: (model: string, number: number) => ({ pk: `MODEL#${model}`, sk: `V#${padNumber(number)}` }),
   modelVersionPointer: (id: string) => ({ pk: `MV#${id}`, sk: 'MV' }),
   versionName: (model: string, name: string) => ({ pk: `MODEL#${model}`, sk: `NAME#${name}` }),
-  stageHolder: (model: string, stage: string) => ({ pk: `MODEL#${model}`, sk: `STAGE#${stage}` }),
   alias: (model: string, alias: string) => ({ pk: `MODEL#${model}`, sk: `ALIAS#${alias}` }),
+  // stages table: the audit trail, apart so IAM can deny the step runner any write to it
+  stageHolder: (model: string, stage: string) => ({ pk: `MODEL#${model}`, sk: `STAGE#${stage}` }),
+  /** The model's `historySeq` counter, bumped in the same transaction as each history item. */
+  historyCounter: (model: string) => ({ pk: `MODEL#${model}`, sk: 'HISTORY' }),
   /** Numbered by the model's `historySeq` counter, bumped in the same transaction: commit order. */
   stageChange: (model: string, seq: number) => ({ pk: `MODEL#${model}`, sk: `H#${padNumber(seq)}` }),
 } as const;

@@ -6,17 +6,22 @@ import {
   waitUntilTableExists,
 } from '@aws-sdk/client-dynamodb';
 
-/** Names of the four tables a {@link DynamoDbMetadataStore} uses (injected: CDK decides them). */
+/** Names of the five tables a {@link DynamoDbMetadataStore} uses (injected: CDK decides them). */
 export interface DynamoDbTableNames {
   stacks: string;
   runs: string;
   artifacts: string;
   models: string;
+  /**
+   * Stage holders and the stage/alias history of every model: a table of its own so IAM can give the
+   * step runner read-only access to it (the audit trail is written only by the control plane).
+   */
+  stages: string;
 }
 
 /**
- * The table names of a stack's metadata store: `<tablePrefix>-stacks`, `-runs`, `-artifacts` and
- * `-models`. The one place this naming lives: `openStack`, `stackline stack provision` and the CDK
+ * The table names of a stack's metadata store: `<tablePrefix>-stacks`, `-runs`, `-artifacts`,
+ * `-models` and `-stages`. The one place this naming lives: `openStack`, `stackline stack provision` and the CDK
  * stack all derive the names from the stack's `tablePrefix` through it.
  *
  * @example
@@ -28,6 +33,7 @@ export function tableNamesFor(tablePrefix: string): DynamoDbTableNames {
     runs: `${tablePrefix}-runs`,
     artifacts: `${tablePrefix}-artifacts`,
     models: `${tablePrefix}-models`,
+    stages: `${tablePrefix}-stages`,
   };
 }
 
@@ -41,6 +47,7 @@ export const INDEXES = {
   runs: { byStart: 'byStart', byPipeline: 'byPipeline', byStatus: 'byStatus', byCacheKey: 'byCacheKey' },
   artifacts: { byName: 'byName' },
   models: { byName: 'byName' },
+  stages: {},
 } as const;
 
 function gsi(name: string): GlobalSecondaryIndex {
@@ -70,7 +77,8 @@ function table(name: string, indexes: readonly string[]): CreateTableCommandInpu
         { AttributeName: `${index}Sk`, AttributeType: 'S' as const },
       ]),
     ],
-    GlobalSecondaryIndexes: indexes.map(gsi),
+    // CreateTable refuses an empty index list: a table without indexes has none.
+    ...(indexes.length > 0 && { GlobalSecondaryIndexes: indexes.map(gsi) }),
   };
 }
 
@@ -79,7 +87,7 @@ function table(name: string, indexes: readonly string[]): CreateTableCommandInpu
  * renders the same key schema and indexes, so both always agree.
  *
  * @example
- * const defs = tableDefinitions({ stacks: 'sl-stacks', runs: 'sl-runs', artifacts: 'sl-artifacts', models: 'sl-models' });
+ * const defs = tableDefinitions(tableNamesFor('sl'));
  * defs.runs.GlobalSecondaryIndexes?.map((index) => index.IndexName); // ['byStart', 'byPipeline', ...]
  */
 export function tableDefinitions(
@@ -90,11 +98,12 @@ export function tableDefinitions(
     runs: table(tables.runs, Object.values(INDEXES.runs)),
     artifacts: table(tables.artifacts, Object.values(INDEXES.artifacts)),
     models: table(tables.models, Object.values(INDEXES.models)),
+    stages: table(tables.stages, Object.values(INDEXES.stages)),
   };
 }
 
 /**
- * Creates the four tables and waits until they are active. For tests, local emulators and dev
+ * Creates the five tables and waits until they are active. For tests, local emulators and dev
  * accounts (`stackline stack provision`); production tables come from the CDK stack.
  * With `ifNotExists`, a table that already exists is left as it is (and waited for), so calling it
  * again is harmless; without it, an existing table fails the call.

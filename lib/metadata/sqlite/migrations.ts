@@ -176,6 +176,23 @@ export const MIGRATIONS: readonly Migration[] = [
       CREATE INDEX stage_changes_by_model ON stage_changes(model, seq);
     `,
   },
+  {
+    version: 2,
+    description: 'executor identity and lease on runs and step runs (liveness, in-progress step leases)',
+    sql: `
+      ALTER TABLE pipeline_runs ADD COLUMN executor TEXT;
+      ALTER TABLE pipeline_runs ADD COLUMN lease_expires_at TEXT;
+      ALTER TABLE step_runs ADD COLUMN executor TEXT;
+      ALTER TABLE step_runs ADD COLUMN lease_expires_at TEXT;
+      -- One (run, step id) at a time: the in-progress check of startStep is an index lookup.
+      CREATE INDEX step_runs_by_run_step ON step_runs(run_id, step_id, status);
+    `,
+  },
+  {
+    version: 3,
+    description: 'a promotion gate per model (JSON: metric and direction)',
+    sql: 'ALTER TABLE models ADD COLUMN promotion_gate TEXT;',
+  },
 ];
 
 /** The schema version this code writes. */

@@ -1,10 +1,12 @@
 import { ConflictError, NotFoundError } from '../../errors.ts';
+import { faultPoint } from '../../util/fault-points.ts';
 import { newId } from '../../util/ids.ts';
 import { uniqueTags } from '../store-rules.ts';
 import type {
   ArtifactVersion,
   ArtifactVersionDraft,
   ErrorInfo,
+  ExecutorIdentity,
   MetadataTarget,
   ModelRecord,
   ModelStage,
@@ -43,6 +45,8 @@ export interface RunRow {
   ended_at: string | null;
   error: string | null;
   model_version_id: string | null;
+  executor: string | null;
+  lease_expires_at: string | null;
 }
 
 export interface StepRunRow {
@@ -62,6 +66,8 @@ export interface StepRunRow {
   cached_from: string | null;
   metadata: string;
   logs: string | null;
+  executor: string | null;
+  lease_expires_at: string | null;
 }
 
 export interface ArtifactVersionRow {
@@ -88,6 +94,8 @@ export interface ModelRow {
   latest_version: number;
   created_at: string;
   updated_at: string;
+  /** JSON of a PromotionGate; NULL when the model has none. */
+  promotion_gate: string | null;
 }
 
 export interface ModelVersionRow {
@@ -147,6 +155,9 @@ export function toRun(row: RunRow): PipelineRun {
   const error = parseOptionalJson<ErrorInfo>(row.error);
   if (error !== undefined) run.error = error;
   if (row.model_version_id !== null) run.modelVersionId = row.model_version_id;
+  const executor = parseOptionalJson<ExecutorIdentity>(row.executor);
+  if (executor !== undefined) run.executor = executor;
+  if (row.lease_expires_at !== null) run.leaseExpiresAt = row.lease_expires_at;
   return run;
 }
 
@@ -173,6 +184,9 @@ export function toStepRun(row: StepRunRow, inputs: Record<string, string>, outpu
   if (row.cached_from !== null) stepRun.cachedFrom = row.cached_from;
   const logs = parseOptionalJson<string[]>(row.logs);
   if (logs !== undefined) stepRun.logs = logs;
+  const executor = parseOptionalJson<ExecutorIdentity>(row.executor);
+  if (executor !== undefined) stepRun.executor = executor;
+  if (row.lease_expires_at !== null) stepRun.leaseExpiresAt = row.lease_expires_at;
   return stepRun;
 }
 
@@ -205,6 +219,7 @@ export function toModel(row: ModelRow): ModelRecord {
     updatedAt: row.updated_at,
   };
   if (row.description !== null) model.description = row.description;
+  if (row.promotion_gate !== null) model.promotionGate = parseJson(row.promotion_gate);
   return model;
 }
 
@@ -335,9 +350,9 @@ export function insertStepRunRow(sql: Sql, stepRun: StepRun, status: StepRunStat
   assertArtifactVersionsExist(sql, stepRun.inputs, 'input', stepRun.id);
   sql.run(
     `INSERT INTO step_runs (id, run_id, step_id, step_name, status, cache_key, code_hash, parameters, started_at,
-       ended_at, duration_ms, attempts, error, cached_from, metadata, logs)
+       ended_at, duration_ms, attempts, error, cached_from, metadata, logs, executor, lease_expires_at)
      VALUES (@id, @runId, @stepId, @stepName, @status, @cacheKey, @codeHash, @parameters, @startedAt,
-       @endedAt, @durationMs, @attempts, @error, @cachedFrom, @metadata, @logs)`,
+       @endedAt, @durationMs, @attempts, @error, @cachedFrom, @metadata, @logs, @executor, @leaseExpiresAt)`,
     {
       id: stepRun.id,
       runId: stepRun.runId,
@@ -355,6 +370,8 @@ export function insertStepRunRow(sql: Sql, stepRun: StepRun, status: StepRunStat
       cachedFrom: stepRun.cachedFrom ?? null,
       metadata: json(stepRun.metadata),
       logs: stepRun.logs === undefined ? null : json(stepRun.logs),
+      executor: stepRun.executor === undefined ? null : json(stepRun.executor),
+      leaseExpiresAt: stepRun.leaseExpiresAt ?? null,
     },
   );
   for (const [name, artifactVersionId] of Object.entries(stepRun.inputs)) {
@@ -400,6 +417,7 @@ export function insertArtifactVersion(sql: Sql, draft: ArtifactVersionDraft, cre
        @producer_run_id, @producer_step_run_id, @created_at)`,
     row,
   );
+  faultPoint('artifact-version:allocated');
   insertTags(sql, 'artifact_version', id, tags);
   return toArtifactVersion(row);
 }

@@ -1,5 +1,5 @@
 import Database from 'better-sqlite3';
-import { ConflictError, ValidationError } from '../../errors.ts';
+import { ConflictError, MetadataStoreDamagedError, MetadataStoreLockedError, ValidationError } from '../../errors.ts';
 import type { Page, Tag } from '../types.ts';
 
 export const BUSY_TIMEOUT_MS = 10_000;
@@ -18,15 +18,27 @@ export class Sql {
   }
 
   get<T>(sql: string, ...params: unknown[]): T | undefined {
-    return this.statement(sql).get(...params) as T | undefined;
+    try {
+      return this.statement(sql).get(...params) as T | undefined;
+    } catch (error) {
+      throw translateSqliteError(error, this.db.name);
+    }
   }
 
   all<T>(sql: string, ...params: unknown[]): T[] {
-    return this.statement(sql).all(...params) as T[];
+    try {
+      return this.statement(sql).all(...params) as T[];
+    } catch (error) {
+      throw translateSqliteError(error, this.db.name);
+    }
   }
 
   run(sql: string, ...params: unknown[]): Database.RunResult {
-    return this.statement(sql).run(...params);
+    try {
+      return this.statement(sql).run(...params);
+    } catch (error) {
+      throw translateSqliteError(error, this.db.name);
+    }
   }
 
   /**
@@ -38,7 +50,7 @@ export class Sql {
     try {
       return this.transaction.immediate(fn) as T;
     } catch (error) {
-      throw translateSqliteError(error);
+      throw translateSqliteError(error, this.db.name);
     }
   }
 
@@ -52,18 +64,33 @@ export class Sql {
   }
 }
 
-export function translateSqliteError(error: unknown): unknown {
+/** How to get a usable metadata database back, for messages about a damaged one. */
+export const RECOVERY_HINT =
+  'restore a backup with "stackline restore FILE", or move the file aside to start with an empty store';
+
+/**
+ * SQLite errors as Stackline errors: constraint violations are conflicts, a lock held past the busy
+ * timeout (SQLite retries until then) is {@link MetadataStoreLockedError}, a damaged or foreign file
+ * is {@link MetadataStoreDamagedError} naming the file.
+ */
+export function translateSqliteError(error: unknown, file = 'the metadata database'): unknown {
   if (!(error instanceof Database.SqliteError)) return error;
+  if (error.code === 'SQLITE_NOTADB' || error.code.startsWith('SQLITE_CORRUPT')) {
+    return new MetadataStoreDamagedError(`Metadata database ${file} is damaged (${error.message}); ${RECOVERY_HINT}.`, {
+      cause: error,
+      context: { file, sqliteCode: error.code },
+    });
+  }
   if (error.code.startsWith('SQLITE_CONSTRAINT')) {
     return new ConflictError(`Metadata write rejected by a database constraint: ${error.message}`, {
       cause: error,
       context: { sqliteCode: error.code },
     });
   }
-  if (error.code.startsWith('SQLITE_BUSY')) {
-    return new ConflictError(
-      `Metadata database is locked by another process (waited up to ${BUSY_TIMEOUT_MS / 1000} s); retry when it finishes`,
-      { cause: error, context: { sqliteCode: error.code } },
+  if (error.code.startsWith('SQLITE_BUSY') || error.code.startsWith('SQLITE_LOCKED')) {
+    return new MetadataStoreLockedError(
+      `Metadata database ${file} is locked by another process and stayed locked while retried; try again when that process finishes`,
+      { cause: error, context: { file, sqliteCode: error.code } },
     );
   }
   return error;

@@ -1,7 +1,7 @@
-import { mkdirSync } from 'node:fs';
+import { mkdirSync, statSync } from 'node:fs';
 import { dirname } from 'node:path';
 import Database from 'better-sqlite3';
-import { NotFoundError } from '../../errors.ts';
+import { MetadataStoreDamagedError, NotFoundError } from '../../errors.ts';
 import { nowIso } from '../../util/ids.ts';
 import type {
   ArtifactRepository,
@@ -13,7 +13,7 @@ import type {
 import type { ErrorInfo, Metadata, MetadataTarget } from '../types.ts';
 import { migrate } from './migrations.ts';
 import { abandonRuns, metadataTable } from './rows.ts';
-import { BUSY_TIMEOUT_MS, json, parseJson, Sql } from './sql.ts';
+import { BUSY_TIMEOUT_MS, json, parseJson, RECOVERY_HINT, Sql, translateSqliteError } from './sql.ts';
 import { SqliteArtifactRepository } from './sqlite-artifact-repository.ts';
 import { SqliteModelRepository } from './sqlite-model-repository.ts';
 import { SqliteRunRepository } from './sqlite-run-repository.ts';
@@ -61,22 +61,42 @@ export class SqliteMetadataStore implements MetadataStore {
    * store — and migrates it to the current schema.
    *
    * @throws StacklineError when the file was written by a newer Stackline.
+   * @throws MetadataStoreDamagedError when the file is empty (0 bytes: a fresh database would
+   *   silently replace all history) or not a readable SQLite database.
+   * @throws MetadataStoreLockedError when another process holds it locked past the busy timeout.
    */
-  static open(path: string): SqliteMetadataStore {
+  static open(path: string, options: { busyTimeoutMs?: number } = {}): SqliteMetadataStore {
     const inMemory = path === ':memory:' || path === '';
-    if (!inMemory) mkdirSync(dirname(path), { recursive: true });
-    const db = new Database(path, { timeout: BUSY_TIMEOUT_MS });
+    const busyTimeoutMs = options.busyTimeoutMs ?? BUSY_TIMEOUT_MS;
+    if (!inMemory) {
+      mkdirSync(dirname(path), { recursive: true });
+      if (isEmptyFile(path)) {
+        throw new MetadataStoreDamagedError(
+          `Metadata database ${path} is empty (0 bytes), so its history is lost; ${RECOVERY_HINT}.`,
+          { context: { file: path } },
+        );
+      }
+    }
+    const db = new Database(path, { timeout: busyTimeoutMs });
     try {
-      db.pragma(`busy_timeout = ${BUSY_TIMEOUT_MS}`);
+      db.pragma(`busy_timeout = ${busyTimeoutMs}`);
       if (!inMemory) db.pragma('journal_mode = WAL');
       db.pragma('synchronous = NORMAL');
       db.pragma('foreign_keys = ON');
       migrate(db, inMemory ? 'in memory' : `"${path}"`);
     } catch (error) {
       db.close();
-      throw error;
+      throw translateSqliteError(error, path);
     }
     return new SqliteMetadataStore(db);
+  }
+
+  /**
+   * Copies the database to `file` with SQLite's online backup: consistent even while other
+   * processes write, and without blocking them for more than a page batch.
+   */
+  async backup(file: string): Promise<void> {
+    await this.sql.db.backup(file);
   }
 
   /**
@@ -107,4 +127,16 @@ export class SqliteMetadataStore implements MetadataStore {
   async close(): Promise<void> {
     if (this.sql.db.open) this.sql.db.close();
   }
+}
+
+/**
+ * Whether `path` is a 0-byte file. A database another process has just created is empty for the
+ * moment before its first write, so an empty file is looked at again for up to a second.
+ */
+function isEmptyFile(path: string): boolean {
+  for (let attempt = 0; attempt < 5; attempt++) {
+    if (statSync(path, { throwIfNoEntry: false })?.size !== 0) return false;
+    Atomics.wait(new Int32Array(new SharedArrayBuffer(4)), 0, 0, 200);
+  }
+  return true;
 }

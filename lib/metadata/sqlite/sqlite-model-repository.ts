@@ -1,6 +1,8 @@
 import { ConflictError, NotFoundError, ValidationError } from '../../errors.ts';
+import { faultPoint } from '../../util/fault-points.ts';
 import { newId, nowIso } from '../../util/ids.ts';
 import type { ModelRepository, PromoteOptions } from '../metadata-store.ts';
+import { assertPromotionGate, checkPromotion, policyApplies, producingRunId } from '../promotion-rules.ts';
 import { assertVersionLabel, pageLimit, uniqueTags } from '../store-rules.ts';
 import {
   type ArtifactVersion,
@@ -15,6 +17,7 @@ import {
   type ModelVersionRef,
   type Page,
   type PageRequest,
+  type PromotionGate,
   type StageChange,
   type Tag,
   type TagFilter,
@@ -42,12 +45,33 @@ import {
 export class SqliteModelRepository implements ModelRepository {
   constructor(private readonly sql: Sql) {}
 
-  async create(model: { name: string; description?: string; tags?: Tag[]; metadata?: Metadata }): Promise<ModelRecord> {
+  async create(model: {
+    name: string;
+    description?: string;
+    tags?: Tag[];
+    metadata?: Metadata;
+    promotionGate?: PromotionGate;
+  }): Promise<ModelRecord> {
+    if (model.promotionGate !== undefined) assertPromotionGate(model.promotionGate);
     return this.sql.write(() => {
       if (this.findModelRow(model.name) !== undefined) {
         throw new ConflictError(`Model "${model.name}" already exists`, { context: { model: model.name } });
       }
       return toModel(this.insertModel(model));
+    });
+  }
+
+  async setPromotionGate(model: string, gate: PromotionGate | null): Promise<ModelRecord> {
+    if (gate !== null) assertPromotionGate(gate);
+    return this.sql.write(() => {
+      this.modelRow(model);
+      this.sql.run(
+        'UPDATE models SET promotion_gate = ?, updated_at = ? WHERE name = ?',
+        gate === null ? null : json(gate),
+        nowIso(),
+        model,
+      );
+      return toModel(this.modelRow(model));
     });
   }
 
@@ -124,6 +148,7 @@ export class SqliteModelRepository implements ModelRepository {
         now,
         now,
       );
+      faultPoint('model-version:allocated');
       this.sql.run('UPDATE models SET latest_version = ?, updated_at = ? WHERE name = ?', number, now, model);
       insertTags(this.sql, 'model_version', id, tags);
       if (init.runId !== undefined) {
@@ -247,25 +272,29 @@ export class SqliteModelRepository implements ModelRepository {
       if (target.stage === stage) return [];
       const at = nowIso();
       const changes: StageChange[] = [];
-      if (EXCLUSIVE_STAGES.includes(stage)) {
-        const holder = this.sql.get<ModelVersionRow>(
-          'SELECT * FROM model_versions WHERE model = ? AND stage = ?',
-          model,
-          stage,
+      const holder = EXCLUSIVE_STAGES.includes(stage)
+        ? this.sql.get<ModelVersionRow>('SELECT * FROM model_versions WHERE model = ? AND stage = ?', model, stage)
+        : undefined;
+      const policy = policyApplies(stage);
+      const [candidate] = this.hydrate([target]);
+      const runId = policy ? producingRunId(candidate!) : undefined;
+      const { displaceHolder } = checkPromotion({
+        model,
+        version,
+        stage,
+        gate: policy ? toModel(this.modelRow(model)).promotionGate : undefined,
+        candidate: candidate!,
+        producingRun: runId === undefined ? undefined : { id: runId, status: loadRunRow(this.sql, runId).status },
+        holder: holder && { number: holder.number, metadata: parseJson(holder.metadata) },
+        options,
+      });
+      if (holder !== undefined && displaceHolder) {
+        this.moveStage(holder, 'archived', at);
+        changes.push(
+          this.recordChange(model, holder.number, { kind: 'stage', from: stage, to: 'archived' }, options, at),
         );
-        if (holder !== undefined) {
-          if (options.force !== true) {
-            throw new ConflictError(
-              `Model "${model}" version ${holder.number} holds stage "${stage}"; archive it first or pass force to archive it while promoting version ${version}`,
-              { context: { model, version, stage, holder: holder.number } },
-            );
-          }
-          this.moveStage(holder, 'archived', at);
-          changes.push(
-            this.recordChange(model, holder.number, { kind: 'stage', from: stage, to: 'archived' }, options, at),
-          );
-        }
       }
+      faultPoint('stage:promoting');
       this.moveStage(target, stage, at);
       changes.push(
         this.recordChange(model, version, { kind: 'stage', from: target.stage ?? undefined, to: stage }, options, at),
@@ -357,7 +386,13 @@ export class SqliteModelRepository implements ModelRepository {
     return row;
   }
 
-  private insertModel(model: { name: string; description?: string; tags?: Tag[]; metadata?: Metadata }): ModelRow {
+  private insertModel(model: {
+    name: string;
+    description?: string;
+    tags?: Tag[];
+    metadata?: Metadata;
+    promotionGate?: PromotionGate;
+  }): ModelRow {
     const now = nowIso();
     const tags = uniqueTags(model.tags ?? []);
     const row: ModelRow = {
@@ -368,10 +403,11 @@ export class SqliteModelRepository implements ModelRepository {
       latest_version: 0,
       created_at: now,
       updated_at: now,
+      promotion_gate: model.promotionGate === undefined ? null : json(model.promotionGate),
     };
     this.sql.run(
-      `INSERT INTO models (name, description, tags, metadata, latest_version, created_at, updated_at)
-       VALUES (@name, @description, @tags, @metadata, @latest_version, @created_at, @updated_at)`,
+      `INSERT INTO models (name, description, tags, metadata, latest_version, created_at, updated_at, promotion_gate)
+       VALUES (@name, @description, @tags, @metadata, @latest_version, @created_at, @updated_at, @promotion_gate)`,
       row,
     );
     insertTags(this.sql, 'model', model.name, tags);

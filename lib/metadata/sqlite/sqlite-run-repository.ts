@@ -1,6 +1,16 @@
 import { ConflictError, ValidationError } from '../../errors.ts';
+import { nowIso } from '../../util/ids.ts';
 import type { RunRepository } from '../metadata-store.ts';
-import { normalizeTimestamp, pageLimit, uniqueTags } from '../store-rules.ts';
+import {
+  assertRunOpen,
+  leaseExpiredError,
+  normalizeTimestamp,
+  pageLimit,
+  slotVerdict,
+  stepAlreadyDone,
+  stepInProgress,
+  uniqueTags,
+} from '../store-rules.ts';
 import type {
   ArtifactVersion,
   ErrorInfo,
@@ -41,9 +51,9 @@ export class SqliteRunRepository implements RunRepository {
       const tags = uniqueTags(run.tags);
       this.sql.run(
         `INSERT INTO pipeline_runs (id, pipeline, status, stack, parameters, config, tags, metadata, created_by,
-           started_at, ended_at, error, model_version_id)
+           started_at, ended_at, error, model_version_id, executor, lease_expires_at)
          VALUES (@id, @pipeline, @status, @stack, @parameters, @config, @tags, @metadata, @createdBy,
-           @startedAt, @endedAt, @error, @modelVersionId)`,
+           @startedAt, @endedAt, @error, @modelVersionId, @executor, @leaseExpiresAt)`,
         {
           id: run.id,
           pipeline: run.pipeline,
@@ -58,6 +68,8 @@ export class SqliteRunRepository implements RunRepository {
           endedAt: run.endedAt ?? null,
           error: run.error === undefined ? null : json(run.error),
           modelVersionId: run.modelVersionId ?? null,
+          executor: run.executor === undefined ? null : json(run.executor),
+          leaseExpiresAt: run.leaseExpiresAt ?? null,
         },
       );
       insertTags(this.sql, 'run', run.id, tags);
@@ -145,9 +157,60 @@ export class SqliteRunRepository implements RunRepository {
 
   async startStep(stepRun: StepRun): Promise<StepRun> {
     return this.sql.write(() => {
+      this.claimSlot(stepRun);
       insertStepRunRow(this.sql, stepRun, 'running');
       return loadStepRun(this.sql, stepRun.id);
     });
+  }
+
+  async renewLease(runId: string, leaseExpiresAt: string, stepRunIds: string[] = []): Promise<boolean> {
+    return this.sql.write(() => {
+      const result = this.sql.run(
+        `UPDATE pipeline_runs SET lease_expires_at = ? WHERE id = ? AND status IN ('pending', 'running')`,
+        leaseExpiresAt,
+        runId,
+      );
+      if (stepRunIds.length > 0) {
+        this.sql.run(
+          `UPDATE step_runs SET lease_expires_at = ?
+           WHERE run_id = ? AND status = 'running' AND id IN (SELECT value FROM json_each(?))`,
+          leaseExpiresAt,
+          runId,
+          json(stepRunIds),
+        );
+      }
+      return result.changes > 0;
+    });
+  }
+
+  /** The conditions of startStep and recordCachedStep (see RunRepository.startStep); inside the write. */
+  private claimSlot(stepRun: StepRun): void {
+    const run = this.sql.get<{ status: RunStatus }>('SELECT status FROM pipeline_runs WHERE id = ?', stepRun.runId);
+    if (run !== undefined) assertRunOpen(stepRun, run.status);
+    if (stepRun.leaseExpiresAt === undefined) return;
+    const rows = this.sql.all<StepRunRow>(
+      `SELECT * FROM step_runs WHERE run_id = ? AND step_id = ? AND status IN ('running', 'completed', 'cached')`,
+      stepRun.runId,
+      stepRun.stepId,
+    );
+    const now = nowIso();
+    for (const row of rows) {
+      const verdict = slotVerdict(row.status, row.lease_expires_at ?? undefined, now);
+      if (verdict === 'done') throw stepAlreadyDone(stepRun, row.id, row.status);
+      if (verdict === 'live') throw stepInProgress(stepRun, row.id, row.lease_expires_at ?? undefined);
+    }
+    for (const row of rows) {
+      // Running, lease expired: its executor is gone; end it so the new attempt is the only one.
+      this.sql.run(
+        `UPDATE step_runs SET status = 'failed', ended_at = ?, error = ?,
+           duration_ms = MAX(0, ROUND((julianday(?) - julianday(started_at)) * 86400000))
+         WHERE id = ? AND status = 'running'`,
+        now,
+        json(leaseExpiredError(row.id, stepRun.id)),
+        now,
+        row.id,
+      );
+    }
   }
 
   async completeStep(
@@ -207,6 +270,7 @@ export class SqliteRunRepository implements RunRepository {
         });
       }
       loadStepRunRow(this.sql, stepRun.cachedFrom);
+      this.claimSlot(stepRun);
       assertArtifactVersionsExist(this.sql, stepRun.outputs, 'output', stepRun.id);
       insertStepRunRow(this.sql, { ...stepRun, endedAt: stepRun.endedAt ?? stepRun.startedAt }, 'cached');
       for (const [name, artifactVersionId] of Object.entries(stepRun.outputs)) {

@@ -20,6 +20,7 @@ import {
   type EcsRunnerOptions,
   type ExecutionPlan,
   planGraph,
+  TRANSIENT_RETRIER,
 } from '../../../lib/compiler/compile-to-asl.ts';
 import type { PipelineGraph, StepNode } from '../../../lib/dsl/builder.ts';
 import type { StepSpec } from '../../../lib/dsl/step.ts';
@@ -615,6 +616,7 @@ describe('compileToAsl', () => {
           MaxAttempts: 3,
           BackoffRate: 2,
         },
+        TRANSIENT_RETRIER,
         {
           ErrorEquals: ['States.TaskFailed', 'States.Timeout'],
           IntervalSeconds: 2,
@@ -624,16 +626,42 @@ describe('compileToAsl', () => {
         },
       ],
     });
-    expect((definition.States.Step_publish as TaskState).Retry?.[2]).toEqual({
+    expect((definition.States.Step_publish as TaskState).Retry?.[3]).toEqual({
       ErrorEquals: ['States.TaskFailed', 'States.Timeout'],
       IntervalSeconds: 1,
       MaxAttempts: 2,
       BackoffRate: 2,
       MaxDelaySeconds: 60,
     });
-    // Without retries: only the Lambda service retrier.
+    // Without retries: only the Lambda service retrier and the transient one.
     expect((definition.States.Step_fetch as TaskState).Retry).toEqual([
       (definition.States.Step_flaky as TaskState).Retry![1],
+      TRANSIENT_RETRIER,
+    ]);
+  });
+
+  it("retries the runner's transient errors with full jitter on every Lambda Task state", () => {
+    const { definition } = compileToAsl(retrying, OPTIONS);
+    const tasks = Object.entries(definition.States).filter(([, state]) => state.Type === 'Task') as [
+      string,
+      TaskState,
+    ][];
+    expect(tasks.length).toBeGreaterThan(3);
+    for (const [name, task] of tasks) {
+      expect(task.Retry, name).toContainEqual(TRANSIENT_RETRIER);
+    }
+    expect(TRANSIENT_RETRIER).toMatchObject({ JitterStrategy: 'FULL' });
+    expect(TRANSIENT_RETRIER.ErrorEquals).toEqual(
+      expect.arrayContaining([
+        'ThrottlingException',
+        'SlowDown',
+        'TransactionConflictException',
+        'StepInProgressError',
+      ]),
+    );
+    // Recording a failure that itself fails still ends the execution (failed), never strands it.
+    expect((definition.States.RecordFailure as TaskState).Catch).toEqual([
+      { ErrorEquals: ['States.ALL'], ResultPath: '$.recordFailureError', Next: 'HasFailureCause' },
     ]);
   });
 
@@ -970,6 +998,7 @@ describe('compiled state machines on a local ASL interpreter', () => {
       parameters: { n: 1 },
       tags: [],
       executionArn: 'arn:aws:states:eu-west-1:123456789012:execution:test:1',
+      input: { pipeline: 'fan-out', parameters: { n: 1 }, tags: [] },
     });
     expect(output).toEqual({
       pipeline: 'fan-out',

@@ -3,7 +3,8 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterEach, beforeEach, describe, expect, it } from 'vitest';
 import { z } from 'zod';
-import { ConflictError, externalArtifact, pipeline, Stackline, step } from '../../../lib/index.ts';
+import { ConflictError, externalArtifact, pipeline, Stackline, StageHeldError, step } from '../../../lib/index.ts';
+import { currentActor } from '../../../lib/models/model-context.ts';
 import { runCli } from '../../support/cli.ts';
 
 let home: string;
@@ -121,6 +122,21 @@ describe('stages', () => {
     expect(history.filter((h) => h.toStage === 'archived')).toHaveLength(2);
   });
 
+  it("records the client's actor on a promotion, never one smuggled into the options", async () => {
+    const smuggled = { reason: 'trust me', actor: 'mallory' } as { reason: string };
+    const [change] = await sl.promote('toy', 1, 'production', smuggled);
+    expect(change!.actor).toBe('bob');
+  });
+
+  it('promotes with expectedHolder as a compare-and-set, refusing a stale holder with StageHeldError', async () => {
+    await sl.promote('toy', 1, 'production', { expectedHolder: null });
+    const stale = await sl.promote('toy', 2, 'production', { expectedHolder: null }).catch((e: unknown) => e);
+    expect(stale).toBeInstanceOf(StageHeldError);
+    expect((stale as StageHeldError).context).toMatchObject({ model: 'toy', stage: 'production', holder: 1 });
+    await sl.promote('toy', 2, 'production', { expectedHolder: 1 });
+    expect((await sl.getModelVersion('toy', 'production')).number).toBe(2);
+  });
+
   it('fails a run that reads an empty stage with an error naming the model and stage', async () => {
     await sl.saveArtifact('toy_input', 10);
     const result = await sl.run(infer);
@@ -204,6 +220,37 @@ describe('stackline model CLI', () => {
       staging: null,
     });
     expect((await runCli(home, 'model', 'promote', 'toy', '2', 'prod')).code).toBe(2);
+  });
+
+  it('gates production on a metric with `model gate`, force or not, and removes the gate with `none`', async () => {
+    const gated = await runCli(home, 'model', 'gate', 'toy', 'score:max');
+    expect(gated.code).toBe(0);
+    expect(gated.stdout).toContain("toy: production needs score above the holder's");
+    expect((await runCli(home, 'model', 'promote', 'toy', '2', 'production')).code).toBe(0);
+
+    const refused = await runCli(home, 'model', 'promote', 'toy', '1', 'production', '--force');
+    expect(refused.code).toBe(2);
+    expect(refused.stderr).toContain("its score 1 does not beat version 2's 2 (higher is better)");
+    expect((await sl.getModelVersion('toy', 'production')).number).toBe(2);
+
+    expect((await runCli(home, 'model', 'gate', 'toy', 'none', '--json')).json().promotionGate).toBeUndefined();
+    expect((await runCli(home, 'model', 'promote', 'toy', '1', 'production', '--force')).code).toBe(0);
+  });
+
+  it('creates a model with --gate and refuses a malformed gate with exit 2, creating nothing', async () => {
+    const created = (await runCli(home, 'model', 'create', 'fraud', '--gate', 'loss:min', '--json')).json();
+    expect(created.promotionGate).toEqual({ metric: 'loss', direction: 'min' });
+    const bad = await runCli(home, 'model', 'create', 'churn', '--gate', 'loss:lowest');
+    expect(bad.code).toBe(2);
+    expect(bad.stderr).toContain('Promotion gate "loss:lowest" is not "<metric>:max" or "<metric>:min"');
+    expect((await runCli(home, 'model', 'show', 'churn')).code).toBe(2);
+  });
+
+  it('records the CLI user as the actor of a promotion in direct mode', async () => {
+    await runCli(home, 'model', 'promote', 'toy', '1', 'staging', '--reason', 'try it');
+    const [change] = (await sl.stack.metadata.models.history('toy')).items;
+    // The one place direct mode decides who acts: STACKLINE_USER, else the OS user.
+    expect(change!.actor).toBe(currentActor({ ...process.env }));
   });
 
   it('creates a model explicitly with description and tags, and refuses a duplicate', async () => {

@@ -1,0 +1,98 @@
+import type { z } from 'zod';
+import { NotFoundError } from '../../errors.ts';
+import type { Metadata, PipelineRun } from '../../metadata/types.ts';
+import type { ApiContext } from '../context.ts';
+import { toWirePage } from '../context.ts';
+import type {
+  MetadataPatchSchema,
+  OkSchema,
+  PipelineListSchema,
+  RunDetailSchema,
+  RunListQuery,
+  RunPageSchema,
+  RunParams,
+  StepLogsSchema,
+  StepRunListSchema,
+  StepRunParams,
+} from '../schemas.ts';
+
+type Out<T extends z.ZodType> = z.input<T>;
+
+/** Runs, newest first, with the CLI's filters (pipeline, status, tag, since/until) and a cursor. */
+export async function listRuns(
+  ctx: ApiContext,
+  query: z.output<typeof RunListQuery>,
+): Promise<Out<typeof RunPageSchema>> {
+  const { since, until, ...rest } = query;
+  return toWirePage(
+    await ctx.metadata.runs.list({
+      ...rest,
+      ...(since ? { since: new Date(since).toISOString() } : {}),
+      ...(until ? { until: new Date(until).toISOString() } : {}),
+    }),
+  );
+}
+
+/**
+ * Pipelines that have run on this stack, from their runs: name, run count, the last run's time and
+ * status. Stackline keeps no pipeline registry; a pipeline exists for the API once it has run.
+ */
+export async function listPipelines(ctx: ApiContext): Promise<Out<typeof PipelineListSchema>> {
+  const byName = new Map<string, { name: string; runCount: number; last: PipelineRun }>();
+  let cursor: string | undefined;
+  do {
+    const page = await ctx.metadata.runs.list({ limit: 1000, ...(cursor ? { cursor } : {}) });
+    for (const run of page.items) {
+      const seen = byName.get(run.pipeline);
+      if (seen) seen.runCount++;
+      else byName.set(run.pipeline, { name: run.pipeline, runCount: 1, last: run });
+    }
+    cursor = page.nextCursor;
+  } while (cursor);
+  return {
+    items: [...byName.values()]
+      .sort((a, b) => a.name.localeCompare(b.name))
+      .map((p) => ({ name: p.name, runCount: p.runCount, lastRunAt: p.last.startedAt, lastStatus: p.last.status })),
+  };
+}
+
+/** A run with its step runs. @throws NotFoundError */
+export async function getRun(
+  ctx: ApiContext,
+  params: z.output<typeof RunParams>,
+): Promise<Out<typeof RunDetailSchema>> {
+  const run = await ctx.metadata.runs.get(params.runId);
+  return { run, steps: await ctx.metadata.runs.listSteps(run.id) };
+}
+
+/** The step runs of a run, in start order. @throws NotFoundError */
+export async function listStepRuns(
+  ctx: ApiContext,
+  params: z.output<typeof RunParams>,
+): Promise<Out<typeof StepRunListSchema>> {
+  await ctx.metadata.runs.get(params.runId);
+  return { items: await ctx.metadata.runs.listSteps(params.runId) };
+}
+
+/** The captured log lines of one step run. @throws NotFoundError (also when it belongs to another run) */
+export async function getStepLogs(
+  ctx: ApiContext,
+  params: z.output<typeof StepRunParams>,
+): Promise<Out<typeof StepLogsSchema>> {
+  const step = await ctx.metadata.runs.getStep(params.stepRunId);
+  if (step.runId !== params.runId) {
+    throw new NotFoundError(`Run ${params.runId} has no step run ${params.stepRunId}`, { context: params });
+  }
+  return { stepRunId: step.id, stepId: step.stepId, logs: step.logs ?? [] };
+}
+
+/** Merges values into a run's metadata. @throws NotFoundError */
+export async function patchRunMetadata(
+  ctx: ApiContext,
+  params: z.output<typeof RunParams>,
+  body: z.output<typeof MetadataPatchSchema>,
+): Promise<Out<typeof OkSchema>> {
+  await ctx.metadata.runs.get(params.runId);
+  await ctx.metadata.logMetadata({ kind: 'run', id: params.runId }, body.values as Metadata);
+  return { ok: true };
+}

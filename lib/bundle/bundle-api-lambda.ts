@@ -1,0 +1,35 @@
+import { mkdir, stat } from 'node:fs/promises';
+import { dirname, join } from 'node:path';
+import { fileURLToPath } from 'node:url';
+import { build } from 'esbuild';
+import { withEnglishZodMessagesOnly, withoutNativeModules } from './bundle-pipeline.ts';
+
+const API_ENTRY = join(dirname(fileURLToPath(import.meta.url)), '../../functions/api/index.ts');
+
+/**
+ * Bundles the API Lambda (`functions/api/index.ts`) into one minified ESM file. The AWS SDK v3 is
+ * left to the Lambda Node.js runtime, which ships it (as CDK's `NodejsFunction` does by default):
+ * it is most of the bundle otherwise, and the API only makes a few DynamoDB and S3 calls.
+ */
+export async function bundleApiLambda(outfile: string): Promise<{ outfile: string; bytes: number }> {
+  await mkdir(dirname(outfile), { recursive: true });
+  await build({
+    entryPoints: [API_ENTRY],
+    outfile,
+    bundle: true,
+    platform: 'node',
+    format: 'esm',
+    target: 'node20',
+    mainFields: ['module', 'main'],
+    minify: true,
+    keepNames: true,
+    treeShaking: true,
+    legalComments: 'none',
+    external: ['@aws-sdk/*'],
+    // ESM output has no `require`; some dependencies still call it for Node built-ins.
+    banner: { js: "import { createRequire } from 'node:module'; const require = createRequire(import.meta.url);" },
+    plugins: [withoutNativeModules, withEnglishZodMessagesOnly],
+    logLevel: 'silent',
+  });
+  return { outfile, bytes: (await stat(outfile)).size };
+}
