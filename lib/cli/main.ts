@@ -288,6 +288,7 @@ export async function main(argv: string[], io: CliIo): Promise<number> {
     .description('deploy an environment with the CDK app (cdk deploy --all -c env=ENV) and register it as a stack')
     .requiredOption('--env <env>', "environment of cdk.json's stackline:environments")
     .option('--app <dir>', 'deploy this synthesized cloud assembly instead of synthesizing')
+    .option('--stacks <id...>', 'deploy only these stacks (default: all of the environment)')
     .addOption(json())
     .action(async (opts) => deployCommand(await openProject(), opts, io));
   program

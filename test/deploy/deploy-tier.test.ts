@@ -77,7 +77,19 @@ beforeAll(async () => {
   // output (with the emulator's endpoint, from AWS_ENDPOINT_URL as the CDK CLI uses it).
   Object.assign(process.env, cdkEnv());
   const deployed = await timed('stackline deploy --env dev (cdk deploy --all)', () =>
-    runCli(home, 'deploy', '--env', 'dev', '--app', assembly, '--json'),
+    // The API stack (API Gateway) is not deployable on moto 5.2.1: data and runner only.
+    runCli(
+      home,
+      'deploy',
+      '--env',
+      'dev',
+      '--app',
+      assembly,
+      '--stacks',
+      'Stackline-dev-Data',
+      'Stackline-dev-Runner',
+      '--json',
+    ),
   );
   expect(deployed.code, deployed.stderr.slice(-3000)).toBe(0);
   const byStack = deployed.json().outputs as Record<string, Record<string, string>>;

@@ -16,6 +16,8 @@ export interface DeployOptions {
   env: string;
   /** A synthesized cloud assembly to deploy instead of synthesizing the app (`cdk deploy --app DIR`). */
   app?: string;
+  /** Deploy only these stacks (CDK stack ids) instead of `--all`. */
+  stacks?: string[];
   json?: boolean;
 }
 
@@ -38,7 +40,16 @@ export async function deployCommand(project: Project, options: DeployOptions, io
   try {
     const outputsFile = join(work, 'outputs.json');
     await cdk(
-      ['deploy', '--all', '-c', `env=${options.env}`, '--require-approval', 'never', '--outputs-file', outputsFile],
+      [
+        'deploy',
+        ...(options.stacks?.length ? options.stacks : ['--all']),
+        '-c',
+        `env=${options.env}`,
+        '--require-approval',
+        'never',
+        '--outputs-file',
+        outputsFile,
+      ],
       options,
       io,
     );
