@@ -22,8 +22,11 @@ export interface StacklineEnvironment {
   bucketName?: string;
   /** Key prefix of the artifact store inside the bucket (may be empty). */
   artifactPrefix: string;
-  /** The pipeline module bundled into the step-runner Lambda (relative to the repository root). */
-  pipelineFile: string;
+  /**
+   * The pipeline modules this environment serves (relative to the repository root): every pipeline
+   * they export is compiled into a state machine, and all of them are bundled into one step runner.
+   */
+  pipelines: string[];
   /** `retain` keeps tables and bucket when the stack is deleted; `destroy` deletes them. */
   removal: 'retain' | 'destroy';
   /** `s3-managed` (SSE-S3, the default) or a customer-managed KMS key created in the data stack. */
@@ -39,7 +42,12 @@ export interface StacklineEnvironment {
   promoters: string[];
 }
 
-const DEFAULT_PIPELINE = 'examples/reference/training.ts';
+/** The reference environment: the three modules of the reference scenario. */
+const REFERENCE_PIPELINES = [
+  'examples/reference/feature-engineering.ts',
+  'examples/reference/training.ts',
+  'examples/reference/inference.ts',
+];
 
 /** The built-in settings of each environment, before context overrides. */
 export const DEFAULT_ENVIRONMENTS: Readonly<Record<EnvironmentName, Omit<StacklineEnvironment, 'account' | 'region'>>> =
@@ -48,7 +56,7 @@ export const DEFAULT_ENVIRONMENTS: Readonly<Record<EnvironmentName, Omit<Stackli
       name: 'dev',
       tablePrefix: 'stackline-dev',
       artifactPrefix: 'stackline',
-      pipelineFile: DEFAULT_PIPELINE,
+      pipelines: REFERENCE_PIPELINES,
       removal: 'destroy',
       encryption: 's3-managed',
       runner: { memoryMb: 1024, timeoutSeconds: 300 },
@@ -58,7 +66,7 @@ export const DEFAULT_ENVIRONMENTS: Readonly<Record<EnvironmentName, Omit<Stackli
       name: 'staging',
       tablePrefix: 'stackline-staging',
       artifactPrefix: 'stackline',
-      pipelineFile: DEFAULT_PIPELINE,
+      pipelines: REFERENCE_PIPELINES,
       removal: 'retain',
       encryption: 's3-managed',
       runner: { memoryMb: 2048, timeoutSeconds: 900 },
@@ -68,7 +76,7 @@ export const DEFAULT_ENVIRONMENTS: Readonly<Record<EnvironmentName, Omit<Stackli
       name: 'prod',
       tablePrefix: 'stackline-prod',
       artifactPrefix: 'stackline',
-      pipelineFile: DEFAULT_PIPELINE,
+      pipelines: REFERENCE_PIPELINES,
       removal: 'retain',
       encryption: 's3-managed',
       runner: { memoryMb: 2048, timeoutSeconds: 900 },
@@ -84,7 +92,7 @@ const EnvironmentOverrides = z
     tablePrefix: z.string().regex(/^[a-z0-9][a-z0-9-]{0,200}$/, 'lower-case letters, digits and dashes'),
     bucketName: z.string().regex(/^[a-z0-9][a-z0-9.-]{1,61}[a-z0-9]$/, 'a valid S3 bucket name'),
     artifactPrefix: z.string(),
-    pipelineFile: z.string().min(1),
+    pipelines: z.array(z.string().min(1)).min(1, 'at least one pipeline module'),
     removal: z.enum(['retain', 'destroy']),
     encryption: z.enum(['s3-managed', 'kms']),
     runner: z.strictObject({

@@ -1,10 +1,10 @@
 /**
- * The compute half of an environment: the step-runner Lambda (a `stackline bundle` of one
- * pipeline module) and the IAM role the CLI creates state machines with.
+ * The compute half of an environment: the step-runner Lambda (a bundle of the environment's
+ * pipeline modules); `infra/pipeline-state-machines.ts` adds the pipelines' state machines to it.
  */
 
 import type { CreateTableCommandInput } from '@aws-sdk/client-dynamodb';
-import { Arn, ArnFormat, CfnOutput, Duration, RemovalPolicy, Stack, type StackProps } from 'aws-cdk-lib';
+import { Arn, CfnOutput, Duration, RemovalPolicy, Stack, type StackProps } from 'aws-cdk-lib';
 import * as iam from 'aws-cdk-lib/aws-iam';
 import type * as kms from 'aws-cdk-lib/aws-kms';
 import * as lambda from 'aws-cdk-lib/aws-lambda';
@@ -36,7 +36,7 @@ export interface RunnerStackProps extends StackProps {
   distributedMapThreshold?: number;
   /** Pipelines whose steps may promote to production (`STACKLINE_PROMOTERS`). Default: none. */
   promoters?: readonly string[];
-  /** State machines the CLI creates are `<prefix><pipeline>`; the role may only start those. Default `<tablePrefix>-`. */
+  /** The environment's state machines are `<prefix><pipeline>` (see `PipelineStateMachines`). Default `<tablePrefix>-`. */
   stateMachinePrefix?: string;
 }
 
@@ -67,10 +67,9 @@ const OBJECT_ACTIONS = ['s3:GetObject', 's3:PutObject', 's3:DeleteObject', 's3:A
 /**
  * The step-runner Lambda (Node.js 22, arm64, handler `index.handler`) with the environment
  * `lib/runtime/aws-step-runner-config.ts` reads and read/write access to the artifact store's
- * keys and the metadata tables (read-only on the stages table: holders and history); the role Step Functions assumes for the CLI's state machines
- * (invoke the runner, read Distributed Map item lists under `<prefix>/runs/`, start and follow its
- * own child executions); and outputs naming all of it, including the `stackline stack register`
- * command for the environment.
+ * keys and the metadata tables (read-only on the stages table: holders and history); and outputs
+ * naming all of it, including the `stackline stack register` command for the environment. Each
+ * state machine gets its own role (`PipelineStateMachines`): the CLI creates none.
  *
  * The bucket and tables are referred to by name, not through CloudFormation exports: the data
  * stack can then be updated without first removing this one, and each IAM resource is an exact,
@@ -85,7 +84,6 @@ const OBJECT_ACTIONS = ['s3:GetObject', 's3:PutObject', 's3:DeleteObject', 's3:A
  */
 export class RunnerStack extends Stack {
   readonly function: lambda.Function;
-  readonly stateMachineRole: iam.Role;
   readonly stateMachinePrefix: string;
 
   constructor(scope: Construct, id: string, props: RunnerStackProps) {
@@ -97,7 +95,6 @@ export class RunnerStack extends Stack {
     const bucketArn = Arn.format({ service: 's3', region: '', account: '', resource: props.bucketName }, this);
     const keysUnder = (path: string) => `${bucketArn}/${artifactPrefix ? `${artifactPrefix}/` : ''}${path}`;
     const storeObjects = keysUnder('*');
-    const mapItems = keysUnder('runs/*');
     const { stages, ...dataTables } = tableDefinitions(tableNamesFor(props.tablePrefix));
     const arnsOf = (definition: CreateTableCommandInput) => {
       const tableArn = Arn.format(
@@ -172,65 +169,14 @@ export class RunnerStack extends Stack {
       'Node.js 22 on purpose: the bundle targets Node 20+ and is tested on Node 20/22; move to 24 after testing there.',
     );
 
-    this.stateMachineRole = new iam.Role(this, 'StateMachineRole', {
-      assumedBy: new iam.ServicePrincipal('states.amazonaws.com', {
-        conditions: { StringEquals: { 'aws:SourceAccount': this.account } },
-      }),
-      description: `Step Functions role of the Stackline stack ${props.stacklineStack}: state machines ${this.stateMachinePrefix}*`,
-    });
-    // The compiled state machines invoke the function by name (unqualified): no version ARNs.
-    this.stateMachineRole.addToPolicy(
-      new iam.PolicyStatement({ actions: ['lambda:InvokeFunction'], resources: [this.function.functionArn] }),
-    );
-    // Distributed Map reads the item list the runner wrote under <prefix>/runs/<runId>/...
-    this.stateMachineRole.addToPolicy(new iam.PolicyStatement({ actions: ['s3:GetObject'], resources: [mapItems] }));
-    if (props.encryptionKey) {
-      this.stateMachineRole.addToPolicy(
-        new iam.PolicyStatement({ actions: ['kms:Decrypt'], resources: [props.encryptionKey.keyArn] }),
-      );
-    }
-    // Distributed Map runs its iterations as child executions of the same state machine.
-    const states = (resource: string, resourceName: string) =>
-      Arn.format({ service: 'states', resource, resourceName, arnFormat: ArnFormat.COLON_RESOURCE_NAME }, this);
-    const stateMachines = states('stateMachine', `${this.stateMachinePrefix}*`);
-    const executions = states('execution', `${this.stateMachinePrefix}*`);
-    this.stateMachineRole.addToPolicy(
-      new iam.PolicyStatement({ actions: ['states:StartExecution'], resources: [stateMachines] }),
-    );
-    this.stateMachineRole.addToPolicy(
-      new iam.PolicyStatement({
-        actions: ['states:DescribeExecution', 'states:StopExecution'],
-        resources: [executions],
-      }),
-    );
-    acknowledgeWildcardResource(
-      this.stateMachineRole,
-      mapItems,
-      'Distributed Map reads item lists at keys the runner chooses per run (<prefix>/runs/<run>/<step>/items.json).',
-    );
-    acknowledgeWildcardResource(
-      this.stateMachineRole,
-      stateMachines,
-      'The CLI creates one state machine per pipeline (<prefix><pipeline>), after this stack is deployed.',
-    );
-    acknowledgeWildcardResource(
-      this.stateMachineRole,
-      executions,
-      'Distributed Map child executions of those state machines have run-specific names.',
-    );
-
     new CfnOutput(this, 'FunctionName', { value: this.function.functionName, description: 'Step-runner Lambda' });
-    new CfnOutput(this, 'StateMachineRoleArn', {
-      value: this.stateMachineRole.roleArn,
-      description: 'Role Step Functions assumes (--role-arn)',
-    });
     new CfnOutput(this, 'ArtifactBucket', { value: props.bucketName, description: 'Artifact bucket' });
     new CfnOutput(this, 'TablePrefix', { value: props.tablePrefix, description: 'DynamoDB table prefix' });
     new CfnOutput(this, 'RegisterCommand', {
       description: 'Registers this environment as a Stackline stack',
       value: [
         `npx stackline stack register ${props.stacklineStack}`,
-        `--orchestrator step-functions --role-arn ${this.stateMachineRole.roleArn}`,
+        '--orchestrator step-functions',
         `--state-machine-prefix ${this.stateMachinePrefix}`,
         `--step-runner lambda --function-name ${this.function.functionName}`,
         `--artifact-store s3 --bucket ${props.bucketName}`,

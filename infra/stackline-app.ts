@@ -2,14 +2,19 @@
  * Composes the stacks of each environment into a CDK app. Async because the step-runner bundle
  * is built (with `bundlePipeline`, as `stackline bundle` does) before the Lambda asset refers to it.
  */
+import { mkdir, writeFile } from 'node:fs/promises';
 import { join, resolve } from 'node:path';
+import { pathToFileURL } from 'node:url';
 import { type App, RemovalPolicy, Validations } from 'aws-cdk-lib';
 import { AwsSolutionsChecks } from 'cdk-nag';
 import { bundleApiLambda } from '../lib/bundle/bundle-api-lambda.ts';
 import { bundlePipeline } from '../lib/bundle/bundle-pipeline.ts';
+import type { PipelineDefinition } from '../lib/dsl/pipeline.ts';
+import { pipelinesOfModule } from '../lib/runtime/step-runner.ts';
 import { ApiStack } from './api-stack.ts';
 import { DataStack } from './data-stack.ts';
 import type { StacklineEnvironment } from './environments.ts';
+import { PipelineStateMachines } from './pipeline-state-machines.ts';
 import { RunnerStack } from './runner-stack.ts';
 
 /** Options of {@link addStacklineStages}. */
@@ -29,6 +34,8 @@ export interface StacklineStage {
   environment: StacklineEnvironment;
   data: DataStack;
   runner: RunnerStack;
+  /** The environment's pipelines as state machines (in the runner stack). */
+  pipelines: PipelineStateMachines;
   api: ApiStack;
 }
 
@@ -46,14 +53,18 @@ export async function addStacklineStages(app: App, options: StacklineStagesOptio
   const bundleDir = resolve(options.bundleDir ?? join(app.outdir, 'stackline-bundles'));
   if (options.nag ?? true) Validations.of(app).addPlugins(new AwsSolutionsChecks(app));
 
-  // bundlePipeline replaces <outDir>/lambda, so environments never share (and race on) a directory.
+  // One step runner per environment serves all of its pipeline modules: the bundle's entry
+  // re-exports them. bundlePipeline replaces <outDir>/lambda, so environments never share a directory.
   const bundles = await Promise.all(
     options.environments.map(async (environment) => {
-      const { lambda } = await bundlePipeline({
-        pipelineFile: resolve(rootDir, environment.pipelineFile),
-        outDir: join(bundleDir, environment.name),
-      });
-      return join(lambda.path, '..');
+      const outDir = join(bundleDir, environment.name);
+      const modules = environment.pipelines.map((file) => resolve(rootDir, file));
+      const pipelines = await loadPipelines(environment.name, modules);
+      const entry = join(outDir, 'pipelines.ts');
+      await mkdir(outDir, { recursive: true });
+      await writeFile(entry, `${modules.map((m) => `export * from ${JSON.stringify(m)};`).join('\n')}\n`);
+      const { lambda } = await bundlePipeline({ pipelineFile: entry, outDir });
+      return { codeDirectory: join(lambda.path, '..'), pipelines };
     }),
   );
 
@@ -82,7 +93,7 @@ export async function addStacklineStages(app: App, options: StacklineStagesOptio
       artifactPrefix: data.artifactPrefix,
       ...(data.encryptionKey ? { encryptionKey: data.encryptionKey } : {}),
       tablePrefix: environment.tablePrefix,
-      codeDirectory: bundles[i]!,
+      codeDirectory: bundles[i]!.codeDirectory,
       memoryMb: environment.runner.memoryMb,
       timeoutSeconds: environment.runner.timeoutSeconds,
       promoters: environment.promoters,
@@ -91,6 +102,19 @@ export async function addStacklineStages(app: App, options: StacklineStagesOptio
         : {}),
     });
     runner.addStackDependency(data, 'the runner uses the bucket and tables by name');
+    const pipelines = new PipelineStateMachines(runner, 'Pipelines', {
+      pipelines: bundles[i]!.pipelines,
+      stepRunner: runner.function,
+      // The runner stack's default name, as plain text: it is compiled into the definitions.
+      stepRunnerName: `${environment.tablePrefix}-step-runner`,
+      stateMachinePrefix: runner.stateMachinePrefix,
+      bucketName: data.bucketName,
+      artifactPrefix: data.artifactPrefix,
+      ...(data.encryptionKey ? { encryptionKey: data.encryptionKey } : {}),
+      ...(environment.distributedMapThreshold !== undefined
+        ? { distributedMapThreshold: environment.distributedMapThreshold }
+        : {}),
+    });
     const api = new ApiStack(app, `Stackline-${environment.name}-Api`, {
       env,
       description: `Stackline ${environment.name}: the platform API (API Gateway, AWS_IAM) and its team policies`,
@@ -102,6 +126,23 @@ export async function addStacklineStages(app: App, options: StacklineStagesOptio
       codeDirectory: apiBundle,
     });
     api.addStackDependency(data, 'the API uses the bucket and tables by name');
-    return { environment, data, runner, api };
+    return { environment, data, runner, pipelines, api };
   });
+}
+
+/** Every pipeline the modules export; two with one name would be one state machine, so that fails. */
+async function loadPipelines(environment: string, modules: string[]): Promise<PipelineDefinition[]> {
+  const byName = new Map<string, { pipeline: PipelineDefinition; module: string }>();
+  for (const module of modules) {
+    for (const pipeline of pipelinesOfModule(await import(pathToFileURL(module).href))) {
+      const seen = byName.get(pipeline.name);
+      if (seen && seen.pipeline !== pipeline) {
+        throw new Error(
+          `Environment ${environment}: pipeline "${pipeline.name}" is exported by both ${seen.module} and ${module}; pipeline names must be unique per environment.`,
+        );
+      }
+      byName.set(pipeline.name, { pipeline, module });
+    }
+  }
+  return [...byName.values()].map((entry) => entry.pipeline);
 }

@@ -97,6 +97,11 @@ export class StackConfigError extends StacklineError {
   override readonly code = 'STACK_CONFIG';
 }
 
+/** A Step Functions execution failed outside the step runner; the message carries its own error and cause. */
+export class ExecutionFailedError extends StacklineError {
+  override readonly code = 'EXECUTION_FAILED';
+}
+
 export function errorMessage(error: unknown): string {
   return error instanceof Error ? error.message : String(error);
 }

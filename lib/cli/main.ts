@@ -15,6 +15,8 @@ import {
   backupCommand,
   bundleCommand,
   compileCommand,
+  deployCommand,
+  destroyCommand,
   modelAliasRemove,
   modelAliasSet,
   modelCompare,
@@ -273,7 +275,10 @@ export async function main(argv: string[], io: CliIo): Promise<number> {
     .description('create or replace a stack (checks the configuration; creates nothing on AWS)')
     .argument('<name>')
     .addOption(new Option('--orchestrator <type>').choices(['local', 'step-functions']).default('local'))
-    .option('--role-arn <arn>', 'IAM role Step Functions runs as (step-functions orchestrator)')
+    .option(
+      '--role-arn <arn>',
+      'IAM role of the state machines (informational: the CDK app deploys them with their own roles)',
+    )
     .option('--state-machine-prefix <prefix>', 'state machines are <prefix><pipeline> (default stackline-)')
     .addOption(new Option('--step-runner <type>').choices(['in-process', 'lambda']).default('in-process'))
     .option('--function-name <name>', 'the step runner Lambda (name or ARN), deployed from `stackline bundle`')
@@ -309,6 +314,22 @@ export async function main(argv: string[], io: CliIo): Promise<number> {
     .argument('<name>')
     .addOption(json())
     .action(async (name: string, opts) => stackProvision(await openProject(), name, opts, io));
+
+  program
+    .command('deploy')
+    .description('deploy an environment with the CDK app (cdk deploy --all -c env=ENV) and register it as a stack')
+    .requiredOption('--env <env>', "environment of cdk.json's stackline:environments")
+    .option('--app <dir>', 'deploy this synthesized cloud assembly instead of synthesizing')
+    .option('--stacks <id...>', 'deploy only these stacks (default: all of the environment)')
+    .addOption(json())
+    .action(async (opts) => deployCommand(await openProject(), opts, io));
+  program
+    .command('destroy')
+    .description("destroy an environment's stacks (cdk destroy; retained data stays) and unregister its stack")
+    .requiredOption('--env <env>', "environment of cdk.json's stackline:environments")
+    .option('--app <dir>', 'a synthesized cloud assembly instead of synthesizing')
+    .addOption(json())
+    .action(async (opts) => destroyCommand(await openProject(), opts, io));
 
   const model = program.command('model').description('the model control plane: versions, stages, aliases, history');
   model

@@ -67,6 +67,8 @@ export type PassState = {
   Type: 'Pass';
   Comment?: string;
   Parameters?: PayloadTemplate;
+  /** A fixed value to place at `ResultPath`. */
+  Result?: unknown;
   ResultPath?: string | null;
 } & Transition;
 

@@ -148,8 +148,8 @@ export const TRANSIENT_RETRIER: Retrier = {
  * branches become `Parallel` states that join where the branches meet, fan-outs become `Map`
  * states (see {@link compileGraphToAsl} for the whole shape).
  *
- * Execution input: `{ "pipeline": "<name>", "parameters": { ... }, "runId"?: "<id>" }`.
- * `parameters` is required (`{}` for the defaults); `runId` is optional: the CLI passes it when it
+ * Execution input: `{ "pipeline": "<name>", "parameters": { ... }, "tags"?: ["k:v"], "runId"?: "<id>" }`.
+ * `parameters` is required (`{}` for the defaults); `tags` (recorded on the run) default to none; `runId` is optional: the CLI passes it when it
  * created the run record itself, otherwise `start-run` creates one.
  *
  * Steps with `runner: 'lambda'` (the default) run with the runner function's memory and timeout:
@@ -182,7 +182,7 @@ export function compileToAsl(pipeline: PipelineDefinition, options: CompileOptio
  * Compiles a built pipeline graph (see {@link compileToAsl}; this entry point lets tests build
  * graphs directly, e.g. with fan-outs).
  *
- * Shape: `HasRunId` (a Choice: the execution input may carry a `runId`) → `StartRun` |
+ * Shape: `HasTags` → (`DefaultTags`) → `HasRunId` (a Choice: the execution input may carry a `runId`) → `StartRun` |
  * `StartRunWithRunId` → the steps → `FinishRun` → `Succeeded`. The steps follow the DAG,
  * decomposed into chains and Parallels (see {@link planGraph}); a step is `Step_<id>` (an ECS
  * step is preceded by `Request_<id>`, a Pass building the request its container reads), a fan-out
@@ -703,6 +703,8 @@ class Renderer {
     // Names are claimed in a fixed order (fixed states, steps in topological order, Parallels in
     // pre-order), so they do not depend on anything but the graph.
     const fixed = {
+      hasTags: this.names.claim('HasTags'),
+      defaultTags: this.names.claim('DefaultTags'),
       hasRunId: this.names.claim('HasRunId'),
       startRun: this.names.claim('StartRun'),
       startRunWithRunId: this.names.claim('StartRunWithRunId'),
@@ -723,6 +725,7 @@ class Renderer {
       Parameters: this.invoke(
         this.request('start-run', {
           'parameters.$': '$.parameters',
+          'tags.$': '$.tags',
           ...(withRunId ? { 'runId.$': '$.runId' } : {}),
           'executionArn.$': '$$.Execution.Id',
           // The whole execution input: run options (tags, cache settings) when the CLI started it.
@@ -744,6 +747,14 @@ class Renderer {
         }),
       );
     const states: Record<string, State> = {
+      // `tags` is optional in the execution input (schedules and rules may not send it); a
+      // JSONPath on a missing field would fail the execution, so default it to [] first.
+      [fixed.hasTags]: {
+        Type: 'Choice',
+        Choices: [{ Variable: '$.tags', IsPresent: true, Next: fixed.hasRunId }],
+        Default: fixed.defaultTags,
+      },
+      [fixed.defaultTags]: { Type: 'Pass', Result: [], ResultPath: '$.tags', Next: fixed.hasRunId },
       [fixed.hasRunId]: {
         Type: 'Choice',
         Choices: [{ Variable: '$.runId', IsPresent: true, Next: fixed.startRunWithRunId }],
@@ -791,8 +802,8 @@ class Renderer {
     return {
       Comment:
         this.settings.comment ??
-        `Stackline pipeline "${this.pipeline}" (${this.graph.nodes.length} steps). Input: {"pipeline": "${this.pipeline}", "parameters": {...}, "runId"?: "..."}.`,
-      StartAt: fixed.hasRunId,
+        `Stackline pipeline "${this.pipeline}" (${this.graph.nodes.length} steps). Input: {"pipeline": "${this.pipeline}", "parameters": {...}, "tags"?: ["k:v"], "runId"?: "..."}.`,
+      StartAt: fixed.hasTags,
       States: states,
     };
   }

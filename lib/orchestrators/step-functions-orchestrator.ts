@@ -1,23 +1,29 @@
 import {
-  CreateStateMachineCommand,
   DescribeExecutionCommand,
   type ExecutionStatus,
+  GetExecutionHistoryCommand,
+  type HistoryEvent,
   ListStateMachinesCommand,
+  ListTagsForResourceCommand,
   SFNClient,
   StartExecutionCommand,
-  StateMachineAlreadyExists,
   StopExecutionCommand,
-  UpdateStateMachineCommand,
 } from '@aws-sdk/client-sfn';
-import { compileToAsl } from '../compiler/compile-to-asl.ts';
 import type { PipelineDefinition } from '../dsl/pipeline.ts';
-import { StackConfigError, ValidationError } from '../errors.ts';
-import type { PipelineRun, StepRun, Tag } from '../metadata/types.ts';
+import { ExecutionFailedError, StackConfigError, ValidationError } from '../errors.ts';
+import type { ErrorInfo, PipelineRun, StepRun, Tag } from '../metadata/types.ts';
 import type { RunEvent, RunResult } from '../runtime/local-orchestrator.ts';
 import { prepareRun } from '../runtime/run-lifecycle.ts';
 import { resolveAwsRegion } from '../stacks/aws-clients.ts';
 import type { StackRuntime } from '../stacks/project.ts';
 import { newId, nowIso } from '../util/ids.ts';
+import {
+  assertGraphIndependentOf,
+  DEFINITION_HASH_TAG,
+  DEPLOYED_ALIAS,
+  pipelineDefinitionHash,
+  stateMachineName,
+} from './deployed-pipelines.ts';
 
 export interface StepFunctionsRunOptions {
   params?: unknown;
@@ -40,31 +46,27 @@ export interface StepFunctionsRunOptions {
 }
 
 /**
- * Runs a pipeline on a stack whose orchestrator is `step-functions`: validates parameters and the
- * DAG here (so bad input fails before anything is created), compiles the pipeline, creates or
- * updates its state machine, starts an execution named after the run id, and reports each step's
- * progress from the metadata store — where the step runner records it — until the execution ends.
- * The step runner Lambda (the bundle of the pipeline module) must already be deployed under the
- * stack's `stepRunner.functionName`.
+ * Runs a pipeline on a stack whose orchestrator is `step-functions`, on the state machine the CDK
+ * app deployed for it (`<prefix><pipeline>`, alias `live`): validates the parameters and the DAG
+ * here (so bad input fails before anything starts), checks that the local pipeline is the deployed
+ * one (the state machine's `stackline:definition-sha256` tag), starts an execution of the alias
+ * named after the run id, and reports each step's progress from the metadata store — where the
+ * step runner records it — until the execution ends. Nothing is created: users need
+ * `states:StartExecution`, not `states:CreateStateMachine` or `iam:PassRole`.
+ *
+ * @throws StackConfigError when the pipeline is not deployed to the stack, or differs from the deployed one
+ * @throws ValidationError when the parameters are invalid or would change the deployed graph
+ * @throws ExecutionFailedError when the execution failed before the step runner recorded the run
+ *   (its message is the execution's own error and cause)
  */
 export async function runOnStepFunctions(
   pipeline: PipelineDefinition,
   stack: StackRuntime,
   options: StepFunctionsRunOptions = {},
 ): Promise<RunResult> {
-  const { orchestrator, stepRunner } = stack.components;
+  const { orchestrator } = stack.components;
   if (orchestrator.type !== 'step-functions')
     throw new StackConfigError(`Stack "${stack.name}" does not use the step-functions orchestrator.`);
-  if (stepRunner.type !== 'lambda' || !stepRunner.functionName) {
-    throw new StackConfigError(
-      `Stack "${stack.name}" needs a step runner Lambda: register it with --step-runner lambda --function-name NAME (deploy the bundle from \`stackline bundle\`).`,
-    );
-  }
-  if (!orchestrator.roleArn) {
-    throw new StackConfigError(
-      `Stack "${stack.name}" needs the IAM role Step Functions runs as: register it with --role-arn ARN.`,
-    );
-  }
   if (options.concurrency !== undefined) {
     throw new ValidationError(
       `--concurrency does not apply to Step Functions runs (stack "${stack.name}"): independent steps run in parallel and each fan-out runs up to its maxConcurrency. Drop --concurrency (or "concurrency" in the config file), or set maxConcurrency on the fan-out.`,
@@ -83,19 +85,22 @@ export async function runOnStepFunctions(
       );
     }
   }
-  const compiled = compileToAsl(pipeline, { lambdaFunctionArn: stepRunner.functionName, params: prepared.params });
+  assertGraphIndependentOf(pipeline, prepared.params);
   const sfn = options.sfn ?? stepFunctionsClient(stack);
   try {
-    const stateMachineArn = await upsertStateMachine(
-      sfn,
-      `${orchestrator.stateMachinePrefix ?? 'stackline-'}${pipeline.name}`,
-      compiled.json,
-      orchestrator.roleArn,
-    );
+    const name = stateMachineName(pipeline.name, orchestrator.stateMachinePrefix);
+    const stateMachineArn = await findStateMachine(sfn, name);
+    if (!stateMachineArn) {
+      throw new StackConfigError(
+        `Pipeline "${pipeline.name}" is not deployed to stack "${stack.name}" (no state machine ${name}): add its module to the environment's "pipelines" in cdk.json and deploy (\`stackline deploy --env <env>\`).`,
+        { context: { pipeline: pipeline.name, stateMachine: name } },
+      );
+    }
+    await assertDeployedMatches(sfn, stateMachineArn, pipeline, stack.name);
     const runId = newId('run');
     const { executionArn } = await sfn.send(
       new StartExecutionCommand({
-        stateMachineArn,
+        stateMachineArn: `${stateMachineArn}:${DEPLOYED_ALIAS}`,
         name: runId,
         input: JSON.stringify({
           pipeline: pipeline.name,
@@ -141,24 +146,64 @@ export async function stopExecution(sfn: SFNClient, executionArn: string, cause:
   await sfn.send(new StopExecutionCommand({ executionArn, error: 'Cancelled', cause }));
 }
 
-async function upsertStateMachine(sfn: SFNClient, name: string, definition: string, roleArn: string): Promise<string> {
-  try {
-    const created = await sfn.send(new CreateStateMachineCommand({ name, definition, roleArn, type: 'STANDARD' }));
-    return created.stateMachineArn!;
-  } catch (error) {
-    if (!(error instanceof StateMachineAlreadyExists)) throw error;
-  }
+async function findStateMachine(sfn: SFNClient, name: string): Promise<string | undefined> {
   let nextToken: string | undefined;
   do {
     const page = await sfn.send(new ListStateMachinesCommand({ ...(nextToken ? { nextToken } : {}) }));
     const found = page.stateMachines?.find((m) => m.name === name);
-    if (found?.stateMachineArn) {
-      await sfn.send(new UpdateStateMachineCommand({ stateMachineArn: found.stateMachineArn, definition, roleArn }));
-      return found.stateMachineArn;
+    if (found?.stateMachineArn) return found.stateMachineArn;
+    nextToken = page.nextToken;
+  } while (nextToken);
+  return undefined;
+}
+
+/** The deployed state machine must have been compiled from this very pipeline definition. */
+async function assertDeployedMatches(
+  sfn: SFNClient,
+  stateMachineArn: string,
+  pipeline: PipelineDefinition,
+  stackName: string,
+): Promise<void> {
+  const { tags } = await sfn.send(new ListTagsForResourceCommand({ resourceArn: stateMachineArn }));
+  const deployed = tags?.find((t) => t.key === DEFINITION_HASH_TAG)?.value;
+  const local = pipelineDefinitionHash(pipeline);
+  if (deployed === local) return;
+  throw new StackConfigError(
+    `Pipeline "${pipeline.name}" differs from the one deployed to stack "${stackName}" (local definition ${local.slice(0, 12)}, deployed ${deployed ? deployed.slice(0, 12) : 'untagged'}): deploy this version (\`stackline deploy --env <env>\`) or run from the revision that was deployed.`,
+    { context: { pipeline: pipeline.name, stateMachineArn, local, deployed } },
+  );
+}
+
+/** The execution's own error and cause, from its last failure event (GetExecutionHistory). */
+export async function executionFailure(sfn: SFNClient, executionArn: string): Promise<ErrorInfo | undefined> {
+  // Read in order, all pages: the failure is the last event (reverseOrder is not honoured everywhere).
+  let failure: ErrorInfo | undefined;
+  let nextToken: string | undefined;
+  do {
+    const page = await sfn.send(
+      new GetExecutionHistoryCommand({ executionArn, maxResults: 1000, ...(nextToken ? { nextToken } : {}) }),
+    );
+    for (const event of page.events ?? []) {
+      const details = failureDetails(event);
+      if (details) {
+        failure = {
+          type: details.error || event.type || 'ExecutionFailed',
+          message: details.cause || '(no cause given)',
+        };
+      }
     }
     nextToken = page.nextToken;
   } while (nextToken);
-  throw new StackConfigError(`State machine "${name}" exists but could not be found to update it.`);
+  return failure;
+}
+
+function failureDetails(event: HistoryEvent): { error?: string; cause?: string } | undefined {
+  return (
+    event.executionFailedEventDetails ??
+    event.executionAbortedEventDetails ??
+    event.executionTimedOutEventDetails ??
+    undefined
+  );
 }
 
 async function followExecution(
@@ -210,17 +255,23 @@ async function followExecution(
   try {
     run = await stack.metadata.runs.get(runId);
   } catch {
-    throw new StackConfigError(
-      `Execution ${executionArn} ended ${status} before the step runner recorded run ${runId}: check the step runner Lambda's logs and configuration.`,
+    const failure = await executionFailure(sfn, executionArn).catch(() => undefined);
+    throw new ExecutionFailedError(
+      `Execution ${executionArn} ended ${status} before the step runner recorded run ${runId}: ${failure ? `${failure.type}: ${failure.message}` : 'the execution history gives no error'}`,
+      { context: { executionArn, runId, status, ...(failure ? { error: failure } : {}) } },
     );
   }
   if (run.status === 'running') {
-    // The execution was stopped or timed out without reaching its own failure handler.
+    // The execution ended outside the step runner (stopped, timed out, or failed in a state that
+    // does not record failures): record the execution's own error on the run.
     const ended = status === 'ABORTED' || stopped ? 'cancelled' : 'failed';
-    await stack.metadata.runs.abandon([runId], ended, nowIso(), {
-      type: 'ExecutionEnded',
-      message: `Step Functions execution ended ${status}`,
-    });
+    const failure = await executionFailure(sfn, executionArn).catch(() => undefined);
+    await stack.metadata.runs.abandon(
+      [runId],
+      ended,
+      nowIso(),
+      failure ?? { type: 'ExecutionEnded', message: `Step Functions execution ended ${status}` },
+    );
     run = await stack.metadata.runs.get(runId);
   }
   options.onEvent?.({ type: 'run-finished', run });

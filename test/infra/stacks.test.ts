@@ -11,12 +11,15 @@ import * as s3 from 'aws-cdk-lib/aws-s3';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { resolveEnvironments } from '../../infra/environments.ts';
 import { addStacklineStages, type StacklineStage } from '../../infra/stackline-app.ts';
+import { compileToAsl } from '../../lib/compiler/compile-to-asl.ts';
 import { tableDefinitions, tableNamesFor } from '../../lib/metadata/dynamodb/table-definitions.ts';
+import { pipelineDefinitionHash } from '../../lib/orchestrators/deployed-pipelines.ts';
 import { readStepRunnerEnvironment, StepRunnerEnvironment } from '../../lib/runtime/aws-step-runner-config.ts';
 
 const ACCOUNT = '123456789012';
 const REGION = 'eu-west-1';
 const PIPELINE = 'test/fixtures/pipelines/simple.ts';
+const FAN_OUT = 'test/fixtures/pipelines/fan-out.ts';
 
 /**
  * A synthesized resource. Its properties are CloudFormation JSON whose shape each test knows;
@@ -46,10 +49,10 @@ beforeAll(async () => {
   const stages = await addStacklineStages(app, {
     environments: resolveEnvironments({
       overrides: {
-        dev: { pipelineFile: PIPELINE, promoters: ['iris_training'] },
+        dev: { pipelines: [PIPELINE], promoters: ['iris_training'] },
         // staging covers the optional settings: a KMS key and a Distributed Map threshold.
-        staging: { pipelineFile: PIPELINE, encryption: 'kms', distributedMapThreshold: 40 },
-        prod: { pipelineFile: PIPELINE },
+        staging: { pipelines: [PIPELINE, FAN_OUT], encryption: 'kms', distributedMapThreshold: 40 },
+        prod: { pipelines: [PIPELINE] },
       },
       defaultAccount: ACCOUNT,
       defaultRegion: REGION,
@@ -98,12 +101,25 @@ function allowedFor(template: Template, roleLogicalId: string): Array<{ action: 
   );
 }
 
-function roleAssumedBy(template: Template, service: string): string {
-  const roles = template.findResources('AWS::IAM::Role', {
-    Properties: { AssumeRolePolicyDocument: { Statement: [{ Principal: { Service: service } }] } },
-  });
-  expect(Object.keys(roles)).toHaveLength(1);
-  return Object.keys(roles)[0]!;
+/** The state machine of one pipeline, with the logical ids of its role, version and alias. */
+function stateMachine(template: Template, pipeline: string) {
+  const machines = Object.entries(
+    template.findResources('AWS::StepFunctions::StateMachine') as Record<string, Resource>,
+  );
+  const found = machines.filter(([, m]) =>
+    (m.Properties!.Tags as Array<{ Key: string; Value: string }>).some(
+      (t) => t.Key === 'stackline:pipeline' && t.Value === pipeline,
+    ),
+  );
+  expect(found, pipeline).toHaveLength(1);
+  const [id, resource] = found[0]!;
+  const [versionId] = Object.entries(
+    template.findResources('AWS::StepFunctions::StateMachineVersion') as Record<string, Resource>,
+  ).find(([, v]) => v.Properties!.StateMachineArn.Ref === id)!;
+  const alias = Object.values(
+    template.findResources('AWS::StepFunctions::StateMachineAlias') as Record<string, Resource>,
+  ).find((a) => a.Properties!.RoutingConfiguration[0].StateMachineVersionArn['Fn::GetAtt'][0] === versionId);
+  return { id, resource, role: resource.Properties!.RoleArn['Fn::GetAtt'][0] as string, versionId, alias };
 }
 
 function stepRunner(template: Template): [string, Resource] {
@@ -111,6 +127,22 @@ function stepRunner(template: Template): [string, Resource] {
   expect(functions).toHaveLength(1);
   return functions[0]!;
 }
+
+/** What CDK grants a state machine for CloudWatch Logs delivery and X-Ray (no resource-level permissions). */
+const LOGS_AND_TRACING = [
+  'logs:CreateLogDelivery',
+  'logs:DeleteLogDelivery',
+  'logs:DescribeLogGroups',
+  'logs:DescribeResourcePolicies',
+  'logs:GetLogDelivery',
+  'logs:ListLogDeliveries',
+  'logs:PutResourcePolicy',
+  'logs:UpdateLogDelivery',
+  'xray:GetSamplingRules',
+  'xray:GetSamplingTargets',
+  'xray:PutTelemetryRecords',
+  'xray:PutTraceSegments',
+];
 
 const byName = <T extends { AttributeName?: string }>(items: T[] = []) =>
   [...items].sort((a, b) => String(a.AttributeName).localeCompare(String(b.AttributeName)));
@@ -322,58 +354,23 @@ describe('the runner stack', () => {
     for (const [resource, actions] of expected) expect(actionsOn(resource), resource).toEqual(actions);
   });
 
-  it('lets the Lambda and Step Functions use the KMS key of the bucket', () => {
+  it('lets the Lambda and the Distributed Map state machine use the KMS key of the bucket', () => {
     const { runner } = synthesized.staging;
     const lambdaRole = stepRunner(runner)[1].Properties!.Role['Fn::GetAtt'][0];
     const keyArn = (allowed: Array<{ action: string; resource: string }>, action: string) =>
       allowed.find((a) => a.action === action)?.resource;
     expect(keyArn(allowedFor(runner, lambdaRole), 'kms:GenerateDataKey')).toContain('ArtifactKey');
     expect(keyArn(allowedFor(runner, lambdaRole), 'kms:Decrypt')).toContain('ArtifactKey');
-    expect(keyArn(allowedFor(runner, roleAssumedBy(runner, 'states.amazonaws.com')), 'kms:Decrypt')).toContain(
-      'ArtifactKey',
-    );
+    expect(keyArn(allowedFor(runner, stateMachine(runner, 'fan_out').role), 'kms:Decrypt')).toContain('ArtifactKey');
   });
-
-  it('gives Step Functions a role that can invoke the step runner', () => {
-    const { runner } = synthesized.dev;
-    const [functionId] = stepRunner(runner);
-    const allowed = allowedFor(runner, roleAssumedBy(runner, 'states.amazonaws.com'));
-    expect(allowed).toContainEqual({ action: 'lambda:InvokeFunction', resource: `<${functionId}.Arn>` });
-  });
-
-  it('lets that role read Distributed Map item lists and run its own child executions, nothing more', () => {
-    const { runner } = synthesized.dev;
-    const allowed = allowedFor(runner, roleAssumedBy(runner, 'states.amazonaws.com'));
-    const states = `arn:aws:states:${REGION}:${ACCOUNT}`;
-    expect(allowed).toEqual(
-      expect.arrayContaining([
-        {
-          action: 's3:GetObject',
-          resource: `arn:aws:s3:::stackline-dev-artifacts-${ACCOUNT}-${REGION}/stackline/runs/*`,
-        },
-        { action: 'states:StartExecution', resource: `${states}:stateMachine:stackline-dev-*` },
-        { action: 'states:DescribeExecution', resource: `${states}:execution:stackline-dev-*` },
-        { action: 'states:StopExecution', resource: `${states}:execution:stackline-dev-*` },
-      ]),
-    );
-    expect(allowed).toHaveLength(5);
-  });
-
-  it('outputs the function, role, bucket, table prefix and the stack register command', () => {
+  it('outputs the function, bucket, table prefix and the stack register command', () => {
     const outputs = synthesized.dev.runner.toJSON().Outputs as Record<string, { Value: unknown }>;
     expect(Object.keys(outputs)).toEqual(
-      expect.arrayContaining([
-        'FunctionName',
-        'StateMachineRoleArn',
-        'ArtifactBucket',
-        'TablePrefix',
-        'RegisterCommand',
-      ]),
+      expect.arrayContaining(['FunctionName', 'ArtifactBucket', 'TablePrefix', 'RegisterCommand']),
     );
     const [functionId] = stepRunner(synthesized.dev.runner);
-    const roleId = roleAssumedBy(synthesized.dev.runner, 'states.amazonaws.com');
     expect(render(outputs.RegisterCommand!.Value)).toBe(
-      `npx stackline stack register dev --orchestrator step-functions --role-arn <${roleId}.Arn> ` +
+      `npx stackline stack register dev --orchestrator step-functions ` +
         `--state-machine-prefix stackline-dev- --step-runner lambda --function-name <${functionId}> ` +
         `--artifact-store s3 --bucket stackline-dev-artifacts-${ACCOUNT}-${REGION} --prefix stackline ` +
         `--metadata-store dynamodb --table-prefix stackline-dev --region ${REGION}`,
@@ -383,6 +380,102 @@ describe('the runner stack', () => {
   it('is deployed after the data stack it refers to by name', () => {
     const { stage } = synthesized.prod;
     expect(stage.runner.dependencies).toContain(stage.data);
+  });
+});
+
+describe('the pipelines of an environment', () => {
+  it('compiles every exported pipeline into a state machine named <prefix><pipeline>, tagged with its definition hash', async () => {
+    const { simple } = await import('../fixtures/pipelines/simple.ts');
+    const { fanOut } = await import('../fixtures/pipelines/fan-out.ts');
+    const { runner } = synthesized.staging;
+    expect(Object.keys(runner.findResources('AWS::StepFunctions::StateMachine'))).toHaveLength(2);
+    for (const pipeline of [simple, fanOut]) {
+      const { resource } = stateMachine(runner, pipeline.name);
+      expect(resource.Properties!.StateMachineName).toBe(`stackline-staging-${pipeline.name}`);
+      expect(resource.Properties!.Tags).toEqual(
+        expect.arrayContaining([{ Key: 'stackline:definition-sha256', Value: pipelineDefinitionHash(pipeline) }]),
+      );
+      const expected = compileToAsl(pipeline, {
+        lambdaFunctionArn: 'stackline-staging-step-runner',
+        distributedMapThreshold: 40,
+      }).json;
+      expect(resource.Properties!.DefinitionString).toBe(expected);
+    }
+    expect(Object.keys(synthesized.dev.runner.findResources('AWS::StepFunctions::StateMachine'))).toHaveLength(1);
+  });
+
+  it('logs every state machine (ALL events) to its own log group and traces it with X-Ray', () => {
+    for (const { runner } of Object.values(synthesized)) {
+      const machines = Object.values(
+        runner.findResources('AWS::StepFunctions::StateMachine') as Record<string, Resource>,
+      );
+      expect(machines.length).toBeGreaterThan(0);
+      for (const machine of machines) {
+        expect(machine.Properties!.TracingConfiguration).toEqual({ Enabled: true });
+        expect(machine.Properties!.LoggingConfiguration).toMatchObject({
+          Level: 'ALL',
+          Destinations: [
+            { CloudWatchLogsLogGroup: { LogGroupArn: { 'Fn::GetAtt': [expect.stringContaining('Logs'), 'Arn'] } } },
+          ],
+        });
+      }
+    }
+  });
+
+  it('publishes a version of every state machine and points the live alias at it', () => {
+    const { runner } = synthesized.staging;
+    for (const name of ['simple', 'fan_out']) {
+      const { id, versionId, alias } = stateMachine(runner, name);
+      expect(runner.toJSON().Resources[versionId].Properties.StateMachineRevisionId).toEqual({
+        'Fn::GetAtt': [id, 'StateMachineRevisionId'],
+      });
+      expect(alias?.Properties).toMatchObject({
+        Name: 'live',
+        RoutingConfiguration: [{ StateMachineVersionArn: { 'Fn::GetAtt': [versionId, 'Arn'] }, Weight: 100 }],
+      });
+    }
+  });
+
+  it('lets a state machine without fan-outs invoke the step runner, and nothing else', () => {
+    const { runner } = synthesized.staging;
+    const [functionId] = stepRunner(runner);
+    const allowed = allowedFor(runner, stateMachine(runner, 'simple').role);
+    expect(allowed.filter((a) => !LOGS_AND_TRACING.includes(a.action))).toEqual([
+      { action: 'lambda:InvokeFunction', resource: `<${functionId}.Arn>` },
+    ]);
+    expect([...new Set(allowed.map((a) => a.action))].sort()).toEqual(
+      ['lambda:InvokeFunction', ...LOGS_AND_TRACING].sort(),
+    );
+  });
+
+  it('lets a Distributed Map state machine read its item lists and run its own child executions, nothing more', () => {
+    const { runner } = synthesized.staging;
+    const [functionId] = stepRunner(runner);
+    const allowed = allowedFor(runner, stateMachine(runner, 'fan_out').role);
+    const states = `arn:aws:states:${REGION}:${ACCOUNT}`;
+    expect(allowed.filter((a) => !LOGS_AND_TRACING.includes(a.action) && a.action !== 'kms:Decrypt')).toEqual([
+      { action: 'lambda:InvokeFunction', resource: `<${functionId}.Arn>` },
+      {
+        action: 's3:GetObject',
+        resource: `arn:aws:s3:::stackline-staging-artifacts-${ACCOUNT}-${REGION}/stackline/runs/*`,
+      },
+      { action: 'states:StartExecution', resource: `${states}:stateMachine:stackline-staging-fan_out` },
+      { action: 'states:DescribeExecution', resource: `${states}:execution:stackline-staging-fan_out/*` },
+      { action: 'states:StopExecution', resource: `${states}:execution:stackline-staging-fan_out/*` },
+    ]);
+  });
+
+  it('fails synthesis when two modules of an environment export pipelines with one name', async () => {
+    const app = new App({ outdir: join(outdir, 'duplicates') });
+    await expect(
+      addStacklineStages(app, {
+        nag: false,
+        environments: resolveEnvironments({
+          selected: 'dev',
+          overrides: { dev: { pipelines: [PIPELINE, 'test/fixtures/pipelines/simple-copy.ts'] } },
+        }),
+      }),
+    ).rejects.toThrow(/pipeline "simple" is exported by both .*simple\.ts and .*simple-copy\.ts/);
   });
 });
 
@@ -404,7 +497,7 @@ describe('cdk-nag AwsSolutions checks', () => {
     const controlDir = join(outdir, 'nag-control');
     const app = new App({ outdir: controlDir, context: { '@aws-cdk/core:failSynthOnValidationErrors': false } });
     const [stage] = await addStacklineStages(app, {
-      environments: resolveEnvironments({ selected: 'dev', overrides: { dev: { pipelineFile: PIPELINE } } }),
+      environments: resolveEnvironments({ selected: 'dev', overrides: { dev: { pipelines: [PIPELINE] } } }),
     });
     new s3.Bucket(stage!.data, 'Unlogged', { enforceSSL: true });
     app.synth();

@@ -4,16 +4,20 @@ import { tmpdir } from 'node:os';
 import { dirname, join } from 'node:path';
 import { promisify } from 'node:util';
 import { CreateFunctionCommand, LambdaClient } from '@aws-sdk/client-lambda';
+import { DescribeExecutionCommand, SFNClient, TagResourceCommand } from '@aws-sdk/client-sfn';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { bundlePipeline } from '../../lib/bundle/bundle-pipeline.ts';
 import { Stackline } from '../../lib/index.ts';
+import { DEFINITION_HASH_TAG } from '../../lib/orchestrators/deployed-pipelines.ts';
 import { runCli } from '../support/cli.ts';
+import { deployStateMachines } from '../support/deploy-state-machines.ts';
 import { awsTestClientConfig, createRole, type MotoServer, startMoto } from '../support/moto.ts';
 
 /**
- * The emulator tier: `stackline run --stack <step-functions stack>` compiles the reference
- * pipelines, creates their state machines through the Step Functions API on moto (execution
- * switched on), and every Task state invokes the real bundled step runner as a Lambda function,
+ * The emulator tier: the reference pipelines' state machines are deployed on moto (execution
+ * switched on) as the CDK app deploys them (name, definition hash tag, version, `live` alias; see
+ * test/support/deploy-state-machines.ts), `stackline run --stack <step-functions stack>` starts
+ * executions of the alias, and every Task state invokes the real bundled step runner as a Lambda function,
  * which moto_ext runs in Node against moto's S3 and DynamoDB. The results must match a run of the
  * same pipelines on the local default stack.
  */
@@ -85,7 +89,22 @@ beforeAll(async () => {
   expect(registered.code, registered.stderr).toBe(0);
   expect((await runCli(home, 'stack', 'provision', 'sfn')).code).toBe(0);
   await deployStepRunner(moto.endpoint, join(home, 'bundle'));
+  const { featureEngineering } = await import('../../examples/reference/feature-engineering.ts');
+  const { training } = await import('../../examples/reference/training.ts');
+  const { inference } = await import('../../examples/reference/inference.ts');
+  const { simple } = await import('../fixtures/pipelines/simple.ts');
+  await deployStateMachines(moto.endpoint, [featureEngineering, training, inference, simple], {
+    functionName: FUNCTION,
+    roleArn: ROLE_ARN,
+  });
+  // A state machine whose runner function does not exist fails before the runner records a run.
+  const { failing } = await import('../fixtures/pipelines/failing.ts');
+  await deployStateMachines(moto.endpoint, [failing], { functionName: 'stackline-missing', roleArn: ROLE_ARN });
 }, 180_000);
+
+function sfnClient() {
+  return new SFNClient(awsTestClientConfig(moto.endpoint));
+}
 
 afterAll(async () => {
   process.env = savedEnv;
@@ -95,7 +114,7 @@ afterAll(async () => {
 });
 
 const runs: Array<[string, string[]]> = [
-  ['examples/reference/feature-engineering.ts', []],
+  ['examples/reference/feature-engineering.ts', ['--tag', 'team:fraud-detection']],
   ['examples/reference/training.ts', ['--param', 'trees=1', '--param', 'maxFeatures=0.5', '--param', 'seed=3']],
   ['examples/reference/training.ts', ['--param', 'trees=25']],
   ['examples/reference/inference.ts', []],
@@ -109,6 +128,7 @@ describe('emulator tier: the reference scenario on Step Functions + Lambda (moto
       const summary = onAws.json();
       expect(summary.status).toBe('completed');
       expect(summary.stack).toBe('sfn');
+      if (args.includes('--tag')) expect(summary.tags).toContain('team:fraud-detection');
       expect(summary.steps.every((s: { status: string }) => s.status === 'completed' || s.status === 'cached')).toBe(
         true,
       );
@@ -154,6 +174,9 @@ describe('emulator tier: the reference scenario on Step Functions + Lambda (moto
       const rerun = await aws.run(featureEngineering);
       expect(rerun.steps.map((s) => s.stepRun?.status)).toEqual(['cached', 'cached', 'cached', 'cached']);
       expect(awsRuns.every((r) => r.status === 'completed' && r.config.orchestrator === 'step-functions')).toBe(true);
+      // --tag travelled in the execution input to the runner's start-run, which recorded it.
+      const tagged = awsRuns.filter((r) => r.tags.includes('team:fraud-detection'));
+      expect(tagged.map((r) => r.pipeline)).toEqual(['iris_feature_engineering']);
     } finally {
       await aws.close();
       await local.close();
@@ -173,7 +196,62 @@ describe('emulator tier: the reference scenario on Step Functions + Lambda (moto
     const summary = failed.json();
     expect(summary.status).toBe('failed');
     expect(summary.error.message).toMatch(/no version in stage "production"/);
+    // The failure travelled through Step Functions: the run names its execution, which failed
+    // with the state machine's own Fail state and the step's error as its cause.
+    const recorded = await Stackline.open({ home, stack: 'sfn' });
+    const executionArn = await recorded.stack.metadata.runs
+      .get(summary.runId)
+      .then((r) => String(r.config.executionArn))
+      .finally(() => recorded.close());
+    expect(executionArn).toMatch(/^arn:aws:states:us-east-1:\d+:execution:stackline-iris_inference:/);
+    const sfn = sfnClient();
+    try {
+      const execution = await sfn.send(new DescribeExecutionCommand({ executionArn }));
+      expect(execution.status).toBe('FAILED');
+      expect(execution.error).toBe('StepFailed');
+      expect(execution.cause).toMatch(/no version in stage \\?"production/);
+    } finally {
+      sfn.destroy();
+    }
     const listed = (await runCli(home, 'runs', 'list', '--stack', 'sfn', '--status', 'running', '--json')).json();
     expect(listed.runs).toEqual([]);
   }, 120_000);
+
+  it("prints the execution's own error and cause when it fails before the step runner records the run", async () => {
+    const failed = await runCli(home, 'run', 'test/fixtures/pipelines/failing.ts', '--stack', 'sfn');
+    expect(failed.code).toBe(1);
+    expect(failed.stderr).toMatch(
+      /Execution arn:aws:states:.*:execution:stackline-failing:run_\w+ ended FAILED before the step runner recorded run/,
+    );
+    // The execution's own error and cause (GetExecutionHistory), not a pointer to logs.
+    expect(failed.stderr).toMatch(
+      /: Lambda\.ResourceNotFoundException: Function not found: .*function:stackline-missing/,
+    );
+    expect(failed.stderr).not.toMatch(/logs/);
+  }, 120_000);
+
+  it('refuses pipelines that are not deployed, or differ from the deployed definition', async () => {
+    const missing = await runCli(home, 'run', 'test/fixtures/pipelines/hang.ts', '--stack', 'sfn');
+    expect(missing.code).toBe(2);
+    expect(missing.stderr).toMatch(
+      /Pipeline "hanging" is not deployed to stack "sfn" \(no state machine stackline-hanging\)/,
+    );
+
+    const sfn = sfnClient();
+    try {
+      await sfn.send(
+        new TagResourceCommand({
+          resourceArn: 'arn:aws:states:us-east-1:123456789012:stateMachine:stackline-simple',
+          tags: [{ key: DEFINITION_HASH_TAG, value: 'f'.repeat(64) }],
+        }),
+      );
+    } finally {
+      sfn.destroy();
+    }
+    const drifted = await runCli(home, 'run', 'test/fixtures/pipelines/simple.ts', '--stack', 'sfn');
+    expect(drifted.code).toBe(2);
+    expect(drifted.stderr).toMatch(
+      /Pipeline "simple" differs from the one deployed to stack "sfn" \(local definition [0-9a-f]{12}, deployed ffffffffffff\)/,
+    );
+  }, 60_000);
 });

@@ -169,8 +169,6 @@ function validateRegistration(name: string, o: StackRegisterOptions): Record<str
   if (o.orchestrator === 'step-functions') {
     if (o.stepRunner !== 'lambda' || !o.functionName)
       problems.push('--orchestrator step-functions needs --step-runner lambda --function-name NAME');
-    if (!o.roleArn)
-      problems.push('--orchestrator step-functions needs --role-arn ARN (the role Step Functions runs as)');
     if (o.artifactStore !== 's3' || o.metadataStore !== 'dynamodb') {
       problems.push(
         '--orchestrator step-functions needs --artifact-store s3 and --metadata-store dynamodb (steps run in AWS)',

@@ -10,11 +10,14 @@ from __future__ import annotations
 import os
 from importlib import import_module
 
-# Order does not matter: the patches touch unrelated parts of moto.
+# Order matters only where two patches wrap the same method: sfn_deployed wraps sfn_execution_name's
+# StartExecution (an alias execution still gets a generated name).
 PATCH_MODULES = (
     "lambda_node",  # Lambda Invoke runs nodejs* functions for real in a `node` subprocess
     "sfn_rlock",  # second execution in a region no longer fails with "cannot pickle '_thread.RLock'"
     "sfn_execution_name",  # StartExecution without `name` gets a uuid name instead of "None"
+    "sfn_deployed",  # CloudFormation-deployed state machines, versions and aliases run (after sfn_execution_name)
+    "cfn_cdk_deploy",  # what `cdk deploy` needs from CloudFormation (template URL, outputs, change sets, ...)
     "dynamodb_serialize",  # one lock around DynamoDB request handling (no concurrent transactions)
 )
 

@@ -22,7 +22,7 @@ describe('stackline compile', () => {
     const result = await runCli(home, 'compile', SIMPLE, '--lambda-arn', ARN);
     expect(result.code).toBe(0);
     const definition = result.json();
-    expect(definition.StartAt).toBe('HasRunId');
+    expect(definition.StartAt).toBe('HasTags');
     expect(definition.States.Step_numbers).toMatchObject({
       Parameters: { FunctionName: ARN, Payload: { action: 'run-step', pipeline: 'simple', stepId: 'numbers' } },
       Next: 'Step_stats',
@@ -49,7 +49,7 @@ describe('stackline compile', () => {
     expect(JSON.parse(written).States).toHaveProperty('Step_stats');
     const bytes = Buffer.byteLength(written) - 1; // the file ends with a newline
     expect(result.stderr).toMatch(
-      new RegExp(`^Wrote .*simple\\.json: pipeline "simple", 11 states, ${(bytes / 1024).toFixed(1)} KiB`),
+      new RegExp(`^Wrote .*simple\\.json: pipeline "simple", 13 states, ${(bytes / 1024).toFixed(1)} KiB`),
     );
   });
 
@@ -59,7 +59,7 @@ describe('stackline compile', () => {
     expect(result.code).toBe(0);
     expect(result.json()).toEqual({
       pipeline: 'simple',
-      stateCount: 11,
+      stateCount: 13,
       sizeBytes: Buffer.byteLength(await readFile(out, 'utf8')) - 1,
       lambdaFunctionArn: ARN,
       placeholderArn: false,

@@ -385,6 +385,8 @@ describe('compileToAsl', () => {
   it('keeps a chain a chain: one Task per step, no Parallel', () => {
     const { definition } = compileToAsl(linear, OPTIONS);
     expect(allStates(definition).map(([name]) => name)).toEqual([
+      'HasTags',
+      'DefaultTags',
       'HasRunId',
       'StartRun',
       'StartRunWithRunId',
@@ -422,7 +424,13 @@ describe('compileToAsl', () => {
 
   it('starts with a Choice on runId and passes it to start-run only when the input has one', () => {
     const { definition } = compileToAsl(linear, OPTIONS);
-    expect(definition.StartAt).toBe('HasRunId');
+    expect(definition.StartAt).toBe('HasTags');
+    expect(definition.States.HasTags).toEqual({
+      Type: 'Choice',
+      Choices: [{ Variable: '$.tags', IsPresent: true, Next: 'HasRunId' }],
+      Default: 'DefaultTags',
+    });
+    expect(definition.States.DefaultTags).toEqual({ Type: 'Pass', Result: [], ResultPath: '$.tags', Next: 'HasRunId' });
     expect(definition.States.HasRunId).toEqual({
       Type: 'Choice',
       Choices: [{ Variable: '$.runId', IsPresent: true, Next: 'StartRunWithRunId' }],
@@ -431,7 +439,8 @@ describe('compileToAsl', () => {
     const payload = (name: string) =>
       ((definition.States[name] as TaskState).Parameters as { Payload: object }).Payload;
     expect(payload('StartRun')).not.toHaveProperty('runId.$');
-    expect(payload('StartRunWithRunId')).toMatchObject({ 'runId.$': '$.runId' });
+    expect(payload('StartRunWithRunId')).toMatchObject({ 'runId.$': '$.runId', 'tags.$': '$.tags' });
+    expect(payload('StartRun')).toMatchObject({ 'tags.$': '$.tags' });
     expect(definition.States.StartRun).toMatchObject({
       ResultSelector: { 'runId.$': '$.Payload.runId' },
       ResultPath: '$.run',
@@ -681,7 +690,7 @@ describe('compileToAsl', () => {
     const p = linearOf(1000);
     const compiled = compileToAsl(p, OPTIONS);
     expect(compiled.sizeBytes).toBeLessThan(1_048_576);
-    expect(compiled.stateCount).toBe(1000 + 9);
+    expect(compiled.stateCount).toBe(1000 + 11);
     expect(transitionProblems(compiled.definition)).toEqual([]);
   });
 });
@@ -874,9 +883,9 @@ describe('compile errors', () => {
   it('rejects a definition over 1 MiB with the measured size and what to do', () => {
     const error = compileError(() => compileToAsl(linearOf(2000), OPTIONS));
     expect(error.message).toMatch(
-      /^Pipeline "linear-2000" compiles to a state machine definition of 1,\d{3},\d{3} bytes \(2009 states for 2000 steps\), over the Step Functions limit of 1,048,576 bytes \(1 MiB\)\. Split it into smaller pipelines/,
+      /^Pipeline "linear-2000" compiles to a state machine definition of 1,\d{3},\d{3} bytes \(2011 states for 2000 steps\), over the Step Functions limit of 1,048,576 bytes \(1 MiB\)\. Split it into smaller pipelines/,
     );
-    expect(error.context).toMatchObject({ limitBytes: 1_048_576, stateCount: 2009 });
+    expect(error.context).toMatchObject({ limitBytes: 1_048_576, stateCount: 2011 });
   });
 
   it('rejects invalid options with a ValidationError', () => {
@@ -987,12 +996,14 @@ describe('compiled state machines on a local ASL interpreter', () => {
       action: 'start-run',
       pipeline: 'fan-out',
       parameters: { n: 1 },
+      tags: [],
       executionArn: 'arn:aws:states:eu-west-1:123456789012:execution:test:1',
-      input: { pipeline: 'fan-out', parameters: { n: 1 } },
+      input: { pipeline: 'fan-out', parameters: { n: 1 }, tags: [] },
     });
     expect(output).toEqual({
       pipeline: 'fan-out',
       parameters: { n: 1 },
+      tags: [],
       run: { runId: 'run_1' },
       maps: { b: { count: 3, items: [0, 1, 2] } },
     });
@@ -1001,7 +1012,7 @@ describe('compiled state machines on a local ASL interpreter', () => {
   it('passes the runId from the input to start-run and to every step', async () => {
     const { requests } = await execute(
       compileToAsl(mixed, OPTIONS),
-      { pipeline: 'mixed-runners', parameters: {}, runId: 'run_cli' },
+      { pipeline: 'mixed-runners', parameters: {}, runId: 'run_cli', tags: ['team:ml'] },
       succeed,
     );
     expect(requests.map(label)).toEqual([
@@ -1012,6 +1023,7 @@ describe('compiled state machines on a local ASL interpreter', () => {
       'finish-run',
     ]);
     expect(requests.every((r) => r.runId === 'run_cli')).toBe(true);
+    expect(requests[0]).toMatchObject({ action: 'start-run', tags: ['team:ml'] });
   });
 
   it('records a failed step with finish-run failed, then fails the execution with StepFailed and its cause', async () => {
