@@ -42,10 +42,19 @@ USER node
 CMD ["node", "/app/index.mjs"]
 `;
 
+/**
+ * Written into every output directory the bundler creates. Its presence is what lets a later
+ * bundle replace `lambda/` and `container/` there: without it, those could be a user's own folders.
+ */
+export const BUNDLE_MARKER = '.stackline-bundle';
+
 export interface BundleOptions {
   /** The pipeline module (TypeScript or JavaScript) exporting one or more pipelines. */
   pipelineFile: string;
-  /** Created if missing; `lambda/` and `container/` inside it are replaced. */
+  /**
+   * Created if missing; `lambda/` and `container/` inside it are replaced. Must be new, empty or
+   * an earlier bundle's output (it holds {@link BUNDLE_MARKER}): anything else is refused.
+   */
   outDir: string;
   /** Default true. */
   minify?: boolean;
@@ -78,6 +87,7 @@ export async function bundlePipeline(options: BundleOptions): Promise<BundleResu
   const outDir = resolve(options.outDir);
   const lambdaDir = join(outDir, 'lambda');
   const containerDir = join(outDir, 'container');
+  await claimOutDir(outDir);
   await Promise.all([lambdaDir, containerDir].map((dir) => rm(dir, { recursive: true, force: true })));
 
   const minify = options.minify ?? true;
@@ -124,6 +134,33 @@ export async function bundlePipeline(options: BundleOptions): Promise<BundleResu
     lambda: { path: lambdaPath, bytes: (await stat(lambdaPath)).size },
     container: { dir: containerDir, bytes: await directoryBytes(containerDir) },
   };
+}
+
+/**
+ * Refuses an output directory the bundler did not create (it would delete `lambda/` and
+ * `container/` there), then marks it as bundle output so re-bundling into it keeps working.
+ */
+async function claimOutDir(outDir: string): Promise<void> {
+  const info = await stat(outDir).catch(() => undefined);
+  if (info && !info.isDirectory()) {
+    throw new ValidationError(`Cannot bundle into ${outDir}: it is a file; choose a new or empty directory for --out`, {
+      context: { outDir },
+    });
+  }
+  if (info) {
+    const entries = await readdir(outDir);
+    if (entries.length > 0 && !entries.includes(BUNDLE_MARKER)) {
+      throw new ValidationError(
+        `Refusing to bundle into ${outDir}: it is not empty and was not created by stackline bundle; choose a new or empty directory for --out, or remove it`,
+        { context: { outDir } },
+      );
+    }
+  }
+  await mkdir(outDir, { recursive: true });
+  await writeFile(
+    join(outDir, BUNDLE_MARKER),
+    'Created by `stackline bundle`: lambda/ and container/ here are replaced at each bundle.\n',
+  );
 }
 
 async function bundleEntry(

@@ -1,6 +1,6 @@
 import { execFile } from 'node:child_process';
 import { existsSync } from 'node:fs';
-import { mkdir, mkdtemp, rm, writeFile } from 'node:fs/promises';
+import { mkdir, mkdtemp, readdir, readFile, rm, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join, resolve } from 'node:path';
 import { promisify } from 'node:util';
@@ -90,6 +90,32 @@ describe('bad input is refused with one clear line (exit 2)', () => {
     const onDir = await runCli(home, 'artifacts', 'load', 'stats.sum', '--out', home);
     expect(onDir.code).toBe(2);
     expect(onDir.stderr).toContain('is a directory');
+  });
+
+  it('bundle --out refuses a non-empty directory it did not create and leaves it untouched', async () => {
+    const out = join(home, 'mine');
+    await mkdir(join(out, 'lambda'), { recursive: true });
+    await writeFile(join(out, 'lambda', 'handler.py'), 'print("mine")\n');
+    await writeFile(join(out, 'notes.txt'), 'keep me\n');
+    const result = await runCli(home, 'bundle', SIMPLE, '--out', out);
+    expect(result.code).toBe(2);
+    expectOneLine(result.stderr);
+    expect(result.stderr).toContain(out);
+    expect(result.stderr).toMatch(/new or empty directory.*or remove it/);
+    expect((await readdir(out)).sort()).toEqual(['lambda', 'notes.txt']);
+    expect(await readdir(join(out, 'lambda'))).toEqual(['handler.py']);
+    expect(await readFile(join(out, 'lambda', 'handler.py'), 'utf8')).toBe('print("mine")\n');
+  });
+
+  it('bundle --out re-bundles into its own output directory, replacing the previous bundle', async () => {
+    const out = join(home, 'bundle');
+    expect((await runCli(home, 'bundle', SIMPLE, '--out', out, '--json')).code).toBe(0);
+    expect(existsSync(join(out, '.stackline-bundle'))).toBe(true);
+    await writeFile(join(out, 'lambda', 'stale.mjs'), 'old\n');
+    const again = await runCli(home, 'bundle', SIMPLE, '--out', out, '--json');
+    expect(again.code, again.stderr).toBe(0);
+    expect(await readdir(join(out, 'lambda'))).toEqual(['index.mjs']);
+    expect((await readdir(join(out, 'container'))).sort()).toEqual(['Dockerfile', 'index.mjs']);
   });
 
   it('prints usage errors as JSON on stdout with --json', async () => {
