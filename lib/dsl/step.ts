@@ -164,6 +164,21 @@ function normalizeOutput(name: string, stepName: string, declaration: OutputDecl
 }
 
 /**
+ * `codeVersion` as the string the code hash records: numbers are accepted (a version bump is
+ * naturally written `codeVersion: 2`), anything else is a definition error naming the step.
+ */
+function normalizeCodeVersion(step: string, value: unknown): string | undefined {
+  if (value === undefined || typeof value === 'string') return value;
+  if (typeof value === 'number' && Number.isFinite(value)) return String(value);
+  throw new PipelineDefinitionError(
+    `Step "${step}": codeVersion must be a string or a finite number (got ${
+      typeof value === 'number' ? String(value) : typeof value
+    }); write e.g. codeVersion: '2'.`,
+    { context: { step } },
+  );
+}
+
+/**
  * Declares a step: a typed function with named inputs, parameters and outputs (zod schemas).
  * Call the returned value inside a {@link pipeline} body to wire it; its outputs are references
  * that other steps take as inputs, and that wiring is the pipeline's DAG.
@@ -180,9 +195,11 @@ export function step<
   I extends InputDeclarations = Record<never, never>,
   P extends z.ZodType = z.ZodObject<Record<never, never>>,
 >(config: StepConfig<I, P, O>, fn: StepFunction<I, P, O>): StepDefinition<I, P, O> {
-  const { name, description, inputs, parameters, outputs, ...options } = config;
+  const { name, description, inputs, parameters, outputs, ...rest } = config;
   const nameError = nameProblem('step', name);
   if (nameError !== undefined) throw new PipelineDefinitionError(nameError);
+  const codeVersion = normalizeCodeVersion(name, rest.codeVersion);
+  const options = codeVersion === undefined ? rest : { ...rest, codeVersion };
   if (typeof fn !== 'function')
     throw new PipelineDefinitionError(`Step "${name}": the second argument must be the step function.`);
   const outputEntries = Object.entries(outputs ?? {});
@@ -200,7 +217,7 @@ export function step<
   const computeFingerprint = () => {
     fingerprint ??= fingerprintCode(
       fn as (...args: never[]) => unknown,
-      options.codeVersion,
+      codeVersion,
       definedIn === undefined ? undefined : { file: definedIn, stepName: name },
     );
     return fingerprint;

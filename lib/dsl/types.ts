@@ -80,8 +80,11 @@ export interface StepOptions {
   /** Where the step runs on AWS stacks. Default `lambda`. Ignored by the local orchestrator. */
   runner?: 'lambda' | 'ecs';
   tags?: Tag[];
-  /** Bump to invalidate the cache when code the step calls (not its own body) changed. */
-  codeVersion?: string;
+  /**
+   * Bump to invalidate the cache when code the step calls (not its own body) changed. A number is
+   * taken as its decimal string (`2` and `'2'` are the same version).
+   */
+  codeVersion?: string | number;
   /** A model version this step reads (see {@link StepContext.model}). */
   model?: ModelRef;
 }

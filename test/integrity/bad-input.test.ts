@@ -118,6 +118,33 @@ describe('bad input is refused with one clear line (exit 2)', () => {
     expect((await readdir(join(out, 'container'))).sort()).toEqual(['Dockerfile', 'index.mjs']);
   });
 
+  it('accepts a numeric codeVersion as its decimal string and refuses other types naming the step', async () => {
+    const body = () => ({ o: 1 });
+    const outputs = { o: z.number() };
+    const numeric = step({ name: 'versioned', codeVersion: 2, outputs }, body);
+    const text = step({ name: 'versioned', codeVersion: '2', outputs }, body);
+    const bumped = step({ name: 'versioned', codeVersion: 3, outputs }, body);
+    expect(numeric.spec.codeHash).toBe(text.spec.codeHash);
+    expect(bumped.spec.codeHash).not.toBe(numeric.spec.codeHash);
+    expect(numeric.spec.options.codeVersion).toBe('2');
+    for (const bad of [true, Number.NaN, { v: 2 }, Number.POSITIVE_INFINITY]) {
+      expect(() => step({ name: 'odd_version', codeVersion: bad as never, outputs }, body)).toThrow(
+        PipelineDefinitionError,
+      );
+      expect(() => step({ name: 'odd_version', codeVersion: bad as never, outputs }, body)).toThrow(
+        /Step "odd_version": codeVersion must be a string or a finite number/,
+      );
+    }
+    const sl = await Stackline.open({ home });
+    try {
+      const result = await sl.run(pipeline({ name: 'versioned_pipeline' }, () => void numeric()));
+      expect(result.run.status).toBe('completed');
+      expect(result.run.config).toMatchObject({ steps: { versioned: { options: { codeVersion: '2' } } } });
+    } finally {
+      await sl.close();
+    }
+  });
+
   it('prints usage errors as JSON on stdout with --json', async () => {
     const result = await runCli(home, 'runs', 'list', '--limit', 'x', '--json');
     expect(result.code).toBe(2);
