@@ -1,13 +1,15 @@
 import { readdirSync, statSync } from 'node:fs';
-import { mkdtemp, rm, writeFile } from 'node:fs/promises';
+import { mkdir, mkdtemp, rm, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import fc from 'fast-check';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { z } from 'zod';
 import { Stackline } from '../../lib/client.ts';
 import { nameProblem } from '../../lib/dsl/names.ts';
 import { pipeline } from '../../lib/dsl/pipeline.ts';
-import { ValidationError } from '../../lib/errors.ts';
+import { step } from '../../lib/dsl/step.ts';
+import { PipelineDefinitionError, ValidationError } from '../../lib/errors.ts';
 import { runCli } from '../support/cli.ts';
 
 const SIMPLE = 'test/fixtures/pipelines/simple.ts';
@@ -112,6 +114,174 @@ describe('one set of rules for names and inputs, whatever the entry point (prope
         expect(({} as Record<string, unknown>).extra).toBeUndefined();
       }),
       { numRuns: 25, seed: 7 },
+    );
+  }, 60_000);
+});
+
+describe('artifact names, step names and tags: one verdict from the DSL, the client, the CLI and the stores (property-based)', () => {
+  let project: string;
+  let home: string;
+  let sl: Stackline;
+  const outputs = { o: z.number() };
+  const body = () => ({ o: 1 });
+
+  beforeAll(async () => {
+    // A project with the user's own files beside its state directory: a refusal must touch neither.
+    project = await mkdtemp(join(tmpdir(), 'stackline-props-project-'));
+    home = join(project, '.stackline');
+    await mkdir(join(project, 'data'), { recursive: true });
+    await writeFile(join(project, 'data', 'rows.csv'), 'a,b\n1,2\n');
+    await writeFile(join(project, 'notes.md'), '# mine\n');
+    sl = await Stackline.open({ home });
+  });
+
+  afterAll(async () => {
+    await sl.close();
+    await rm(project, { recursive: true, force: true });
+  });
+
+  const counts = async () => ({
+    artifacts: (await sl.stack.metadata.artifacts.list({ limit: 1000 })).items.length,
+    models: (await sl.stack.metadata.models.list({ limit: 1000 })).items.length,
+    runs: (await sl.stack.metadata.runs.list({ limit: 1000 })).items.length,
+  });
+
+  /** The verdict of one entry point: true when it accepted the value. */
+  const accepted = async (attempt: () => unknown): Promise<boolean | unknown> => {
+    try {
+      await attempt();
+      return true;
+    } catch (error) {
+      return error;
+    }
+  };
+
+  it('artifact names (step output `artifact`, saveArtifact, the artifact store, `artifacts show`)', async () => {
+    let index = 0;
+    const artifactArbitrary = fc.oneof(
+      fc.string({ unit: fc.constantFrom(...'abXY09_.:-'), minLength: 1, maxLength: 30 }).map((s) => `a${s}`),
+      fc.string({ unit: fc.constantFrom(...'ab._:-/ \u001b\u0000'), minLength: 0, maxLength: 12 }),
+      fc.constantFrom('../x', 'a..b', 'x'.repeat(201), ':lead', '-lead', 'ok.name', 'iris:holdout', 'a/b'),
+    );
+    await fc.assert(
+      fc.asyncProperty(artifactArbitrary, async (raw) => {
+        const name = nameProblem('artifact', raw) === undefined ? `${raw.slice(0, 150)}${index++}` : raw;
+        const valid = nameProblem('artifact', name) === undefined;
+        const before = snapshot(project);
+        const countsBefore = await counts();
+        const dsl = await accepted(() =>
+          step({ name: 'emits', outputs: { o: { schema: z.number(), artifact: name } } }, body),
+        );
+        const client = await accepted(() => sl.saveArtifact(name, 1));
+        const store = await accepted(() =>
+          sl.stack.metadata.artifacts.createVersion({
+            name,
+            kind: 'json',
+            uri: 'memory://never-read',
+            sha256: '0'.repeat(64),
+            sizeBytes: 1,
+            tags: [],
+          } as never),
+        );
+        const cli = await runCli(home, 'artifacts', 'show', '--', name);
+        expect(dsl === true).toBe(valid);
+        expect(client === true).toBe(valid);
+        expect(cli.code === 0).toBe(valid);
+        if (!valid) {
+          expect(dsl).toBeInstanceOf(PipelineDefinitionError);
+          expect(client).toBeInstanceOf(ValidationError);
+          expect(store).toBeInstanceOf(ValidationError);
+          expect(cli.code).toBe(2);
+          expect(cli.stderr.trim().split('\n')).toHaveLength(1);
+          expect(cli.stderr).not.toContain('\u001b');
+          expect(snapshot(project)).toEqual(before);
+          expect(await counts()).toEqual(countsBefore);
+        }
+      }),
+      { numRuns: 30, seed: 1201 },
+    );
+  }, 60_000);
+
+  it('step names (step(), a pipeline using the step, Stackline.run and the artifacts it names)', async () => {
+    let index = 0;
+    const stepArbitrary = fc.oneof(
+      fc.string({ unit: fc.constantFrom(...'abXY09_-'), minLength: 1, maxLength: 20 }).map((s) => `s${s}`),
+      fc.string({ unit: fc.constantFrom(...'ab._:-/ \u001b'), minLength: 0, maxLength: 10 }),
+      fc.constantFrom('9lead', '-lead', 'a.b', 'x'.repeat(81), 'esc\u001b[2J', '_ok'),
+    );
+    await fc.assert(
+      fc.asyncProperty(stepArbitrary, async (raw) => {
+        const name = nameProblem('step', raw) === undefined ? `${raw.slice(0, 70)}${index++}` : raw;
+        const valid = nameProblem('step', name) === undefined;
+        const before = snapshot(project);
+        const countsBefore = await counts();
+        let definition: ReturnType<typeof step<typeof outputs>> | undefined;
+        const dsl = await accepted(() => {
+          definition = step({ name, outputs }, body);
+        });
+        expect(dsl === true).toBe(valid);
+        if (!valid) {
+          expect(dsl).toBeInstanceOf(PipelineDefinitionError);
+          expect(snapshot(project)).toEqual(before);
+          expect(await counts()).toEqual(countsBefore);
+          return;
+        }
+        const result = await sl.run(pipeline({ name: 'props_steps' }, () => void definition!()));
+        expect(result.run.status).toBe('completed');
+        // The step's name is part of the artifact name the store accepted.
+        expect((await sl.stack.metadata.artifacts.list({ limit: 1000 })).items.map((a) => a.name)).toContain(
+          `${name}.o`,
+        );
+      }),
+      { numRuns: 20, seed: 1202 },
+    );
+  }, 60_000);
+
+  it('tags (pipeline tags, Stackline.run, createModel, saveArtifact, the stores, `model create --tag`)', async () => {
+    let index = 0;
+    const tagStep = step({ name: 'tag_step', outputs }, body);
+    const tagArbitrary = fc.oneof(
+      fc
+        .tuple(
+          fc.string({ unit: fc.constantFrom(...'abXY09_-.'), minLength: 1, maxLength: 12 }),
+          fc.string({ unit: fc.constantFrom(...'ab 9:.-/é'), minLength: 1, maxLength: 20 }),
+        )
+        .map(([k, v]) => `${k}:${v.trimStart()}`),
+      fc.string({ unit: fc.constantFrom(...'a: \t\n\u001b\u0000é'), minLength: 0, maxLength: 10 }),
+      fc.constantFrom('team:ml', 'solo', 'two words:x', 'k: lead', 'k:\u001b[2J', ':v', 'x'.repeat(301), 'k:v:w'),
+    );
+    await fc.assert(
+      fc.asyncProperty(tagArbitrary, async (tag) => {
+        const valid = nameProblem('tag', tag) === undefined;
+        const id = index++;
+        const before = snapshot(project);
+        const countsBefore = await counts();
+        const dsl = await accepted(() => pipeline({ name: 'props_tagged', tags: [tag] }, () => {}));
+        const run = await accepted(() =>
+          sl.run(
+            pipeline({ name: 'props_untagged' }, () => void tagStep()),
+            { tags: [tag] },
+          ),
+        );
+        const model = await accepted(() => sl.createModel({ name: `tagged${id}`, tags: [tag] }));
+        const artifact = await accepted(() => sl.saveArtifact(`tagged.a${id}`, 1, { tags: [tag] }));
+        const store = await accepted(() =>
+          sl.stack.metadata.models.create({ name: `stored${id}`, tags: [tag] } as never),
+        );
+        const cli = await runCli(home, 'model', 'create', `cli${id}`, `--tag=${tag}`);
+        for (const verdict of [dsl, run, model, artifact, store]) expect(verdict === true, String(verdict)).toBe(valid);
+        expect(cli.code === 0).toBe(valid);
+        if (!valid) {
+          expect(dsl).toBeInstanceOf(PipelineDefinitionError);
+          for (const error of [run, model, artifact, store]) expect(error).toBeInstanceOf(ValidationError);
+          expect(cli.code).toBe(2);
+          expect(cli.stderr.trim().split('\n')).toHaveLength(1);
+          expect(cli.stderr).not.toContain('\u001b');
+          expect(snapshot(project)).toEqual(before);
+          expect(await counts()).toEqual(countsBefore);
+        }
+      }),
+      { numRuns: 30, seed: 1203 },
     );
   }, 60_000);
 });
