@@ -101,10 +101,13 @@ export function withStoreRules<S extends MetadataStore>(store: S): S {
     guarded.set(
       repository,
       new Proxy(target, {
-        get(object, property, receiver) {
-          const value = Reflect.get(object, property, receiver);
+        // The repository itself is the receiver (never the proxy): adapters keep state in
+        // #private fields, which only the real instance can read.
+        get(object, property) {
+          const value = Reflect.get(object, property, object);
+          if (typeof value !== 'function') return value;
           const check = typeof property === 'string' ? checks[property] : undefined;
-          if (check === undefined || typeof value !== 'function') return value;
+          if (check === undefined) return value.bind(object);
           return (...args: never[]) => {
             try {
               check(...args);
@@ -118,9 +121,9 @@ export function withStoreRules<S extends MetadataStore>(store: S): S {
     );
   }
   return new Proxy(store, {
-    get(object, property, receiver) {
+    get(object, property) {
       if (typeof property === 'string' && guarded.has(property)) return guarded.get(property);
-      const value = Reflect.get(object, property, receiver);
+      const value = Reflect.get(object, property, object);
       return typeof value === 'function' ? value.bind(object) : value;
     },
   });
