@@ -60,8 +60,9 @@ export async function addStacklineStages(app: App, options: StacklineStagesOptio
       const outDir = join(bundleDir, environment.name);
       const modules = environment.pipelines.map((file) => resolve(rootDir, file));
       const pipelines = await loadPipelines(environment.name, modules);
-      const entry = join(outDir, 'pipelines.ts');
-      await mkdir(outDir, { recursive: true });
+      // The entry sits beside, not inside, outDir: the bundler only writes into a directory it made.
+      const entry = join(bundleDir, `${environment.name}.pipelines.ts`);
+      await mkdir(bundleDir, { recursive: true });
       await writeFile(entry, `${modules.map((m) => `export * from ${JSON.stringify(m)};`).join('\n')}\n`);
       const { lambda } = await bundlePipeline({ pipelineFile: entry, outDir });
       return { codeDirectory: join(lambda.path, '..'), pipelines };
