@@ -1,7 +1,7 @@
 import { GetCommand, QueryCommand } from '@aws-sdk/lib-dynamodb';
-import { ConflictError, NotFoundError } from '../../errors.ts';
 import { newId, nowIso } from '../../util/ids.ts';
 import type { ArtifactRepository } from '../metadata-store.ts';
+import { storeErrors } from '../store-errors.ts';
 import type {
   ArtifactSummary,
   ArtifactVersion,
@@ -67,13 +67,13 @@ export class DynamoDbArtifactRepository implements ArtifactRepository {
         });
       const item = output.Items?.[0];
       if (item === undefined) {
-        throw new NotFoundError(`Artifact "${name}" has no versions`, { context: { artifact: name, version } });
+        throw storeErrors.artifactVersionMissing(name, 'latest');
       }
       return recordOf<ArtifactVersion>(item);
     }
     const item = await this.#get(keys.artifactVersion(name, version));
     if (item === undefined) {
-      throw new NotFoundError(`Artifact "${name}" has no version ${version}`, { context: { artifact: name, version } });
+      throw storeErrors.artifactVersionMissing(name, version);
     }
     return recordOf<ArtifactVersion>(item);
   }
@@ -82,7 +82,7 @@ export class DynamoDbArtifactRepository implements ArtifactRepository {
     const pointer = await this.#get(keys.artifactVersionPointer(id));
     const item = pointer && (await this.#get(keys.artifactVersion(pointer.name, pointer.version)));
     if (item === undefined) {
-      throw new NotFoundError(`Artifact version "${id}" not found`, { context: { artifactVersionId: id } });
+      throw storeErrors.artifactVersionNotFound(id);
     }
     return recordOf<ArtifactVersion>(item);
   }
@@ -154,9 +154,7 @@ export class DynamoDbArtifactRepository implements ArtifactRepository {
       const pointer = await this.#get(keys.artifactVersionPointer(artifactVersionId));
       const version = pointer && (await this.#get(keys.artifactVersion(pointer.name, pointer.version)));
       if (version === undefined) {
-        throw new NotFoundError(`Artifact version "${artifactVersionId}" not found`, {
-          context: { artifactVersionId },
-        });
+        throw storeErrors.artifactVersionNotFound(artifactVersionId);
       }
       const merged = uniqueTags([...version.tags, ...tags]);
       if (merged.length === version.tags.length) return { actions: [], result: undefined };
@@ -293,8 +291,9 @@ export async function planArtifactVersions(
         // A generated id cannot collide (ULID); a caller's id can.
         onConditionFailed: callerChoseId
           ? () =>
-              new ConflictError(`Artifact version "${version.id}" already exists`, {
-                context: { artifactVersionId: version.id, key: keys.artifactVersionPointer(version.id) },
+              storeErrors.alreadyExists('Artifact version', version.id, {
+                artifactVersionId: version.id,
+                key: keys.artifactVersionPointer(version.id),
               })
           : 'retry',
       },

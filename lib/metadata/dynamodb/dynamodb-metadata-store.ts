@@ -1,8 +1,8 @@
 import type { DynamoDBClient } from '@aws-sdk/client-dynamodb';
 import { DynamoDBDocumentClient, GetCommand, UpdateCommand } from '@aws-sdk/lib-dynamodb';
-import { NotFoundError } from '../../errors.ts';
 import { nowIso } from '../../util/ids.ts';
 import type { MetadataStore } from '../metadata-store.ts';
+import { storeErrors } from '../store-errors.ts';
 import type { Metadata, MetadataTarget } from '../types.ts';
 import { DynamoDbArtifactRepository } from './dynamodb-artifact-repository.ts';
 import { DynamoDbModelRepository } from './dynamodb-model-repository.ts';
@@ -56,7 +56,7 @@ export class DynamoDbMetadataStore implements MetadataStore {
   /** Merges `values` key by key (`SET metadata.#key = :value`), so concurrent merges do not lose keys. */
   async logMetadata(target: MetadataTarget, values: Metadata): Promise<void> {
     const { table, key, label, id, touch } = await this.#locate(target);
-    const notFound = () => new NotFoundError(`${label} "${id}" not found`, { context: { target } });
+    const notFound = () => storeErrors.targetNotFound(label, id, target);
     if (key === undefined) throw notFound();
     const e = new Expression();
     for (const [name, value] of Object.entries(values)) e.set(['metadata', name], value);

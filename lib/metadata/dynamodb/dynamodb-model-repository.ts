@@ -1,8 +1,9 @@
 import { GetCommand, type NativeAttributeValue, PutCommand, QueryCommand, UpdateCommand } from '@aws-sdk/lib-dynamodb';
-import { ConflictError, NotFoundError, ValidationError } from '../../errors.ts';
+import { ConflictError, ValidationError } from '../../errors.ts';
 import { newId, nowIso } from '../../util/ids.ts';
 import type { ModelRepository, PromoteOptions } from '../metadata-store.ts';
 import { assertPromotionGate, checkPromotion, policyApplies, producingRunId } from '../promotion-rules.ts';
+import { storeErrors } from '../store-errors.ts';
 import { assertVersionLabel } from '../store-rules.ts';
 import {
   type ArtifactVersion,
@@ -69,10 +70,7 @@ export class DynamoDbModelRepository implements ModelRepository {
       );
     } catch (error) {
       if (isConditionalCheckFailed(error)) {
-        throw new ConflictError(`Model "${model.name}" already exists`, {
-          cause: error,
-          context: { model: model.name, key: keys.model(model.name) },
-        });
+        throw storeErrors.alreadyExists('Model', model.name, { model: model.name, key: keys.model(model.name) });
       }
       throw translateError(error, `Creating model "${model.name}"`);
     }
@@ -90,7 +88,7 @@ export class DynamoDbModelRepository implements ModelRepository {
       return recordOf<ModelRecord>(output.Attributes!);
     } catch (error) {
       if (isConditionalCheckFailed(error)) {
-        throw new NotFoundError(`Model "${model}" not found`, { cause: error, context: { model } });
+        throw storeErrors.modelNotFound(model, { cause: error });
       }
       throw translateError(error, `Setting the promotion gate of model "${model}"`);
     }
@@ -191,7 +189,7 @@ export class DynamoDbModelRepository implements ModelRepository {
                 ConditionExpression: 'attribute_exists(pk)',
               },
             },
-            onConditionFailed: () => new NotFoundError(`Run "${runId}" not found`, { context: { runId } }),
+            onConditionFailed: () => storeErrors.runNotFound(runId),
           });
         }
         return { actions, result: version };
@@ -207,15 +205,7 @@ export class DynamoDbModelRepository implements ModelRepository {
     const modelItem = await this.#model(model);
     const item = await this.#resolve(model, modelItem, ref);
     if (item !== undefined) return toVersion(item);
-    const context = { model, ref };
-    if (typeof ref === 'number') throw new NotFoundError(`Model "${model}" has no version ${ref}`, { context });
-    if (ref === 'latest') {
-      throw new NotFoundError(`Model "${model}" has no version "latest": it has no versions yet`, { context });
-    }
-    if ((MODEL_STAGES as readonly string[]).includes(ref)) {
-      throw new NotFoundError(`Model "${model}" has no version in stage "${ref}"`, { context });
-    }
-    throw new NotFoundError(`Model "${model}" has no version named or aliased "${ref}"`, { context });
+    throw storeErrors.unresolvedModelVersion(model, ref);
   }
 
   async getVersionById(id: string): Promise<ModelVersion> {
@@ -255,9 +245,7 @@ export class DynamoDbModelRepository implements ModelRepository {
       const version = await this.#versionById(modelVersionId);
       const pointer = await this.#get(keys.artifactVersionPointer(artifactVersion.id), this.db.tables.artifacts);
       if (pointer === undefined) {
-        throw new NotFoundError(`Artifact version "${artifactVersion.id}" not found`, {
-          context: { modelVersionId, artifactVersionId: artifactVersion.id },
-        });
+        throw storeErrors.artifactVersionNotFound(artifactVersion.id, { modelVersionId });
       }
       if (pointer.name !== artifactVersion.name) {
         throw new ValidationError(
@@ -284,7 +272,7 @@ export class DynamoDbModelRepository implements ModelRepository {
     await transactOptimistically(this.db, `Linking run "${runId}" to model version "${modelVersionId}"`, async () => {
       const version = await this.#versionById(modelVersionId);
       if ((await this.#get(keys.run(runId), this.db.tables.runs)) === undefined) {
-        throw new NotFoundError(`Run "${runId}" not found`, { context: { runId } });
+        throw storeErrors.runNotFound(runId);
       }
       const runIds = version.runIds as string[];
       return {
@@ -307,9 +295,7 @@ export class DynamoDbModelRepository implements ModelRepository {
    */
   async setStage(model: string, version: number, stage: ModelStage, options: PromoteOptions): Promise<StageChange[]> {
     if (!MODEL_STAGES.includes(stage)) {
-      throw new ValidationError(`Unknown model stage "${stage}"; use one of ${MODEL_STAGES.join(', ')}`, {
-        context: { model, version, stage },
-      });
+      throw storeErrors.unknownStage(stage, { model, version });
     }
     return this.db.queue.run([`model:${model}`], () =>
       transactOptimistically(this.db, `Moving model "${model}" version ${version} to ${stage}`, async () => {
@@ -432,7 +418,7 @@ export class DynamoDbModelRepository implements ModelRepository {
         await this.#model(model);
         const held = await this.#get(keys.alias(model, alias));
         if (held === undefined) {
-          throw new NotFoundError(`Model "${model}" has no alias "${alias}"`, { context: { model, alias } });
+          throw storeErrors.modelAliasNotFound(model, alias);
         }
         const holder = held.number as number;
         const at = nowIso();
@@ -481,7 +467,7 @@ export class DynamoDbModelRepository implements ModelRepository {
   async #producingRun(runId: string | undefined): Promise<Item | undefined> {
     if (runId === undefined) return undefined;
     const run = await this.#get(keys.run(runId), this.db.tables.runs);
-    if (run === undefined) throw new NotFoundError(`Run "${runId}" not found`, { context: { runId } });
+    if (run === undefined) throw storeErrors.runNotFound(runId);
     return run;
   }
 
@@ -536,7 +522,7 @@ export class DynamoDbModelRepository implements ModelRepository {
 
   async #model(name: string): Promise<Item> {
     const item = await this.#get(keys.model(name));
-    if (item === undefined) throw new NotFoundError(`Model "${name}" not found`, { context: { model: name } });
+    if (item === undefined) throw storeErrors.modelNotFound(name);
     return item;
   }
 
@@ -544,7 +530,7 @@ export class DynamoDbModelRepository implements ModelRepository {
     const pointer = await this.#get(keys.modelVersionPointer(id));
     const item = pointer && (await this.#get(keys.modelVersion(pointer.model, pointer.number)));
     if (item === undefined) {
-      throw new NotFoundError(`Model version "${id}" not found`, { context: { modelVersionId: id } });
+      throw storeErrors.modelVersionNotFound(id);
     }
     return item;
   }
@@ -561,9 +547,9 @@ export class DynamoDbModelRepository implements ModelRepository {
       this.#get(keys.modelVersion(model, number)),
       other && this.#get(other, otherTable),
     ]);
-    if (modelItem === undefined) throw new NotFoundError(`Model "${model}" not found`, { context: { model } });
+    if (modelItem === undefined) throw storeErrors.modelNotFound(model);
     if (version === undefined) {
-      throw new NotFoundError(`Model "${model}" has no version ${number}`, { context: { model, version: number } });
+      throw storeErrors.modelVersionNumberNotFound(model, number);
     }
     return [modelItem, version, otherItem];
   }

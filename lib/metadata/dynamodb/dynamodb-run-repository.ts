@@ -1,7 +1,8 @@
 import { GetCommand, QueryCommand, UpdateCommand } from '@aws-sdk/lib-dynamodb';
-import { ConflictError, NotFoundError, ValidationError } from '../../errors.ts';
+import { ConflictError, NotFoundError } from '../../errors.ts';
 import { nowIso } from '../../util/ids.ts';
 import type { RunRepository } from '../metadata-store.ts';
+import { storeErrors } from '../store-errors.ts';
 import {
   assertRunOpen,
   leaseExpiredError,
@@ -59,8 +60,7 @@ export class DynamoDbRunRepository implements RunRepository {
         item: {
           Put: { TableName: this.#table, Item: runItem(record), ConditionExpression: 'attribute_not_exists(pk)' },
         },
-        onConditionFailed: () =>
-          new ConflictError(`Run "${run.id}" already exists`, { context: { runId: run.id, key: keys.run(run.id) } }),
+        onConditionFailed: () => storeErrors.alreadyExists('Run', run.id, { runId: run.id, key: keys.run(run.id) }),
       },
     ];
     if (run.modelVersionId !== undefined) actions.push(this.#modelVersionMustExist(run.modelVersionId));
@@ -132,10 +132,7 @@ export class DynamoDbRunRepository implements RunRepository {
     } catch (caught) {
       if (!isConditionalCheckFailed(caught)) throw translateError(caught, `Finishing run "${id}"`);
       const current = await this.get(id);
-      throw new ConflictError(`Run "${id}" already finished as ${current.status}; it cannot become ${status}`, {
-        cause: caught,
-        context: { runId: id, status: current.status, requestedStatus: status },
-      });
+      throw storeErrors.runAlreadyFinished(id, current.status, status, { cause: caught });
     }
   }
 
@@ -181,9 +178,7 @@ export class DynamoDbRunRepository implements RunRepository {
     const seen = new Set<string>();
     for (const { outputName } of completion.outputs) {
       if (seen.has(outputName)) {
-        throw new ValidationError(`Step run "${stepRunId}" lists output "${outputName}" twice`, {
-          context: { stepRunId, output: outputName },
-        });
+        throw storeErrors.outputListedTwice(stepRunId, outputName);
       }
       seen.add(outputName);
     }
@@ -228,9 +223,7 @@ export class DynamoDbRunRepository implements RunRepository {
 
   async recordCachedStep(stepRun: StepRun): Promise<StepRun> {
     if (stepRun.cachedFrom === undefined) {
-      throw new ValidationError(`Cached step run "${stepRun.id}" must name the step run it reuses (cachedFrom)`, {
-        context: { stepRunId: stepRun.id },
-      });
+      throw storeErrors.cachedWithoutSource(stepRun.id);
     }
     const cachedFrom = stepRun.cachedFrom;
     const checks: TransactionAction[] = [
@@ -498,8 +491,7 @@ export class DynamoDbRunRepository implements RunRepository {
   async #insertStep(stepRun: StepRun, extraChecks: TransactionAction[]): Promise<StepRun> {
     const record = withoutUndefined(stepRun);
     const id = stepRun.id;
-    const alreadyExists = () =>
-      new ConflictError(`Step run "${id}" already exists`, { context: { stepRunId: id, key: keys.stepPointer(id) } });
+    const alreadyExists = () => storeErrors.alreadyExists('Step run', id, { stepRunId: id, key: keys.stepPointer(id) });
     const inputIds = [...new Map(Object.entries(stepRun.inputs).map(([name, avId]) => [avId, name])).entries()];
     const actions: TransactionAction[] = [
       {
@@ -516,9 +508,7 @@ export class DynamoDbRunRepository implements RunRepository {
         onConditionFailed: async () => {
           const run = await this.#findRun(stepRun.runId);
           if (run === undefined) {
-            return new NotFoundError(`Run "${stepRun.runId}" of step run "${id}" not found; create the run first`, {
-              context: { runId: stepRun.runId, stepRunId: id },
-            });
+            return storeErrors.runOfStepRunNotFound(stepRun.runId, id);
           }
           try {
             assertRunOpen(stepRun, run.status);
@@ -587,8 +577,7 @@ export class DynamoDbRunRepository implements RunRepository {
           ConditionExpression: 'attribute_exists(pk)',
         },
       },
-      onConditionFailed: () =>
-        new NotFoundError(`Model version "${id}" not found`, { context: { modelVersionId: id } }),
+      onConditionFailed: () => storeErrors.modelVersionNotFound(id),
     };
   }
 }
@@ -608,9 +597,9 @@ function runItem(run: PipelineRun): Item {
 }
 
 function runNotFound(id: string): NotFoundError {
-  return new NotFoundError(`Run "${id}" not found`, { context: { runId: id } });
+  return storeErrors.runNotFound(id);
 }
 
 function stepNotFound(id: string): NotFoundError {
-  return new NotFoundError(`Step run "${id}" not found`, { context: { stepRunId: id } });
+  return storeErrors.stepRunNotFound(id);
 }

@@ -1,7 +1,7 @@
 import { DeleteCommand, GetCommand, UpdateCommand } from '@aws-sdk/lib-dynamodb';
-import { NotFoundError } from '../../errors.ts';
 import { nowIso } from '../../util/ids.ts';
 import type { StackRepository } from '../metadata-store.ts';
+import { storeErrors } from '../store-errors.ts';
 import type { Page, StackRecord, TagFilter } from '../types.ts';
 import {
   type Db,
@@ -47,7 +47,7 @@ export class DynamoDbStackRepository implements StackRepository {
 
   async get(name: string): Promise<StackRecord> {
     const stack = await this.find(name);
-    if (stack === undefined) throw new NotFoundError(`Stack "${name}" not found`, { context: { stack: name } });
+    if (stack === undefined) throw storeErrors.stackNotFound(name);
     return stack;
   }
 
@@ -82,7 +82,7 @@ export class DynamoDbStackRepository implements StackRepository {
       );
     } catch (error) {
       if (isConditionalCheckFailed(error)) {
-        throw new NotFoundError(`Stack "${name}" not found`, { cause: error, context: { stack: name } });
+        throw storeErrors.stackNotFound(name, { cause: error });
       }
       throw translateError(error, `Deleting stack "${name}"`);
     }

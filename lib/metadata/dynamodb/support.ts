@@ -1,3 +1,4 @@
+import { storeErrors } from '../store-errors.ts';
 /**
  * Plumbing shared by the DynamoDB repositories: expression building, pagination with opaque
  * cursors, optimistic transactions with retries, and SDK error translation.
@@ -13,6 +14,7 @@ import {
   TransactWriteCommand,
   type TransactWriteCommandInput,
 } from '@aws-sdk/lib-dynamodb';
+
 import { ConflictError, StackConfigError, StacklineError, ValidationError } from '../../errors.ts';
 import { pageLimit, uniqueTags } from '../store-rules.ts';
 import type { Page, PageRequest, StepRun } from '../types.ts';
@@ -231,9 +233,7 @@ function decodeCursor(cursor: string, keyAttributes: readonly string[]): Item {
     Object.keys(key).length === keyAttributes.length &&
     keyAttributes.every((name) => typeof (key as Item)[name] === 'string');
   if (!valid) {
-    throw new ValidationError(`Invalid page cursor "${cursor}"; pass back the nextCursor of the previous page`, {
-      context: { cursor },
-    });
+    throw storeErrors.invalidCursor(cursor);
   }
   return key as Item;
 }

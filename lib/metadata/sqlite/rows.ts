@@ -1,6 +1,7 @@
-import { ConflictError, NotFoundError } from '../../errors.ts';
+import { NotFoundError } from '../../errors.ts';
 import { faultPoint } from '../../util/fault-points.ts';
 import { newId } from '../../util/ids.ts';
+import { storeErrors } from '../store-errors.ts';
 import { uniqueTags } from '../store-rules.ts';
 import type {
   ArtifactVersion,
@@ -265,13 +266,13 @@ export function metadataTable(target: MetadataTarget): {
 
 export function loadRunRow(sql: Sql, id: string): RunRow {
   const row = sql.get<RunRow>('SELECT * FROM pipeline_runs WHERE id = ?', id);
-  if (row === undefined) throw new NotFoundError(`Run "${id}" not found`, { context: { runId: id } });
+  if (row === undefined) throw storeErrors.runNotFound(id);
   return row;
 }
 
 export function loadStepRunRow(sql: Sql, id: string): StepRunRow {
   const row = sql.get<StepRunRow>('SELECT * FROM step_runs WHERE id = ?', id);
-  if (row === undefined) throw new NotFoundError(`Step run "${id}" not found`, { context: { stepRunId: id } });
+  if (row === undefined) throw storeErrors.stepRunNotFound(id);
   return row;
 }
 
@@ -340,12 +341,10 @@ export function assertArtifactVersionsExist(
 
 export function insertStepRunRow(sql: Sql, stepRun: StepRun, status: StepRunStatus): void {
   if (sql.get('SELECT 1 FROM pipeline_runs WHERE id = ?', stepRun.runId) === undefined) {
-    throw new NotFoundError(`Run "${stepRun.runId}" of step run "${stepRun.id}" not found; create the run first`, {
-      context: { runId: stepRun.runId, stepRunId: stepRun.id },
-    });
+    throw storeErrors.runOfStepRunNotFound(stepRun.runId, stepRun.id);
   }
   if (sql.get('SELECT 1 FROM step_runs WHERE id = ?', stepRun.id) !== undefined) {
-    throw new ConflictError(`Step run "${stepRun.id}" already exists`, { context: { stepRunId: stepRun.id } });
+    throw storeErrors.alreadyExists('Step run', stepRun.id, { stepRunId: stepRun.id });
   }
   assertArtifactVersionsExist(sql, stepRun.inputs, 'input', stepRun.id);
   sql.run(
@@ -388,7 +387,7 @@ export function insertStepRunRow(sql: Sql, stepRun: StepRun, status: StepRunStat
 export function insertArtifactVersion(sql: Sql, draft: ArtifactVersionDraft, createdAt: string): ArtifactVersion {
   const id = draft.id ?? newId('av');
   if (sql.get('SELECT 1 FROM artifact_versions WHERE id = ?', id) !== undefined) {
-    throw new ConflictError(`Artifact version "${id}" already exists`, { context: { artifactVersionId: id } });
+    throw storeErrors.alreadyExists('Artifact version', id, { artifactVersionId: id });
   }
   const next = sql.get<{ version: number }>(
     'SELECT COALESCE(MAX(version), 0) + 1 AS version FROM artifact_versions WHERE name = ?',
@@ -460,6 +459,6 @@ export function abandonRuns(
 
 export function assertModelVersionExists(sql: Sql, id: string): void {
   if (sql.get('SELECT 1 FROM model_versions WHERE id = ?', id) === undefined) {
-    throw new NotFoundError(`Model version "${id}" not found`, { context: { modelVersionId: id } });
+    throw storeErrors.modelVersionNotFound(id);
   }
 }

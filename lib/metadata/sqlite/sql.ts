@@ -1,5 +1,6 @@
 import Database from 'better-sqlite3';
-import { ConflictError, MetadataStoreDamagedError, MetadataStoreLockedError, ValidationError } from '../../errors.ts';
+import { ConflictError, MetadataStoreDamagedError, MetadataStoreLockedError } from '../../errors.ts';
+import { storeErrors } from '../store-errors.ts';
 import type { Page, Tag } from '../types.ts';
 
 export const BUSY_TIMEOUT_MS = 10_000;
@@ -134,9 +135,7 @@ export function decodeCursor(cursor: string, shape: readonly ('string' | 'number
     key = undefined;
   }
   if (!Array.isArray(key) || key.length !== shape.length || !key.every((part, index) => typeof part === shape[index])) {
-    throw new ValidationError(`Invalid page cursor "${cursor}"; pass back the nextCursor of the previous page`, {
-      context: { cursor },
-    });
+    throw storeErrors.invalidCursor(cursor);
   }
   return key as CursorKey;
 }

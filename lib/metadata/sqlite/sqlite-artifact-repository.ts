@@ -1,6 +1,6 @@
-import { NotFoundError } from '../../errors.ts';
 import { nowIso } from '../../util/ids.ts';
 import type { ArtifactRepository } from '../metadata-store.ts';
+import { storeErrors } from '../store-errors.ts';
 import { pageLimit, uniqueTags } from '../store-rules.ts';
 import type {
   ArtifactSummary,
@@ -34,7 +34,7 @@ export class SqliteArtifactRepository implements ArtifactRepository {
         name,
       );
       if (row === undefined) {
-        throw new NotFoundError(`Artifact "${name}" has no versions`, { context: { artifact: name, version } });
+        throw storeErrors.artifactVersionMissing(name, 'latest');
       }
       return toArtifactVersion(row);
     }
@@ -44,7 +44,7 @@ export class SqliteArtifactRepository implements ArtifactRepository {
       version,
     );
     if (row === undefined) {
-      throw new NotFoundError(`Artifact "${name}" has no version ${version}`, { context: { artifact: name, version } });
+      throw storeErrors.artifactVersionMissing(name, version);
     }
     return toArtifactVersion(row);
   }
@@ -52,7 +52,7 @@ export class SqliteArtifactRepository implements ArtifactRepository {
   async getVersionById(id: string): Promise<ArtifactVersion> {
     const row = this.sql.get<ArtifactVersionRow>('SELECT * FROM artifact_versions WHERE id = ?', id);
     if (row === undefined) {
-      throw new NotFoundError(`Artifact version "${id}" not found`, { context: { artifactVersionId: id } });
+      throw storeErrors.artifactVersionNotFound(id);
     }
     return toArtifactVersion(row);
   }
@@ -139,9 +139,7 @@ export class SqliteArtifactRepository implements ArtifactRepository {
     this.sql.write(() => {
       const row = this.sql.get<{ tags: string }>('SELECT tags FROM artifact_versions WHERE id = ?', artifactVersionId);
       if (row === undefined) {
-        throw new NotFoundError(`Artifact version "${artifactVersionId}" not found`, {
-          context: { artifactVersionId },
-        });
+        throw storeErrors.artifactVersionNotFound(artifactVersionId);
       }
       const merged = uniqueTags([...parseJson<Tag[]>(row.tags), ...tags]);
       this.sql.run('UPDATE artifact_versions SET tags = ? WHERE id = ?', json(merged), artifactVersionId);

@@ -1,7 +1,7 @@
 import { mkdirSync, statSync } from 'node:fs';
 import { dirname } from 'node:path';
 import Database from 'better-sqlite3';
-import { MetadataStoreDamagedError, NotFoundError } from '../../errors.ts';
+import { MetadataStoreDamagedError } from '../../errors.ts';
 import { nowIso } from '../../util/ids.ts';
 import type {
   ArtifactRepository,
@@ -10,6 +10,7 @@ import type {
   RunRepository,
   StackRepository,
 } from '../metadata-store.ts';
+import { storeErrors } from '../store-errors.ts';
 import type { ErrorInfo, Metadata, MetadataTarget } from '../types.ts';
 import { migrate } from './migrations.ts';
 import { abandonRuns, metadataTable } from './rows.ts';
@@ -113,7 +114,7 @@ export class SqliteMetadataStore implements MetadataStore {
     this.sql.write(() => {
       const row = this.sql.get<{ metadata: string }>(`SELECT metadata FROM ${table} WHERE ${key} = ?`, id);
       if (row === undefined) {
-        throw new NotFoundError(`${label} "${id}" not found`, { context: { target } });
+        throw storeErrors.targetNotFound(label, id, target);
       }
       const merged = json({ ...parseJson<Metadata>(row.metadata), ...values });
       if (touch) {

@@ -1,8 +1,9 @@
-import { ConflictError, NotFoundError, ValidationError } from '../../errors.ts';
+import { ConflictError, ValidationError } from '../../errors.ts';
 import { faultPoint } from '../../util/fault-points.ts';
 import { newId, nowIso } from '../../util/ids.ts';
 import type { ModelRepository, PromoteOptions } from '../metadata-store.ts';
 import { assertPromotionGate, checkPromotion, policyApplies, producingRunId } from '../promotion-rules.ts';
+import { storeErrors } from '../store-errors.ts';
 import { assertVersionLabel, pageLimit, uniqueTags } from '../store-rules.ts';
 import {
   type ArtifactVersion,
@@ -55,7 +56,7 @@ export class SqliteModelRepository implements ModelRepository {
     if (model.promotionGate !== undefined) assertPromotionGate(model.promotionGate);
     return this.sql.write(() => {
       if (this.findModelRow(model.name) !== undefined) {
-        throw new ConflictError(`Model "${model.name}" already exists`, { context: { model: model.name } });
+        throw storeErrors.alreadyExists('Model', model.name, { model: model.name });
       }
       return toModel(this.insertModel(model));
     });
@@ -166,14 +167,7 @@ export class SqliteModelRepository implements ModelRepository {
     this.modelRow(model);
     const row = this.resolve(model, ref);
     if (row !== undefined) return this.hydrate([row])[0]!;
-    const context = { model, ref };
-    if (typeof ref === 'number') throw new NotFoundError(`Model "${model}" has no version ${ref}`, { context });
-    if (ref === 'latest')
-      throw new NotFoundError(`Model "${model}" has no version "latest": it has no versions yet`, { context });
-    if ((MODEL_STAGES as readonly string[]).includes(ref)) {
-      throw new NotFoundError(`Model "${model}" has no version in stage "${ref}"`, { context });
-    }
-    throw new NotFoundError(`Model "${model}" has no version named or aliased "${ref}"`, { context });
+    throw storeErrors.unresolvedModelVersion(model, ref);
   }
 
   async getVersionById(id: string): Promise<ModelVersion> {
@@ -223,9 +217,7 @@ export class SqliteModelRepository implements ModelRepository {
         artifactVersion.id,
       );
       if (stored === undefined) {
-        throw new NotFoundError(`Artifact version "${artifactVersion.id}" not found`, {
-          context: { modelVersionId, artifactVersionId: artifactVersion.id },
-        });
+        throw storeErrors.artifactVersionNotFound(artifactVersion.id, { modelVersionId });
       }
       if (stored.name !== artifactVersion.name) {
         throw new ValidationError(
@@ -263,9 +255,7 @@ export class SqliteModelRepository implements ModelRepository {
   /** Moving a version to the stage it already has changes nothing and returns `[]`. */
   async setStage(model: string, version: number, stage: ModelStage, options: PromoteOptions): Promise<StageChange[]> {
     if (!MODEL_STAGES.includes(stage)) {
-      throw new ValidationError(`Unknown model stage "${stage}"; use one of ${MODEL_STAGES.join(', ')}`, {
-        context: { model, version, stage },
-      });
+      throw storeErrors.unknownStage(stage, { model, version });
     }
     return this.sql.write(() => {
       const target = this.versionRowByNumber(model, version);
@@ -343,7 +333,7 @@ export class SqliteModelRepository implements ModelRepository {
         alias,
       );
       if (holder === undefined) {
-        throw new NotFoundError(`Model "${model}" has no alias "${alias}"`, { context: { model, alias } });
+        throw storeErrors.modelAliasNotFound(model, alias);
       }
       const at = nowIso();
       this.sql.run('DELETE FROM model_aliases WHERE model = ? AND alias = ?', model, alias);
@@ -382,7 +372,7 @@ export class SqliteModelRepository implements ModelRepository {
 
   private modelRow(name: string): ModelRow {
     const row = this.findModelRow(name);
-    if (row === undefined) throw new NotFoundError(`Model "${name}" not found`, { context: { model: name } });
+    if (row === undefined) throw storeErrors.modelNotFound(name);
     return row;
   }
 
@@ -416,8 +406,7 @@ export class SqliteModelRepository implements ModelRepository {
 
   private versionRowById(id: string): ModelVersionRow {
     const row = this.sql.get<ModelVersionRow>('SELECT * FROM model_versions WHERE id = ?', id);
-    if (row === undefined)
-      throw new NotFoundError(`Model version "${id}" not found`, { context: { modelVersionId: id } });
+    if (row === undefined) throw storeErrors.modelVersionNotFound(id);
     return row;
   }
 
@@ -429,7 +418,7 @@ export class SqliteModelRepository implements ModelRepository {
       number,
     );
     if (row === undefined) {
-      throw new NotFoundError(`Model "${model}" has no version ${number}`, { context: { model, version: number } });
+      throw storeErrors.modelVersionNumberNotFound(model, number);
     }
     return row;
   }

@@ -1,6 +1,7 @@
-import { ConflictError, ValidationError } from '../../errors.ts';
+import { ConflictError } from '../../errors.ts';
 import { nowIso } from '../../util/ids.ts';
 import type { RunRepository } from '../metadata-store.ts';
+import { storeErrors } from '../store-errors.ts';
 import {
   assertRunOpen,
   leaseExpiredError,
@@ -45,7 +46,7 @@ export class SqliteRunRepository implements RunRepository {
   async create(run: PipelineRun): Promise<PipelineRun> {
     return this.sql.write(() => {
       if (this.sql.get('SELECT 1 FROM pipeline_runs WHERE id = ?', run.id) !== undefined) {
-        throw new ConflictError(`Run "${run.id}" already exists`, { context: { runId: run.id } });
+        throw storeErrors.alreadyExists('Run', run.id, { runId: run.id });
       }
       if (run.modelVersionId !== undefined) assertModelVersionExists(this.sql, run.modelVersionId);
       const tags = uniqueTags(run.tags);
@@ -132,9 +133,7 @@ export class SqliteRunRepository implements RunRepository {
     return this.sql.write(() => {
       const row = loadRunRow(this.sql, id);
       if (row.status !== 'pending' && row.status !== 'running') {
-        throw new ConflictError(`Run "${id}" already finished as ${row.status}; it cannot become ${status}`, {
-          context: { runId: id, status: row.status, requestedStatus: status },
-        });
+        throw storeErrors.runAlreadyFinished(id, row.status, status);
       }
       this.sql.run(
         'UPDATE pipeline_runs SET status = ?, ended_at = ?, error = ? WHERE id = ?',
@@ -222,9 +221,7 @@ export class SqliteRunRepository implements RunRepository {
       const outputs: Record<string, ArtifactVersion> = {};
       for (const { outputName, artifact } of completion.outputs) {
         if (Object.hasOwn(outputs, outputName)) {
-          throw new ValidationError(`Step run "${stepRunId}" lists output "${outputName}" twice`, {
-            context: { stepRunId, output: outputName },
-          });
+          throw storeErrors.outputListedTwice(stepRunId, outputName);
         }
         const version = insertArtifactVersion(
           this.sql,
@@ -265,9 +262,7 @@ export class SqliteRunRepository implements RunRepository {
   async recordCachedStep(stepRun: StepRun): Promise<StepRun> {
     return this.sql.write(() => {
       if (stepRun.cachedFrom === undefined) {
-        throw new ValidationError(`Cached step run "${stepRun.id}" must name the step run it reuses (cachedFrom)`, {
-          context: { stepRunId: stepRun.id },
-        });
+        throw storeErrors.cachedWithoutSource(stepRun.id);
       }
       loadStepRunRow(this.sql, stepRun.cachedFrom);
       this.claimSlot(stepRun);

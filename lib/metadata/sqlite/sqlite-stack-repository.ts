@@ -1,6 +1,6 @@
-import { NotFoundError } from '../../errors.ts';
 import { nowIso } from '../../util/ids.ts';
 import type { StackRepository } from '../metadata-store.ts';
+import { storeErrors } from '../store-errors.ts';
 import { pageLimit, uniqueTags } from '../store-rules.ts';
 import type { Page, StackRecord, TagFilter } from '../types.ts';
 import { type StackRow, toStack } from './rows.ts';
@@ -34,7 +34,7 @@ export class SqliteStackRepository implements StackRepository {
 
   async get(name: string): Promise<StackRecord> {
     const stack = await this.find(name);
-    if (stack === undefined) throw new NotFoundError(`Stack "${name}" not found`, { context: { stack: name } });
+    if (stack === undefined) throw storeErrors.stackNotFound(name);
     return stack;
   }
 
@@ -71,7 +71,7 @@ export class SqliteStackRepository implements StackRepository {
   async delete(name: string): Promise<void> {
     this.sql.write(() => {
       const result = this.sql.run('DELETE FROM stacks WHERE name = ?', name);
-      if (result.changes === 0) throw new NotFoundError(`Stack "${name}" not found`, { context: { stack: name } });
+      if (result.changes === 0) throw storeErrors.stackNotFound(name);
       this.sql.run(`DELETE FROM tags WHERE entity_kind = 'stack' AND entity_id = ?`, name);
     });
   }
