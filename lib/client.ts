@@ -1,5 +1,6 @@
 import { loadArtifactVersion } from './artifacts/load-artifact.ts';
 import type { PipelineDefinition } from './dsl/pipeline.ts';
+import type { NewModel } from './metadata/metadata-store.ts';
 import { assertNames } from './metadata/store-rules.ts';
 import type {
   ArtifactVersion,
@@ -121,13 +122,7 @@ export class Stackline {
    * Creates a model explicitly (pipelines also create theirs on first use). With `promotionGate`,
    * a version goes to production only when its metric beats the holder's. @throws ConflictError if it exists
    */
-  createModel(model: {
-    name: string;
-    description?: string;
-    tags?: Tag[];
-    metadata?: Metadata;
-    promotionGate?: PromotionGate;
-  }): Promise<ModelRecord> {
+  createModel(model: NewModel): Promise<ModelRecord> {
     return this.stack.metadata.models.create(model);
   }
 

@@ -157,15 +157,18 @@ export interface PromoteOptions {
   runId?: string;
 }
 
+/** What creating a model takes: its name and, optionally, description, tags, metadata and promotion gate. */
+export interface NewModel {
+  name: string;
+  description?: string;
+  tags?: Tag[];
+  metadata?: Metadata;
+  promotionGate?: PromotionGate;
+}
+
 export interface ModelRepository {
   /** @throws ConflictError if the model exists. */
-  create(model: {
-    name: string;
-    description?: string;
-    tags?: Tag[];
-    metadata?: Metadata;
-    promotionGate?: PromotionGate;
-  }): Promise<ModelRecord>;
+  create(model: NewModel): Promise<ModelRecord>;
   /** Sets (or, with `null`, removes) the model's promotion gate. @throws NotFoundError */
   setPromotionGate(model: string, gate: PromotionGate | null): Promise<ModelRecord>;
   /** Returns the model, creating it when missing. */

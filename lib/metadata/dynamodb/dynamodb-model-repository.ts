@@ -1,7 +1,7 @@
 import { GetCommand, type NativeAttributeValue, PutCommand, QueryCommand, UpdateCommand } from '@aws-sdk/lib-dynamodb';
 import { ConflictError, ValidationError } from '../../errors.ts';
 import { newId, nowIso } from '../../util/ids.ts';
-import type { ModelRepository, PromoteOptions } from '../metadata-store.ts';
+import type { ModelRepository, NewModel, PromoteOptions } from '../metadata-store.ts';
 import { assertPromotionGate, checkPromotion, policyApplies, producingRunId } from '../promotion-rules.ts';
 import { storeErrors } from '../store-errors.ts';
 import { assertVersionLabel } from '../store-rules.ts';
@@ -55,13 +55,7 @@ import { INDEXES } from './table-definitions.ts';
 export class DynamoDbModelRepository implements ModelRepository {
   constructor(private readonly db: Db) {}
 
-  async create(model: {
-    name: string;
-    description?: string;
-    tags?: Tag[];
-    metadata?: Metadata;
-    promotionGate?: PromotionGate;
-  }): Promise<ModelRecord> {
+  async create(model: NewModel): Promise<ModelRecord> {
     if (model.promotionGate !== undefined) assertPromotionGate(model.promotionGate);
     const item = newModelItem(model, nowIso());
     try {

@@ -1,7 +1,7 @@
 import { ConflictError, ValidationError } from '../../errors.ts';
 import { faultPoint } from '../../util/fault-points.ts';
 import { newId, nowIso } from '../../util/ids.ts';
-import type { ModelRepository, PromoteOptions } from '../metadata-store.ts';
+import type { ModelRepository, NewModel, PromoteOptions } from '../metadata-store.ts';
 import { assertPromotionGate, checkPromotion, policyApplies, producingRunId } from '../promotion-rules.ts';
 import { storeErrors } from '../store-errors.ts';
 import { assertVersionLabel, pageLimit, uniqueTags } from '../store-rules.ts';
@@ -46,13 +46,7 @@ import {
 export class SqliteModelRepository implements ModelRepository {
   constructor(private readonly sql: Sql) {}
 
-  async create(model: {
-    name: string;
-    description?: string;
-    tags?: Tag[];
-    metadata?: Metadata;
-    promotionGate?: PromotionGate;
-  }): Promise<ModelRecord> {
+  async create(model: NewModel): Promise<ModelRecord> {
     if (model.promotionGate !== undefined) assertPromotionGate(model.promotionGate);
     return this.sql.write(() => {
       if (this.findModelRow(model.name) !== undefined) {
@@ -376,13 +370,7 @@ export class SqliteModelRepository implements ModelRepository {
     return row;
   }
 
-  private insertModel(model: {
-    name: string;
-    description?: string;
-    tags?: Tag[];
-    metadata?: Metadata;
-    promotionGate?: PromotionGate;
-  }): ModelRow {
+  private insertModel(model: NewModel): ModelRow {
     const now = nowIso();
     const tags = uniqueTags(model.tags ?? []);
     const row: ModelRow = {
