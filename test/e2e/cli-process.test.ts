@@ -1,10 +1,9 @@
-import { spawn } from 'node:child_process';
 import { existsSync } from 'node:fs';
 import { mkdtemp, rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterEach, beforeEach, describe, expect, it } from 'vitest';
-import { runCli } from '../support/cli.ts';
+import { runCli, startCli, waitFor } from '../support/cli.ts';
 
 let home: string;
 beforeEach(async () => {
@@ -14,32 +13,9 @@ afterEach(async () => {
   await rm(home, { recursive: true, force: true });
 });
 
-function startCli(args: string[], env: Record<string, string> = {}) {
-  const child = spawn(process.execPath, ['bin/stackline.js', ...args], {
-    env: { ...process.env, STACKLINE_HOME: home, NO_COLOR: '1', ...env },
-    stdio: ['ignore', 'pipe', 'pipe'],
-  });
-  let stdout = '';
-  let stderr = '';
-  child.stdout.on('data', (d) => (stdout += d));
-  child.stderr.on('data', (d) => (stderr += d));
-  const exited = new Promise<{ code: number | null; stdout: string; stderr: string }>((resolve) =>
-    child.on('exit', (code) => resolve({ code, stdout, stderr })),
-  );
-  return { child, exited };
-}
-
-async function waitFor(check: () => boolean, timeoutMs = 30_000) {
-  const deadline = Date.now() + timeoutMs;
-  while (!check()) {
-    if (Date.now() > deadline) throw new Error('timed out waiting');
-    await new Promise((r) => setTimeout(r, 25));
-  }
-}
-
 describe('the stackline binary', () => {
   it('runs a TypeScript pipeline file directly and exits 0', async () => {
-    const { exited } = startCli(['run', 'test/fixtures/pipelines/simple.ts', '--json']);
+    const { exited } = startCli(home, ['run', 'test/fixtures/pipelines/simple.ts', '--json']);
     const result = await exited;
     expect(result.code).toBe(0);
     expect(JSON.parse(result.stdout).status).toBe('completed');
@@ -47,7 +23,7 @@ describe('the stackline binary', () => {
 
   it('marks the run cancelled, not running, when interrupted with SIGINT mid-step', async () => {
     const marker = join(home, 'started');
-    const { child, exited } = startCli(['run', 'test/fixtures/pipelines/hang.ts'], { HANG_MARKER: marker });
+    const { child, exited } = startCli(home, ['run', 'test/fixtures/pipelines/hang.ts'], { HANG_MARKER: marker });
     await waitFor(() => existsSync(marker));
     child.kill('SIGINT');
     const result = await exited;

@@ -1,4 +1,3 @@
-import { spawn } from 'node:child_process';
 import { existsSync } from 'node:fs';
 import { mkdtemp, rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
@@ -8,7 +7,7 @@ import { describeStatus } from '../../lib/cli/commands/runs.ts';
 import { Stackline } from '../../lib/client.ts';
 import { SqliteMetadataStore } from '../../lib/metadata/sqlite/sqlite-metadata-store.ts';
 import { reapAbandonedRuns } from '../../lib/runtime/reaper.ts';
-import { runCli } from '../support/cli.ts';
+import { runCli, startCli, waitFor } from '../support/cli.ts';
 
 let home: string;
 beforeEach(async () => {
@@ -18,31 +17,10 @@ afterEach(async () => {
   await rm(home, { recursive: true, force: true });
 });
 
-function startCli(args: string[], env: Record<string, string> = {}) {
-  const child = spawn(process.execPath, ['bin/stackline.js', ...args], {
-    env: { ...process.env, STACKLINE_HOME: home, NO_COLOR: '1', ...env },
-    stdio: ['ignore', 'pipe', 'pipe'],
-  });
-  let stderr = '';
-  child.stderr.on('data', (d) => (stderr += d));
-  const exited = new Promise<{ code: number | null; signal: NodeJS.Signals | null; stderr: string }>((resolve) =>
-    child.on('exit', (code, signal) => resolve({ code, signal, stderr })),
-  );
-  return { child, exited };
-}
-
-async function waitFor(check: () => boolean, timeoutMs = 30_000) {
-  const deadline = Date.now() + timeoutMs;
-  while (!check()) {
-    if (Date.now() > deadline) throw new Error('timed out waiting');
-    await new Promise((r) => setTimeout(r, 25));
-  }
-}
-
 describe('runs whose process is killed', () => {
   it('kill -9 during a step: the run shows its executor lost, and the next open reaps it with its step run', async () => {
     const marker = join(home, 'started');
-    const { child, exited } = startCli(['run', 'test/fixtures/pipelines/hang.ts'], { HANG_MARKER: marker });
+    const { child, exited } = startCli(home, ['run', 'test/fixtures/pipelines/hang.ts'], { HANG_MARKER: marker });
     await waitFor(() => existsSync(marker));
     child.kill('SIGKILL');
     expect((await exited).signal).toBe('SIGKILL');
@@ -74,7 +52,7 @@ describe('runs whose process is killed', () => {
 
   it('runs cancel signals the local process running the run, which records it cancelled', async () => {
     const marker = join(home, 'started');
-    const { exited } = startCli(['run', 'test/fixtures/pipelines/hang.ts'], { HANG_MARKER: marker });
+    const { exited } = startCli(home, ['run', 'test/fixtures/pipelines/hang.ts'], { HANG_MARKER: marker });
     await waitFor(() => existsSync(marker));
     const runs = (await runCli(home, 'runs', 'list', '--json')).json().runs;
     expect(runs[0].status).toBe('running');
