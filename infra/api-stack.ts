@@ -20,6 +20,7 @@ import { DEFAULT_PROTECTED_ALIASES } from '../lib/api/caller.ts';
 import { API_ROUTES } from '../lib/api/routes.ts';
 import { tableDefinitions, tableNamesFor } from '../lib/metadata/dynamodb/table-definitions.ts';
 import { acknowledgeRule, acknowledgeWildcardResource } from './nag.ts';
+import { TABLE_DATA_ACTIONS } from './runner-stack.ts';
 
 /** Props of {@link ApiStack}. */
 export interface ApiStackProps extends StackProps {
@@ -38,19 +39,6 @@ export interface ApiStackProps extends StackProps {
   /** Steady-state requests per second and burst. Default 50 / 100. */
   throttle?: { rateLimit: number; burstLimit: number };
 }
-
-/** The metadata store's data actions on its tables (as in the runner stack). */
-const TABLE_DATA_ACTIONS = [
-  'dynamodb:BatchGetItem',
-  'dynamodb:BatchWriteItem',
-  'dynamodb:ConditionCheckItem',
-  'dynamodb:DeleteItem',
-  'dynamodb:GetItem',
-  'dynamodb:PutItem',
-  'dynamodb:Query',
-  'dynamodb:Scan',
-  'dynamodb:UpdateItem',
-];
 
 /** `/models/{model}/aliases/{alias}` → `/models/*\/aliases/*`: the ARN form of a route. */
 export function arnPath(path: string): string {

@@ -41,7 +41,7 @@ export interface RunnerStackProps extends StackProps {
 }
 
 /** What the metadata store does with its tables (CDK's read/write data set, without streams). */
-const TABLE_DATA_ACTIONS = [
+export const TABLE_DATA_ACTIONS = [
   'dynamodb:BatchGetItem',
   'dynamodb:BatchWriteItem',
   'dynamodb:ConditionCheckItem',
