@@ -98,6 +98,8 @@ export function withStoreRules<S extends MetadataStore>(store: S): S {
   const guarded = new Map<string, unknown>();
   for (const [repository, checks] of Object.entries(CHECKS)) {
     const target = store[repository as keyof typeof CHECKS] as unknown as Record<string, unknown>;
+    // Each method is wrapped once, not at every access: the stores sit on every step's hot path.
+    const methods = new Map<PropertyKey, unknown>();
     guarded.set(
       repository,
       new Proxy(target, {
@@ -106,16 +108,23 @@ export function withStoreRules<S extends MetadataStore>(store: S): S {
         get(object, property) {
           const value = Reflect.get(object, property, object);
           if (typeof value !== 'function') return value;
-          const check = typeof property === 'string' ? checks[property] : undefined;
-          if (check === undefined) return value.bind(object);
-          return (...args: never[]) => {
-            try {
-              check(...args);
-            } catch (error) {
-              return Promise.reject(error);
-            }
-            return (value as (...a: never[]) => unknown).apply(object, args);
-          };
+          let method = methods.get(property);
+          if (method === undefined) {
+            const check = typeof property === 'string' ? checks[property] : undefined;
+            method =
+              check === undefined
+                ? value.bind(object)
+                : (...args: never[]) => {
+                    try {
+                      check(...args);
+                    } catch (error) {
+                      return Promise.reject(error);
+                    }
+                    return (value as (...a: never[]) => unknown).apply(object, args);
+                  };
+            methods.set(property, method);
+          }
+          return method;
         },
       }),
     );
