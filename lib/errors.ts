@@ -82,6 +82,12 @@ export class NonRetriableError extends StacklineError {
   override readonly code = 'NON_RETRIABLE';
 }
 
+/**
+ * An event or schedule delivered again: the run its first delivery started exists, so this
+ * execution starts nothing and ends (the compiled state machine catches it into a `Succeed` state).
+ */
+export class DuplicateTriggerError extends NonRetriableError {}
+
 /** A request carried no valid credentials (missing, unknown or revoked API token). */
 export class AuthenticationError extends StacklineError {
   override readonly code = 'UNAUTHENTICATED';

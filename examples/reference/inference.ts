@@ -53,6 +53,8 @@ export const inference = pipeline(
     name: 'iris_inference',
     description: 'Score the incoming batch with the production model',
     tags: ['team:iris-classification', 'environment:local'],
+    // On AWS: a new production model scores the incoming batch with no one at a keyboard.
+    triggers: [{ stackline: 'model-stage-changed', model: MODEL_NAME, stage: 'production' }],
   },
   () => {
     predict({ batch: externalArtifact('iris_incoming_batch', Dataset) });

@@ -184,6 +184,14 @@ export const training = pipeline(
     }),
     tags: ['team:iris-classification', 'environment:local'],
     model: { name: MODEL_NAME, description: 'Iris species classifier', tags: ['team:iris-classification'] },
+    // On AWS: retrain every Monday morning, and whenever the data team announces fresh data.
+    schedule: { cron: '0 6 ? * MON *', timeZone: 'Europe/Paris', flexibleWindowMinutes: 15, parameters: { trees: 25 } },
+    triggers: [
+      {
+        event: { source: 'iris.data', detailType: 'Iris Data Refreshed' },
+        parameters: { trees: { path: '$.detail.trees' }, seed: { path: '$.detail.seed' } },
+      },
+    ],
   },
   ({ trees, maxFeatures, seed, metric, minImprovement }) => {
     const trainSet = externalArtifact('iris_train_features', Dataset);

@@ -96,6 +96,8 @@ const DEFAULT_DISTRIBUTED_MAP_THRESHOLD = 40;
 const DEFAULT_MAP_CONCURRENCY = 10;
 /** The container environment variable the ECS entry point reads its request from. */
 export const ECS_REQUEST_ENV = 'STACKLINE_REQUEST';
+/** What `start-run` throws for a redelivered event (`DuplicateTriggerError`'s name). */
+export const DUPLICATE_TRIGGER_ERROR = 'DuplicateTriggerError';
 /** The `Error` of the `Fail` state a failed run ends in. */
 export const RUN_FAILED_ERROR = 'StepFailed';
 
@@ -708,6 +710,7 @@ class Renderer {
       hasRunId: this.names.claim('HasRunId'),
       startRun: this.names.claim('StartRun'),
       startRunWithRunId: this.names.claim('StartRunWithRunId'),
+      duplicateTrigger: this.names.claim('DuplicateTrigger'),
       finishRun: this.names.claim('FinishRun'),
       succeeded: this.names.claim('Succeeded'),
       recordFailure: this.names.claim('RecordFailure'),
@@ -734,8 +737,10 @@ class Renderer {
       ),
       ResultSelector: { 'runId.$': '$.Payload.runId' },
       ResultPath: '$.run',
-      // No Catch: without a run record there is nothing to mark failed.
+      // No catch-all: without a run record there is nothing to mark failed. A redelivered event
+      // (its run exists) ends the execution without starting anything.
       Retry: [LAMBDA_SERVICE_RETRIER, TRANSIENT_RETRIER],
+      Catch: [{ ErrorEquals: [DUPLICATE_TRIGGER_ERROR], ResultPath: '$.duplicate', Next: fixed.duplicateTrigger }],
       Next: this.entry(plan),
     });
     const finishRun = (status: 'completed' | 'failed'): PayloadTemplate =>
@@ -762,6 +767,7 @@ class Renderer {
       },
       [fixed.startRun]: startRun(false),
       [fixed.startRunWithRunId]: startRun(true),
+      [fixed.duplicateTrigger]: { Type: 'Succeed', Comment: 'A redelivered event: its run already exists.' },
     };
     this.renderPlan(plan, states, fixed.finishRun, catchAll);
     Object.assign(states, {

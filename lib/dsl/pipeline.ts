@@ -4,6 +4,7 @@ import type { Tag } from '../metadata/types.ts';
 import { formatZodIssues } from '../util/zod-format.ts';
 import { GraphBuilder, type PipelineGraph } from './builder.ts';
 import { closestName, displayValue, nameProblem } from './names.ts';
+import { type PipelineTrigger, type ScheduleTrigger, triggersProblem } from './triggers.ts';
 
 /** The model a pipeline produces versions of (training) or belongs to. */
 export interface PipelineModel {
@@ -27,6 +28,10 @@ export interface PipelineConfig<P extends z.ZodType> {
   model?: PipelineModel;
   /** Default for every step's cache option. Default true. */
   cache?: boolean;
+  /** Start runs on a cron or rate schedule (one or several); deployed as EventBridge Scheduler schedules. */
+  schedule?: ScheduleTrigger | ScheduleTrigger[];
+  /** Start runs on events (S3 objects, custom events, Stackline's own); deployed as EventBridge rules. */
+  triggers?: PipelineTrigger[];
 }
 
 /** A pipeline as the runtime sees it. */
@@ -67,6 +72,8 @@ export function pipeline<P extends z.ZodType = z.ZodObject<Record<never, never>>
     throw new PipelineDefinitionError(problem, { context: { pipeline: String(config?.name) } });
   const parameters = (config.parameters ?? z.object({})) as P;
   const name = config.name;
+  const triggerProblem = triggersProblem(name, config.schedule, config.triggers, parameterNamesOf(parameters));
+  if (triggerProblem !== undefined) throw new PipelineDefinitionError(triggerProblem, { context: { pipeline: name } });
   return {
     kind: 'pipeline',
     name,
@@ -119,6 +126,12 @@ function unknownKeys(schema: z.ZodType, value: unknown, path: string[] = []): st
     if (nested !== undefined) return nested;
   }
   return undefined;
+}
+
+/** The parameter names an object schema declares; undefined when it accepts any key. */
+export function parameterNamesOf(schema: z.ZodType): string[] | undefined {
+  const object = objectSchema(schema);
+  return object === undefined ? undefined : Object.keys(object.shape);
 }
 
 /** The object schema under optional/default/nullable wrappers, unless it accepts any key anyway. */

@@ -1,4 +1,5 @@
 import { z } from 'zod';
+import { RunTriggerSchema } from '../events/trigger-input.ts';
 
 /**
  * What the step runner (Lambda handler, ECS entry point) is asked to do. Only identifiers travel:
@@ -29,6 +30,8 @@ export const StartRunRequest = z.object({
       tags: z.array(z.string()).optional(),
       cache: z.boolean().optional(),
       stepCache: z.record(z.string(), z.boolean()).optional(),
+      /** Set by schedules and EventBridge rules: what started the run (one run per trigger id). */
+      trigger: RunTriggerSchema.optional(),
     })
     .optional(),
 });

@@ -4,6 +4,7 @@ import { isPipelineDefinition, type PipelineDefinition } from '../dsl/pipeline.t
 import type { RunModelVersion } from '../dsl/types.ts';
 import {
   ConflictError,
+  DuplicateTriggerError,
   NonRetriableError,
   NotFoundError,
   OutputValidationError,
@@ -23,6 +24,7 @@ import {
   type StepRun,
   TERMINAL_RUN_STATUSES,
 } from '../metadata/types.ts';
+import { triggeredRunId } from '../events/trigger-input.ts';
 import { nowIso } from '../util/ids.ts';
 import { formatZodIssues } from '../util/zod-format.ts';
 import { collectFanOut, fanOutItemIndex, planFanOut } from './fan-out.ts';
@@ -241,15 +243,18 @@ export function toStepFunctionsError(error: unknown): Error {
 async function startRun(request: RequestOf<'start-run'>, deps: StepRunnerDeps) {
   const pipeline = pipelineNamed(deps, request.pipeline);
   const { metadata } = deps.stores;
+  const trigger = request.input?.trigger;
+  // An event-started run's id comes from the event id: a redelivered event finds its run.
+  const runId = request.runId ?? (trigger === undefined ? undefined : triggeredRunId(request.pipeline, trigger));
   // Step Functions retries a task whose response was lost: the run may already be there.
-  if (request.runId !== undefined) {
-    const existing = await findRun(metadata, request.runId);
-    if (existing) return { runId: sameRunOf(existing, request.pipeline).id };
+  if (runId !== undefined) {
+    const existing = await findRun(metadata, runId);
+    if (existing) return { runId: sameOrDuplicate(existing, request).id };
   }
   const prepared = await prepareRun(pipeline, request.parameters, deps.stores);
   try {
     const { run } = await createRun(pipeline, prepared, deps.stores, {
-      ...(request.runId === undefined ? {} : { runId: request.runId }),
+      ...(runId === undefined ? {} : { runId }),
       stack: deps.stackName,
       tags: [...request.tags, ...(request.input?.tags ?? [])],
       ...(deps.actor === undefined ? {} : { actor: deps.actor }),
@@ -258,17 +263,33 @@ async function startRun(request: RequestOf<'start-run'>, deps: StepRunnerDeps) {
         ...(request.executionArn === undefined ? {} : { executionArn: request.executionArn }),
         cache: request.input?.cache ?? pipeline.config.cache ?? true,
         ...(request.input?.stepCache ? { stepCache: request.input.stepCache } : {}),
+        ...(trigger === undefined ? {} : { trigger }),
       },
     });
     return { runId: run.id };
   } catch (error) {
     // Two deliveries of the same start-run raced: the other one created the run.
-    if (error instanceof ConflictError && request.runId !== undefined) {
-      const existing = await findRun(metadata, request.runId);
-      if (existing) return { runId: sameRunOf(existing, request.pipeline).id };
+    if (error instanceof ConflictError && runId !== undefined) {
+      const existing = await findRun(metadata, runId);
+      if (existing) return { runId: sameOrDuplicate(existing, request).id };
     }
     throw error;
   }
+}
+
+/**
+ * The existing run a start-run found: its own (a retried task of the same execution, or the CLI's
+ * run record), or — for a trigger — one another execution started for the same event.
+ */
+function sameOrDuplicate(run: PipelineRun, request: RequestOf<'start-run'>): PipelineRun {
+  const trigger = request.input?.trigger;
+  if (request.runId === undefined && trigger !== undefined && run.config.executionArn !== request.executionArn) {
+    throw new DuplicateTriggerError(
+      `${trigger.kind} trigger "${trigger.name}" delivered event "${trigger.id}" again; its run "${run.id}" exists (execution ${String(run.config.executionArn)}), so nothing new starts.`,
+      { context: { runId: run.id, pipeline: request.pipeline, trigger } },
+    );
+  }
+  return sameRunOf(run, request.pipeline);
 }
 
 async function findRun(metadata: MetadataStore, runId: string): Promise<PipelineRun | undefined> {
