@@ -8,6 +8,7 @@ import { join } from 'node:path';
 import { z } from 'zod';
 import { S3ArtifactStore } from '../artifacts/s3-artifact-store.ts';
 import { AuthenticationError, StackConfigError } from '../errors.ts';
+import { withPlatformEvents } from '../events/platform-events.ts';
 import { DynamoDbMetadataStore } from '../metadata/dynamodb/dynamodb-metadata-store.ts';
 import { tableNamesFor } from '../metadata/dynamodb/table-definitions.ts';
 import { createDynamoDbClient, createS3Client } from '../stacks/aws-clients.ts';
@@ -30,6 +31,8 @@ export const ApiLambdaEnvironment = z.object({
    * its own resource path, and here as well.
    */
   STACKLINE_RELEASE_MANAGER_ARNS: z.string().default(''),
+  /** When set, stage and run status changes are published to this EventBridge bus (`source: "stackline"`). */
+  STACKLINE_EVENT_BUS: z.string().min(1).optional(),
   AWS_REGION: required('set by Lambda'),
   AWS_ENDPOINT_URL: z.url().optional(),
 });
@@ -83,10 +86,13 @@ export function createAwsApiOptions(
   const config = readApiLambdaEnvironment(env);
   const stack = config.STACKLINE_STACK;
   const connection = { region: config.AWS_REGION };
-  const metadata = new DynamoDbMetadataStore({
-    client: createDynamoDbClient(stack, connection, env),
-    tables: tableNamesFor(config.STACKLINE_TABLE_PREFIX),
-  });
+  const metadata = withPlatformEvents(
+    new DynamoDbMetadataStore({
+      client: createDynamoDbClient(stack, connection, env),
+      tables: tableNamesFor(config.STACKLINE_TABLE_PREFIX),
+    }),
+    config,
+  );
   const artifacts = new S3ArtifactStore({
     client: createS3Client(stack, connection, env),
     bucket: config.STACKLINE_ARTIFACT_BUCKET,

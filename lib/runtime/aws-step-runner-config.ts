@@ -14,6 +14,7 @@ import { createMaterializerRegistry } from '../artifacts/registry.ts';
 import { S3ArtifactStore } from '../artifacts/s3-artifact-store.ts';
 import type { PipelineDefinition } from '../dsl/pipeline.ts';
 import { StackConfigError } from '../errors.ts';
+import { withPlatformEvents } from '../events/platform-events.ts';
 import { DynamoDbMetadataStore } from '../metadata/dynamodb/dynamodb-metadata-store.ts';
 import { tableNamesFor } from '../metadata/dynamodb/table-definitions.ts';
 import { withStoreRules } from '../metadata/store-rules.ts';
@@ -42,6 +43,8 @@ export const StepRunnerEnvironment = z.object({
         .map((name) => name.trim())
         .filter(Boolean),
     ),
+  /** When set, run status and stage changes are published to this EventBridge bus (`source: "stackline"`). */
+  STACKLINE_EVENT_BUS: z.string().min(1).optional(),
   AWS_REGION: required('set by Lambda and ECS; set it yourself elsewhere'),
   /** Read by the SDK itself; here only to switch S3 to path-style addressing (emulators). */
   AWS_ENDPOINT_URL: z.url().optional(),
@@ -91,11 +94,14 @@ export function createAwsStepRunnerDeps(
     pipelines,
     stackName: stack,
     stores: {
-      metadata: withStoreRules(
-        new DynamoDbMetadataStore({
-          client: createDynamoDbClient(stack, connection, env),
-          tables: tableNamesFor(config.STACKLINE_TABLE_PREFIX),
-        }),
+      metadata: withPlatformEvents(
+        withStoreRules(
+          new DynamoDbMetadataStore({
+            client: createDynamoDbClient(stack, connection, env),
+            tables: tableNamesFor(config.STACKLINE_TABLE_PREFIX),
+          }),
+        ),
+        config,
       ),
       artifacts: new S3ArtifactStore({
         client: s3,

@@ -15,6 +15,7 @@ import {
   StepTimeoutError,
   ValidationError,
 } from '../errors.ts';
+import { triggeredRunId } from '../events/trigger-input.ts';
 import type { MetadataStore } from '../metadata/metadata-store.ts';
 import {
   type ArtifactVersion,
@@ -24,7 +25,6 @@ import {
   type StepRun,
   TERMINAL_RUN_STATUSES,
 } from '../metadata/types.ts';
-import { triggeredRunId } from '../events/trigger-input.ts';
 import { nowIso } from '../util/ids.ts';
 import { formatZodIssues } from '../util/zod-format.ts';
 import { collectFanOut, fanOutItemIndex, planFanOut } from './fan-out.ts';

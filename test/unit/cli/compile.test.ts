@@ -59,7 +59,7 @@ describe('stackline compile', () => {
     expect(result.code).toBe(0);
     expect(result.json()).toEqual({
       pipeline: 'simple',
-      stateCount: 13,
+      stateCount: 14,
       sizeBytes: Buffer.byteLength(await readFile(out, 'utf8')) - 1,
       lambdaFunctionArn: ARN,
       placeholderArn: false,
