@@ -3,7 +3,7 @@
  * metadata store that publishes them after each write commits. The publisher is an interface
  * with one AWS adapter (EventBridgePublisher); the store decorator knows nothing of AWS.
  */
-import { type EventBridgeClient, PutEventsCommand } from '@aws-sdk/client-eventbridge';
+import { EventBridgeClient, PutEventsCommand } from '@aws-sdk/client-eventbridge';
 import type { MetadataStore } from '../metadata/metadata-store.ts';
 import type { PipelineRun, StageChange } from '../metadata/types.ts';
 
