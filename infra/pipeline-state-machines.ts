@@ -168,7 +168,7 @@ function usesDistributedMap(definitionJson: string): boolean {
 }
 
 /** Pipeline names are snake_case; construct ids and output names must be alphanumeric. */
-function constructId(pipelineName: string): string {
+export function constructId(pipelineName: string): string {
   return pipelineName
     .split(/[^A-Za-z0-9]+/)
     .filter(Boolean)

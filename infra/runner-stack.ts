@@ -85,6 +85,8 @@ const OBJECT_ACTIONS = ['s3:GetObject', 's3:PutObject', 's3:DeleteObject', 's3:A
 export class RunnerStack extends Stack {
   readonly function: lambda.Function;
   readonly stateMachinePrefix: string;
+  /** The metadata tables (and their indexes) but the stages table: what the runner writes. */
+  readonly dataTableArns: string[];
 
   constructor(scope: Construct, id: string, props: RunnerStackProps) {
     super(scope, id, props);
@@ -107,6 +109,7 @@ export class RunnerStack extends Stack {
       ];
     };
     const tableArns = Object.values(dataTables).flatMap(arnsOf);
+    this.dataTableArns = tableArns;
 
     const logGroup = new logs.LogGroup(this, 'StepRunnerLogs', {
       logGroupName: `/aws/lambda/${functionName}`,

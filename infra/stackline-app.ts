@@ -6,8 +6,10 @@ import { mkdir, writeFile } from 'node:fs/promises';
 import { join, resolve } from 'node:path';
 import { pathToFileURL } from 'node:url';
 import { type App, RemovalPolicy, Validations } from 'aws-cdk-lib';
+import type * as s3 from 'aws-cdk-lib/aws-s3';
 import { AwsSolutionsChecks } from 'cdk-nag';
 import { bundleApiLambda } from '../lib/bundle/bundle-api-lambda.ts';
+import { bundleExecutionStatusLambda } from '../lib/bundle/bundle-execution-status-lambda.ts';
 import { bundlePipeline } from '../lib/bundle/bundle-pipeline.ts';
 import type { PipelineDefinition } from '../lib/dsl/pipeline.ts';
 import { pipelinesOfModule } from '../lib/runtime/step-runner.ts';
@@ -15,7 +17,8 @@ import { ApiStack } from './api-stack.ts';
 import { DataStack } from './data-stack.ts';
 import type { StacklineEnvironment } from './environments.ts';
 import { PipelineStateMachines } from './pipeline-state-machines.ts';
-import { RunnerStack } from './runner-stack.ts';
+import { PipelineTriggers } from './pipeline-triggers.ts';
+import { RunnerStack, TABLE_DATA_ACTIONS } from './runner-stack.ts';
 
 /** Options of {@link addStacklineStages}. */
 export interface StacklineStagesOptions {
@@ -36,6 +39,8 @@ export interface StacklineStage {
   runner: RunnerStack;
   /** The environment's pipelines as state machines (in the runner stack). */
   pipelines: PipelineStateMachines;
+  /** Schedules, event rules, the execution-status rule (in the runner stack). */
+  triggers: PipelineTriggers;
   api: ApiStack;
 }
 
@@ -72,6 +77,9 @@ export async function addStacklineStages(app: App, options: StacklineStagesOptio
   // One API bundle serves every environment (its configuration comes from the environment variables).
   const apiBundle = join(bundleDir, 'api');
   await bundleApiLambda(join(apiBundle, 'index.mjs'));
+  // One execution-status bundle serves every environment too.
+  const executionStatusBundle = join(bundleDir, 'execution-status');
+  await bundleExecutionStatusLambda(join(executionStatusBundle, 'index.mjs'));
 
   return options.environments.map((environment, i) => {
     const env = { account: environment.account, region: environment.region };
@@ -127,7 +135,28 @@ export async function addStacklineStages(app: App, options: StacklineStagesOptio
       codeDirectory: apiBundle,
     });
     api.addStackDependency(data, 'the API uses the bucket and tables by name');
-    return { environment, data, runner, pipelines, api };
+    const deployed = pipelines.deployed;
+    // S3 triggers watch the artifact bucket: its EventBridge notifications go on (an L1 property,
+    // not CDK's `eventBridgeEnabled`, which deploys a custom-resource Lambda to set it).
+    if (deployed.some((d) => (d.pipeline.config.triggers ?? []).some((t) => 's3' in t))) {
+      (data.bucket.node.defaultChild as s3.CfnBucket).notificationConfiguration = {
+        eventBridgeConfiguration: { eventBridgeEnabled: true },
+      };
+    }
+    const triggers = new PipelineTriggers(runner, 'Triggers', {
+      deployed,
+      stacklineStack: environment.name,
+      namePrefix: runner.stateMachinePrefix,
+      bucketName: data.bucketName,
+      publishers: [runner.function, api.function],
+      executionStatus: {
+        codeDirectory: executionStatusBundle,
+        tablePrefix: environment.tablePrefix,
+        tableArns: runner.dataTableArns,
+        tableActions: TABLE_DATA_ACTIONS,
+      },
+    });
+    return { environment, data, runner, pipelines, triggers, api };
   });
 }
 

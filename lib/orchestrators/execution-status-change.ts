@@ -1,5 +1,6 @@
 import { z } from 'zod';
 import { NonRetriableError } from '../errors.ts';
+import { RunTriggerSchema, triggeredRunId } from '../events/trigger-input.ts';
 import type { MetadataStore } from '../metadata/metadata-store.ts';
 import { TERMINAL_RUN_STATUSES } from '../metadata/types.ts';
 import { nowIso } from '../util/ids.ts';
@@ -34,8 +35,9 @@ export interface ExecutionEndOutcome {
  * Ends the run of an execution that stopped, timed out or failed outside the CLI (the console, an
  * API call, an execution timeout, a failure handler that could not record the failure): `ABORTED`
  * → `cancelled`, `TIMED_OUT` and `FAILED` → `failed`, with its running step runs. A run that has
- * already finished is left as it is. The run is found by the execution's input `runId` or, failing
- * that, by the execution name (the CLI names executions after their run).
+ * already finished is left as it is. The run is found by the execution's input `runId`, by its
+ * `trigger` (schedules and rules: the run id is derived from the event id), or else by the
+ * execution name (the CLI names executions after their run).
  *
  * @throws NonRetriableError for an event that is not an execution status change.
  */
@@ -66,8 +68,13 @@ export async function endRunForExecution(event: unknown, metadata: MetadataStore
 
 function runIdOf(detail: ExecutionStatusChangeEvent['detail']): string {
   try {
-    const input = detail.input ? (JSON.parse(detail.input) as { runId?: unknown }) : {};
+    const input = detail.input
+      ? (JSON.parse(detail.input) as { runId?: unknown; pipeline?: unknown; trigger?: unknown })
+      : {};
     if (typeof input.runId === 'string' && input.runId) return input.runId;
+    // A schedule or rule started it: its run id comes from the trigger (see triggeredRunId).
+    const trigger = RunTriggerSchema.safeParse(input.trigger);
+    if (trigger.success && typeof input.pipeline === 'string') return triggeredRunId(input.pipeline, trigger.data);
   } catch {
     // not JSON: fall back to the name
   }

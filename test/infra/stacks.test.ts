@@ -123,7 +123,9 @@ function stateMachine(template: Template, pipeline: string) {
 }
 
 function stepRunner(template: Template): [string, Resource] {
-  const functions = Object.entries(template.findResources('AWS::Lambda::Function') as Record<string, Resource>);
+  const functions = Object.entries(template.findResources('AWS::Lambda::Function') as Record<string, Resource>).filter(
+    ([, fn]) => String(fn.Properties!.FunctionName).endsWith('-step-runner'),
+  );
   expect(functions).toHaveLength(1);
   return functions[0]!;
 }
@@ -284,6 +286,7 @@ describe('the runner stack', () => {
       STACKLINE_ARTIFACT_PREFIX: 'stackline',
       STACKLINE_TABLE_PREFIX: 'stackline-dev',
       STACKLINE_PROMOTERS: ['iris_training'],
+      STACKLINE_EVENT_BUS: 'default',
       AWS_REGION: REGION,
     });
   });

@@ -1,0 +1,31 @@
+import { mkdir, stat } from 'node:fs/promises';
+import { dirname, join } from 'node:path';
+import { fileURLToPath } from 'node:url';
+import { build } from 'esbuild';
+import { withEnglishZodMessagesOnly, withoutNativeModules } from './bundle-pipeline.ts';
+
+const ENTRY = join(dirname(fileURLToPath(import.meta.url)), '../../functions/execution-status/index.ts');
+
+/**
+ * Bundles the execution-status Lambda (`functions/execution-status/index.ts`) into one minified
+ * ESM file, SDK included (it makes two DynamoDB calls and one PutEvents; a few hundred KB).
+ */
+export async function bundleExecutionStatusLambda(outfile: string): Promise<{ outfile: string; bytes: number }> {
+  await mkdir(dirname(outfile), { recursive: true });
+  await build({
+    entryPoints: [ENTRY],
+    outfile,
+    bundle: true,
+    platform: 'node',
+    format: 'esm',
+    target: 'node20',
+    mainFields: ['module', 'main'],
+    minify: true,
+    keepNames: true,
+    legalComments: 'none',
+    banner: { js: "import { createRequire } from 'node:module'; const require = createRequire(import.meta.url);" },
+    plugins: [withoutNativeModules, withEnglishZodMessagesOnly],
+    logLevel: 'silent',
+  });
+  return { outfile, bytes: (await stat(outfile)).size };
+}
