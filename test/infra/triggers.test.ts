@@ -9,9 +9,9 @@ import { join } from 'node:path';
 import { App } from 'aws-cdk-lib';
 import { Template } from 'aws-cdk-lib/assertions';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { training } from '../../examples/reference/training.ts';
 import { resolveEnvironments } from '../../infra/environments.ts';
 import { addStacklineStages, type StacklineStage } from '../../infra/stackline-app.ts';
-import { training } from '../../examples/reference/training.ts';
 import { triggered } from '../fixtures/pipelines/triggered.ts';
 
 const ACCOUNT = '123456789012';
@@ -103,7 +103,12 @@ function rule(name: string): Resource {
 
 /** What EventBridge delivers: the template with each placeholder replaced by the JSON value at its path. */
 function transform(transformer: { InputPathsMap: Record<string, string>; InputTemplate: string }, event: Json): Json {
-  const at = (path: string) => path.replace(/^\$\.?/, '').split('.').filter(Boolean).reduce((v, k) => v?.[k], event);
+  const at = (path: string) =>
+    path
+      .replace(/^\$\.?/, '')
+      .split('.')
+      .filter(Boolean)
+      .reduce((v, k) => v?.[k], event);
   const text = transformer.InputTemplate.replace(/<([\w.-]+)>/g, (_, name: string) =>
     JSON.stringify(at(transformer.InputPathsMap[name]!) ?? null),
   );
@@ -206,7 +211,7 @@ describe('event rules', () => {
     });
   });
 
-  it("match objects created under an S3 prefix and suffix in the artifact bucket, whose EventBridge notifications are on", () => {
+  it('match objects created under an S3 prefix and suffix in the artifact bucket, whose EventBridge notifications are on', () => {
     const r = rule('stackline-dev-triggered-s3-0').Properties;
     expect(r.EventPattern).toEqual({
       source: ['aws.s3'],
@@ -241,7 +246,9 @@ describe('event rules', () => {
       ['stackline-dev-iris_inference-stackline-0', 'iris_inference'],
       ['stackline-dev-triggered-s3-0', 'triggered'],
     ] as const) {
-      const roleId = render(rule(name).Properties.Targets[0].RoleArn).slice(1).replace(/\.Arn>$/, '');
+      const roleId = render(rule(name).Properties.Targets[0].RoleArn)
+        .slice(1)
+        .replace(/\.Arn>$/, '');
       expect(allowed(runner, roleId), name).toEqual([`states:StartExecution <${aliasId(pipeline)}.Arn>`]);
     }
   });
@@ -280,7 +287,9 @@ describe('platform events and the execution-status rule', () => {
 
   it('sends FAILED, TIMED_OUT and ABORTED executions of this environment to the execution-status Lambda', () => {
     const r = rule('stackline-dev-execution-status').Properties;
-    const machines = stage.pipelines.deployed.map((d) => `<${stage.runner.getLogicalId(d.stateMachine.node.defaultChild as never)}>`);
+    const machines = stage.pipelines.deployed.map(
+      (d) => `<${stage.runner.getLogicalId(d.stateMachine.node.defaultChild as never)}>`,
+    );
     expect(r.EventPattern.source).toEqual(['aws.states']);
     expect(r.EventPattern['detail-type']).toEqual(['Step Functions Execution Status Change']);
     expect(r.EventPattern.detail.status).toEqual(['FAILED', 'TIMED_OUT', 'ABORTED']);

@@ -19,6 +19,8 @@ PATCH_MODULES = (
     "sfn_deployed",  # CloudFormation-deployed state machines, versions and aliases run (after sfn_execution_name)
     "cfn_cdk_deploy",  # what `cdk deploy` needs from CloudFormation (template URL, outputs, change sets, ...)
     "dynamodb_serialize",  # one lock around DynamoDB request handling (no concurrent transactions)
+    "events_delivery",  # rules deliver to Step Functions / Lambda targets; S3 → EventBridge from CloudFormation
+    "scheduler_fire",  # CloudFormation creates Scheduler schedules; POST /moto-api/stackline/scheduler/fire fires one
 )
 
 _applied: list[str] = []
