@@ -98,7 +98,10 @@ const ScheduleSchema = z
     parameters: z.record(z.string(), z.unknown()),
   })
   .partial()
-  .refine((s) => (s.cron === undefined) !== (s.rate === undefined), 'give exactly one of cron or rate');
+  .refine((s) => (s.cron === undefined) !== (s.rate === undefined), {
+    message: 'give exactly one of cron or rate',
+    path: ['cron'],
+  });
 
 const TriggerSchema = z.union([
   z.strictObject({

@@ -4,6 +4,9 @@
  * launcher (test/emulator/moto_ext: CloudFormation and Step Functions patches), then the reference
  * scenario runs through the deployed state machines (`stackline run --stack dev` starts their `live`
  * aliases; the deployed step-runner Lambda runs in Node) with the same results as on the local stack.
+ * Then, with no CLI: an EventBridge event and a fired Scheduler schedule start training with their
+ * parameters, a promotion to production starts inference through Stackline's own event, and a
+ * redelivered event or retried schedule starts nothing new.
  * One environment, synthesized once. Deploy and run times are printed.
  */
 import { execFile } from 'node:child_process';
@@ -11,9 +14,15 @@ import { mkdtemp, rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { promisify } from 'node:util';
-import { DescribeExecutionCommand, SFNClient } from '@aws-sdk/client-sfn';
+import { EventBridgeClient, PutEventsCommand } from '@aws-sdk/client-eventbridge';
+import {
+  DescribeExecutionCommand,
+  GetExecutionHistoryCommand,
+  SFNClient,
+  StartExecutionCommand,
+} from '@aws-sdk/client-sfn';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { Stackline } from '../../lib/index.ts';
+import { type PipelineRun, Stackline } from '../../lib/index.ts';
 import { runCli } from '../support/cli.ts';
 import { awsTestClientConfig, type MotoServer, startMoto } from '../support/moto.ts';
 
@@ -110,6 +119,47 @@ const scenario: Array<[string, string[]]> = [
   ['examples/reference/inference.ts', []],
 ];
 
+function triggerOf(run: PipelineRun): { kind: string; name: string; id: string } | undefined {
+  return run.config.trigger as never;
+}
+
+function aliasOutput(pipelineId: string): string {
+  return Object.keys(outputs).find((key) => key.includes(`${pipelineId}AliasArn`))!;
+}
+
+async function countRuns(pipeline: string): Promise<number> {
+  const aws = await Stackline.open({ home, stack: 'dev' });
+  try {
+    return (await aws.stack.metadata.runs.list({ pipeline, limit: 1000 })).items.length;
+  } finally {
+    await aws.close();
+  }
+}
+
+/** The `count` runs `match` selects, once all of them have finished (polls the deployed store). */
+async function waitForRuns(match: (run: PipelineRun) => boolean, count: number): Promise<PipelineRun[]> {
+  const aws = await Stackline.open({ home, stack: 'dev' });
+  try {
+    for (let i = 0; i < 600; i++) {
+      const runs = (await aws.stack.metadata.runs.list({ limit: 1000 })).items.filter(match);
+      if (runs.length >= count && runs.every((r) => r.status !== 'running' && r.status !== 'pending')) return runs;
+      await new Promise((resolve) => setTimeout(resolve, 250));
+    }
+    throw new Error(`fewer than ${count} matching runs finished in time`);
+  } finally {
+    await aws.close();
+  }
+}
+
+async function waitForExecution(sfn: SFNClient, executionArn: string) {
+  for (let i = 0; i < 600; i++) {
+    const execution = await sfn.send(new DescribeExecutionCommand({ executionArn }));
+    if (execution.status !== 'RUNNING') return execution;
+    await new Promise((resolve) => setTimeout(resolve, 200));
+  }
+  throw new Error(`${executionArn} still running`);
+}
+
 describe('deploy tier: cdk deploy of the reference environment onto moto, then the scenario on it', () => {
   it('outputs one live alias per pipeline of the environment', () => {
     const aliases = Object.entries(outputs)
@@ -142,7 +192,8 @@ describe('deploy tier: cdk deploy of the reference environment onto moto, then t
         expect(a.contentHash, name).toBe(l.contentHash);
       }
       expect((await aws.getModelVersion('iris_classifier', 'production')).number).toBe(2);
-      const runs = (await aws.stack.metadata.runs.list({ limit: 10 })).items;
+      // The CLI's runs (promotions also started inference runs through the platform's event: below).
+      const runs = (await aws.stack.metadata.runs.list({ limit: 100 })).items.filter((r) => !r.config.trigger);
       expect(runs).toHaveLength(4);
       // Each run went through its deployed state machine (the alias's execution is listed under it).
       for (const run of runs) {
@@ -160,6 +211,89 @@ describe('deploy tier: cdk deploy of the reference environment onto moto, then t
       await local.close();
     }
   }, 300_000);
+
+  it("starts the inference pipeline when a version reaches production, through the platform's own event", async () => {
+    const triggered = await timed('promotion → inference run (EventBridge)', () =>
+      waitForRuns((r) => r.pipeline === 'iris_inference' && triggerOf(r)?.kind === 'stackline', 2),
+    );
+    for (const run of triggered) {
+      expect(run.status, JSON.stringify(run.error)).toBe('completed');
+      expect(triggerOf(run)!.name).toBe('stackline-dev-iris_inference-stackline-0');
+      expect(run.tags).toContain('trigger:stackline');
+      // Started by the rule, not the CLI: the execution is not named after the run.
+      expect(String(run.config.executionArn)).toMatch(/:execution:stackline-dev-iris_inference:/);
+      expect(String(run.config.executionArn).endsWith(run.id)).toBe(false);
+    }
+  }, 240_000);
+
+  it('starts training with the parameters of an EventBridge event, and a redelivered event starts nothing new', async () => {
+    const events = new EventBridgeClient(awsTestClientConfig(moto.endpoint));
+    const sfn = new SFNClient(awsTestClientConfig(moto.endpoint));
+    try {
+      const put = await events.send(
+        new PutEventsCommand({
+          Entries: [
+            { Source: 'iris.data', DetailType: 'Iris Data Refreshed', Detail: JSON.stringify({ trees: 3, seed: 5 }) },
+          ],
+        }),
+      );
+      const eventId = put.Entries![0]!.EventId!;
+      const [run] = await timed('PutEvents → training run', () => waitForRuns((r) => triggerOf(r)?.id === eventId, 1));
+      expect(run!.status, JSON.stringify(run!.error)).toBe('completed');
+      expect(run!.pipeline).toBe('iris_training');
+      expect(run!.parameters).toMatchObject({ trees: 3, seed: 5 });
+      expect(triggerOf(run!)).toEqual({ kind: 'event', name: 'stackline-dev-iris_training-event-0', id: eventId });
+      expect(run!.tags).toContain('trigger:event');
+
+      // EventBridge delivers at least once: a second delivery is a second StartExecution with the same input.
+      const first = await sfn.send(new DescribeExecutionCommand({ executionArn: String(run!.config.executionArn) }));
+      const before = await countRuns('iris_training');
+      const again = await sfn.send(
+        new StartExecutionCommand({ stateMachineArn: outputs[aliasOutput('IrisTraining')]!, input: first.input! }),
+      );
+      const ended = await waitForExecution(sfn, again.executionArn!);
+      expect(ended.status).toBe('SUCCEEDED');
+      const history = await sfn.send(new GetExecutionHistoryCommand({ executionArn: again.executionArn! }));
+      expect(history.events!.some((e) => e.stateEnteredEventDetails?.name === 'DuplicateTrigger')).toBe(true);
+      expect(await countRuns('iris_training')).toBe(before);
+    } finally {
+      events.destroy();
+      sfn.destroy();
+    }
+  }, 240_000);
+
+  it("starts training with the schedule's parameters when its Scheduler schedule fires, once per Scheduler execution id", async () => {
+    const fire = async (body: Record<string, string>) => {
+      const response = await fetch(`${moto.endpoint}/moto-api/stackline/scheduler/fire`, {
+        method: 'POST',
+        body: JSON.stringify({
+          name: 'stackline-dev-iris_training-schedule-0',
+          account_id: ACCOUNT,
+          region: REGION,
+          ...body,
+        }),
+      });
+      expect(response.status).toBe(200);
+      return (await response.json()) as { executionArn: string; executionId: string };
+    };
+    const fired = await fire({});
+    const [run] = await timed('schedule fired → training run', () =>
+      waitForRuns((r) => triggerOf(r)?.id === fired.executionId, 1),
+    );
+    expect(run!.status, JSON.stringify(run!.error)).toBe('completed');
+    expect(run!.parameters).toMatchObject({ trees: 25 });
+    expect(triggerOf(run!)).toMatchObject({ kind: 'schedule', name: 'stackline-dev-iris_training-schedule-0' });
+    // A Scheduler retry carries the same execution id: it starts nothing new.
+    const before = await countRuns('iris_training');
+    const sfn = new SFNClient(awsTestClientConfig(moto.endpoint));
+    try {
+      const retry = await fire({ executionId: fired.executionId });
+      expect((await waitForExecution(sfn, retry.executionArn)).status).toBe('SUCCEEDED');
+    } finally {
+      sfn.destroy();
+    }
+    expect(await countRuns('iris_training')).toBe(before);
+  }, 240_000);
 
   it("prints a failing step's error", async () => {
     const aws = await Stackline.open({ home, stack: 'dev' });
