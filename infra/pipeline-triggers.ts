@@ -11,7 +11,7 @@
  * Also here: Stackline's own events (the step runner publishes them to the default bus) and the
  * rule that ends the run of an execution that failed, timed out or was stopped outside the runner.
  */
-import { Arn, ArnFormat, Duration, RemovalPolicy, Stack } from 'aws-cdk-lib';
+import { Arn, Duration, RemovalPolicy, Stack } from 'aws-cdk-lib';
 import * as events from 'aws-cdk-lib/aws-events';
 import * as targets from 'aws-cdk-lib/aws-events-targets';
 import * as iam from 'aws-cdk-lib/aws-iam';

@@ -12,6 +12,8 @@ export type { PipelineGraph, StepNode } from './dsl/builder.ts';
 export { externalArtifact } from './dsl/external-artifact.ts';
 export type { PipelineConfig, PipelineDefinition, PipelineModel } from './dsl/pipeline.ts';
 export { isPipelineDefinition, pipeline } from './dsl/pipeline.ts';
+export type { StepDefinition, StepFunction, StepSpec } from './dsl/step.ts';
+export { step } from './dsl/step.ts';
 export type {
   EventTrigger,
   ModelStageChangedTrigger,
@@ -23,8 +25,6 @@ export type {
   S3Trigger,
   ScheduleTrigger,
 } from './dsl/triggers.ts';
-export type { StepDefinition, StepFunction, StepSpec } from './dsl/step.ts';
-export { step } from './dsl/step.ts';
 export type * from './dsl/types.ts';
 export * from './errors.ts';
 export type { MetadataStore } from './metadata/metadata-store.ts';

@@ -29,7 +29,10 @@ describe('pipeline({ schedule, triggers })', () => {
 
   it.each([
     [{ schedule: { cron: '0 6 * *' } }, /schedule is invalid: cron: six fields/],
-    [{ schedule: { cron: '0 6 * * ? *', rate: '1 hour' } }, /schedule is invalid: cron: give exactly one of cron or rate/],
+    [
+      { schedule: { cron: '0 6 * * ? *', rate: '1 hour' } },
+      /schedule is invalid: cron: give exactly one of cron or rate/,
+    ],
     [{ schedule: [{ rate: '1 hour' }, { rate: 'hourly' }] }, /schedule\[1\] is invalid: rate: "<n> minute/],
     [{ schedule: { rate: '1 hour', timeZone: 'Paris time' } }, /timeZone: an IANA time zone/],
     [

@@ -9,7 +9,8 @@ import type { MetadataStore } from '../../../lib/metadata/metadata-store.ts';
 import { createLocalTestEnv, type LocalTestEnv } from '../../support/local-env.ts';
 
 let env: LocalTestEnv;
-let published: PlatformEvent[];
+// biome-ignore lint/suspicious/noExplicitAny: the details' union is narrowed by the assertions themselves
+let published: Array<PlatformEvent & { detail: any }>;
 let failures: unknown[];
 let failing: boolean;
 let store: MetadataStore;
