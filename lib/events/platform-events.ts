@@ -24,6 +24,8 @@ export interface RunStatusChangedDetail {
 
 /** `detail` of a `Model Version Stage Changed` event. */
 export interface ModelVersionStageChangedDetail {
+  /** The Stackline stack (environment) whose metadata store recorded the change. */
+  stack: string;
   model: string;
   version: number;
   fromStage: string | null;
@@ -93,11 +95,12 @@ export function runStatusChanged(run: PipelineRun): PlatformEvent {
 }
 
 /** The event for a recorded stage change (aliases are not stages: none for them). */
-export function modelVersionStageChanged(change: StageChange): PlatformEvent | undefined {
+export function modelVersionStageChanged(stack: string, change: StageChange): PlatformEvent | undefined {
   if (change.kind !== 'stage') return undefined;
   return {
     detailType: MODEL_VERSION_STAGE_CHANGED,
     detail: {
+      stack,
       model: change.model,
       version: change.versionNumber,
       fromStage: change.fromStage ?? null,
@@ -117,11 +120,13 @@ export function modelVersionStageChanged(change: StageChange): PlatformEvent | u
  * (default: `console.error`) and does not fail the write, which has already happened.
  *
  * @example
- * const metadata = withEventPublishing(withStoreRules(dynamo), new EventBridgePublisher({ client, eventBusName }));
+ * const metadata = withEventPublishing(withStoreRules(dynamo), new EventBridgePublisher({ client, eventBusName }), 'prod');
  */
 export function withEventPublishing<S extends MetadataStore>(
   store: S,
   publisher: EventPublisher,
+  /** The stack (environment) name stage-change events carry; run events carry their run's. */
+  stack: string,
   onPublishError: (error: unknown) => void = (error) =>
     console.error(`stackline: could not publish platform events: ${(error as Error)?.message ?? error}`),
 ): S {
@@ -152,7 +157,7 @@ export function withEventPublishing<S extends MetadataStore>(
   const publishingModels = overriding(models, {
     setStage: async (...args: Parameters<MetadataStore['models']['setStage']>) => {
       const changes = await models.setStage(...args);
-      await publish(changes.map(modelVersionStageChanged));
+      await publish(changes.map((change) => modelVersionStageChanged(stack, change)));
       return changes;
     },
   });
@@ -172,11 +177,12 @@ export function withEventPublishing<S extends MetadataStore>(
  */
 export function withPlatformEvents<S extends MetadataStore>(
   store: S,
-  config: { STACKLINE_EVENT_BUS?: string | undefined; AWS_REGION: string },
+  config: { STACKLINE_EVENT_BUS?: string | undefined; STACKLINE_STACK: string; AWS_REGION: string },
 ): S {
   if (!config.STACKLINE_EVENT_BUS) return store;
   const client = new EventBridgeClient({ region: config.AWS_REGION });
-  return withEventPublishing(store, new EventBridgePublisher({ client, eventBusName: config.STACKLINE_EVENT_BUS }));
+  const publisher = new EventBridgePublisher({ client, eventBusName: config.STACKLINE_EVENT_BUS });
+  return withEventPublishing(store, publisher, config.STACKLINE_STACK);
 }
 
 /** `target` with some methods replaced; the others are called on `target` itself (adapters keep #private state). */

@@ -26,7 +26,7 @@ beforeEach(async () => {
       published.push(...events);
     },
   };
-  store = withEventPublishing(env.metadata, publisher, (error) => failures.push(error));
+  store = withEventPublishing(env.metadata, publisher, 'dev', (error) => failures.push(error));
 });
 afterEach(async () => {
   await env.cleanup();
@@ -91,6 +91,8 @@ describe('withEventPublishing', () => {
       ]),
     );
     expect(published.every((e) => e.detailType === 'Model Version Stage Changed')).toBe(true);
+    // Rules match on the environment: the event names the stack the store serves.
+    expect(published.every((e) => e.detail.stack === 'dev')).toBe(true);
   });
 
   it('keeps a committed write when publishing fails, and reports the failure', async () => {
