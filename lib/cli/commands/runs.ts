@@ -112,6 +112,7 @@ export async function runsShow(
   io.stdout.write(
     `${c.bold(run.pipeline)} ${run.id}\n  status   ${describeStatus(run)}\n  stack    ${run.stack}\n  started  ${run.startedAt}\n  ended    ${run.endedAt ?? '-'}\n  params   ${JSON.stringify(run.parameters)}\n  tags     ${run.tags.join(', ') || '-'}\n`,
   );
+  io.stdout.write(`  by       ${startedBy(run)}\n`);
   if (run.error) io.stdout.write(`  error    ${run.error.type}: ${run.error.message}\n`);
   const versionList = (artifacts: Record<string, { artifact?: string; version?: number }>) =>
     Object.entries(artifacts)
@@ -213,4 +214,10 @@ export async function runsCancel(stack: StackRuntime, runId: string, options: { 
     recorded: 'recorded',
   }[how];
   io.stdout.write(`${run.id} ${run.status} (${detail})\n`);
+}
+
+/** Who or what started a run: a schedule or rule (recorded by `start-run`), else the recorded user. */
+function startedBy(run: PipelineRun): string {
+  const trigger = run.config.trigger as { kind?: string; name?: string; id?: string } | undefined;
+  return trigger?.kind ? `${trigger.kind} ${trigger.name} (${trigger.id})` : run.createdBy;
 }

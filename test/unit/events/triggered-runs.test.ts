@@ -4,13 +4,17 @@
  * compiled state machine catches it into its DuplicateTrigger state). Also the execution-status
  * handler finding such a run. Real SQLite store and step runner, no mocks.
  */
+import { mkdtemp, rm } from 'node:fs/promises';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
 import { afterEach, beforeEach, describe, expect, it } from 'vitest';
 import { z } from 'zod';
 import { DuplicateTriggerError, NonRetriableError } from '../../../lib/errors.ts';
 import { triggeredRunId } from '../../../lib/events/trigger-input.ts';
-import { pipeline, step } from '../../../lib/index.ts';
+import { pipeline, Stackline, step } from '../../../lib/index.ts';
 import { endRunForExecution } from '../../../lib/orchestrators/execution-status-change.ts';
 import { handleStepRunnerRequest, type StepRunnerDeps } from '../../../lib/runtime/step-runner.ts';
+import { runCli } from '../../support/cli.ts';
 import { createLocalTestEnv, type LocalTestEnv } from '../../support/local-env.ts';
 
 const ingest = step(
@@ -92,5 +96,38 @@ describe('runs started by a trigger', () => {
       env.metadata,
     );
     expect(outcome).toEqual({ runId, action: 'ended', status: 'cancelled' });
+  });
+});
+
+describe('runs show', () => {
+  it('names the trigger that started a run, and the user otherwise', async () => {
+    const home = await mkdtemp(join(tmpdir(), 'stackline-trigger-show-'));
+    try {
+      const stackline = await Stackline.open({ home });
+      const base = {
+        pipeline: 'on_upload',
+        status: 'completed' as const,
+        stack: 'default',
+        parameters: {},
+        tags: [],
+        metadata: {},
+        createdBy: 'alice',
+        startedAt: new Date().toISOString(),
+      };
+      try {
+        await stackline.stack.metadata.runs.create({ ...base, id: 'run_triggered', config: { trigger } });
+        await stackline.stack.metadata.runs.create({ ...base, id: 'run_by_hand', config: {} });
+      } finally {
+        await stackline.close();
+      }
+      const triggered = await runCli(home, 'runs', 'show', 'run_triggered');
+      expect(triggered.stdout).toMatch(/^ {2}by {7}s3 stackline-dev-on_upload-s3-0 \(event-1\)$/m);
+      const byHand = await runCli(home, 'runs', 'show', 'run_by_hand');
+      expect(byHand.stdout).toMatch(/^ {2}by {7}alice$/m);
+      const json = await runCli(home, 'runs', 'show', 'run_triggered', '--json');
+      expect(json.json().run.config.trigger).toEqual(trigger);
+    } finally {
+      await rm(home, { recursive: true, force: true });
+    }
   });
 });
