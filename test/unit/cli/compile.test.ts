@@ -49,7 +49,7 @@ describe('stackline compile', () => {
     expect(JSON.parse(written).States).toHaveProperty('Step_stats');
     const bytes = Buffer.byteLength(written) - 1; // the file ends with a newline
     expect(result.stderr).toMatch(
-      new RegExp(`^Wrote .*simple\\.json: pipeline "simple", 13 states, ${(bytes / 1024).toFixed(1)} KiB`),
+      new RegExp(`^Wrote .*simple\\.json: pipeline "simple", 14 states, ${(bytes / 1024).toFixed(1)} KiB`),
     );
   });
 
