@@ -19,6 +19,7 @@ PATCH_MODULES = (
     "sfn_deployed",  # CloudFormation-deployed state machines, versions and aliases run (after sfn_execution_name)
     "cfn_cdk_deploy",  # what `cdk deploy` needs from CloudFormation (template URL, outputs, change sets, ...)
     "dynamodb_serialize",  # one lock around DynamoDB request handling (no concurrent transactions)
+    "ecs_run_task",  # the ecs:runTask integration calls moto's ECS with boto's parameter names
 )
 
 _applied: list[str] = []
