@@ -85,6 +85,12 @@ const OBJECT_ACTIONS = ['s3:GetObject', 's3:PutObject', 's3:DeleteObject', 's3:A
 export class RunnerStack extends Stack {
   readonly function: lambda.Function;
   readonly stateMachinePrefix: string;
+  /** What the step runner may do with the stores: the Lambda's data grants, also given to an ECS task role. */
+  readonly dataStatements: iam.PolicyStatement[];
+  /** The environment the step runner reads (`lib/runtime/aws-step-runner-config.ts`), also set on an ECS container. */
+  readonly stepRunnerEnvironment: Record<string, string>;
+  /** `storeObjects` as acknowledged for cdk-nag (wildcard under the artifact prefix). */
+  readonly storeObjectsArn: string;
 
   constructor(scope: Construct, id: string, props: RunnerStackProps) {
     super(scope, id, props);
@@ -119,27 +125,42 @@ export class RunnerStack extends Stack {
       description: `Stackline step runner (${props.stacklineStack})`,
     });
     logGroup.grantWrite(functionRole);
-    functionRole.addToPolicy(new iam.PolicyStatement({ actions: OBJECT_ACTIONS, resources: [storeObjects] }));
-    // HeadObject answers 404 rather than 403 for a missing blob only with ListBucket.
-    functionRole.addToPolicy(new iam.PolicyStatement({ actions: ['s3:ListBucket'], resources: [bucketArn] }));
-    functionRole.addToPolicy(new iam.PolicyStatement({ actions: TABLE_DATA_ACTIONS, resources: tableArns }));
-    // Stage holders and history: read only. Step code cannot move a stage or write the audit trail;
-    // a promotion gate goes through the control plane (the API), which records who promoted.
-    functionRole.addToPolicy(new iam.PolicyStatement({ actions: STAGE_TABLE_ACTIONS, resources: arnsOf(stages) }));
-    if (props.encryptionKey) {
-      functionRole.addToPolicy(
-        new iam.PolicyStatement({
-          actions: ['kms:Decrypt', 'kms:GenerateDataKey'],
-          resources: [props.encryptionKey.keyArn],
-        }),
-      );
-    }
+    this.storeObjectsArn = storeObjects;
+    this.dataStatements = [
+      new iam.PolicyStatement({ actions: OBJECT_ACTIONS, resources: [storeObjects] }),
+      // HeadObject answers 404 rather than 403 for a missing blob only with ListBucket.
+      new iam.PolicyStatement({ actions: ['s3:ListBucket'], resources: [bucketArn] }),
+      new iam.PolicyStatement({ actions: TABLE_DATA_ACTIONS, resources: tableArns }),
+      // Stage holders and history: read only. Step code cannot move a stage or write the audit trail;
+      // a promotion gate goes through the control plane (the API), which records who promoted.
+      new iam.PolicyStatement({ actions: STAGE_TABLE_ACTIONS, resources: arnsOf(stages) }),
+      ...(props.encryptionKey
+        ? [
+            new iam.PolicyStatement({
+              actions: ['kms:Decrypt', 'kms:GenerateDataKey'],
+              resources: [props.encryptionKey.keyArn],
+            }),
+          ]
+        : []),
+    ];
+    for (const statement of this.dataStatements) functionRole.addToPolicy(statement);
     acknowledgeWildcardResource(
       functionRole,
       storeObjects,
       'The artifact store writes content-addressed keys (<prefix>/blobs/<hash>, <prefix>/tmp/<uuid>, <prefix>/runs/<run>/...) that cannot be listed in advance; access is limited to its prefix.',
     );
 
+    this.stepRunnerEnvironment = {
+      STACKLINE_STACK: props.stacklineStack,
+      STACKLINE_ARTIFACT_BUCKET: props.bucketName,
+      STACKLINE_ARTIFACT_PREFIX: artifactPrefix,
+      STACKLINE_TABLE_PREFIX: props.tablePrefix,
+      STACKLINE_PROMOTERS: (props.promoters ?? []).join(','),
+      ...(props.encryptionKey ? { STACKLINE_SSE: 'aws:kms', STACKLINE_KMS_KEY_ID: props.encryptionKey.keyArn } : {}),
+      ...(props.distributedMapThreshold !== undefined
+        ? { STACKLINE_DISTRIBUTED_MAP_THRESHOLD: String(props.distributedMapThreshold) }
+        : {}),
+    };
     this.function = new lambda.Function(this, 'StepRunner', {
       functionName,
       description: `Stackline step runner for stack ${props.stacklineStack}`,
@@ -151,17 +172,7 @@ export class RunnerStack extends Stack {
       timeout: Duration.seconds(props.timeoutSeconds ?? 300),
       role: functionRole,
       logGroup,
-      environment: {
-        STACKLINE_STACK: props.stacklineStack,
-        STACKLINE_ARTIFACT_BUCKET: props.bucketName,
-        STACKLINE_ARTIFACT_PREFIX: artifactPrefix,
-        STACKLINE_TABLE_PREFIX: props.tablePrefix,
-        STACKLINE_PROMOTERS: (props.promoters ?? []).join(','),
-        ...(props.encryptionKey ? { STACKLINE_SSE: 'aws:kms', STACKLINE_KMS_KEY_ID: props.encryptionKey.keyArn } : {}),
-        ...(props.distributedMapThreshold !== undefined
-          ? { STACKLINE_DISTRIBUTED_MAP_THRESHOLD: String(props.distributedMapThreshold) }
-          : {}),
-      },
+      environment: this.stepRunnerEnvironment,
     });
     acknowledgeRule(
       this.function,

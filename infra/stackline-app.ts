@@ -13,6 +13,7 @@ import type { PipelineDefinition } from '../lib/dsl/pipeline.ts';
 import { pipelinesOfModule } from '../lib/runtime/step-runner.ts';
 import { ApiStack } from './api-stack.ts';
 import { DataStack } from './data-stack.ts';
+import { EcsRunner, hasEcsSteps } from './ecs-runner.ts';
 import type { StacklineEnvironment } from './environments.ts';
 import { PipelineStateMachines } from './pipeline-state-machines.ts';
 import { RunnerStack } from './runner-stack.ts';
@@ -37,6 +38,8 @@ export interface StacklineStage {
   /** The environment's pipelines as state machines (in the runner stack). */
   pipelines: PipelineStateMachines;
   api: ApiStack;
+  /** In the runner stack, only when a pipeline of the environment has `runner: 'ecs'` steps. */
+  ecsRunner?: EcsRunner;
 }
 
 /**
@@ -65,7 +68,7 @@ export async function addStacklineStages(app: App, options: StacklineStagesOptio
       await mkdir(bundleDir, { recursive: true });
       await writeFile(entry, `${modules.map((m) => `export * from ${JSON.stringify(m)};`).join('\n')}\n`);
       const { lambda } = await bundlePipeline({ pipelineFile: entry, outDir });
-      return { codeDirectory: join(lambda.path, '..'), pipelines };
+      return { codeDirectory: join(lambda.path, '..'), containerDirectory: join(outDir, 'container'), pipelines };
     }),
   );
 
@@ -103,6 +106,18 @@ export async function addStacklineStages(app: App, options: StacklineStagesOptio
         : {}),
     });
     runner.addStackDependency(data, 'the runner uses the bucket and tables by name');
+    // Only environments with ECS steps get a VPC, a cluster and an image to build at deploy.
+    const ecsRunner = bundles[i]!.pipelines.some(hasEcsSteps)
+      ? new EcsRunner(runner, 'EcsRunner', {
+          stacklineStack: environment.name,
+          tablePrefix: environment.tablePrefix,
+          containerDirectory: bundles[i]!.containerDirectory,
+          environment: runner.stepRunnerEnvironment,
+          dataStatements: runner.dataStatements,
+          storeObjectsArn: runner.storeObjectsArn,
+          ...environment.ecs,
+        })
+      : undefined;
     const pipelines = new PipelineStateMachines(runner, 'Pipelines', {
       pipelines: bundles[i]!.pipelines,
       stepRunner: runner.function,
@@ -115,6 +130,7 @@ export async function addStacklineStages(app: App, options: StacklineStagesOptio
       ...(environment.distributedMapThreshold !== undefined
         ? { distributedMapThreshold: environment.distributedMapThreshold }
         : {}),
+      ...(ecsRunner ? { ecsRunner } : {}),
     });
     const api = new ApiStack(app, `Stackline-${environment.name}-Api`, {
       env,
@@ -127,7 +143,7 @@ export async function addStacklineStages(app: App, options: StacklineStagesOptio
       codeDirectory: apiBundle,
     });
     api.addStackDependency(data, 'the API uses the bucket and tables by name');
-    return { environment, data, runner, pipelines, api };
+    return { environment, data, runner, pipelines, api, ...(ecsRunner ? { ecsRunner } : {}) };
   });
 }
 

@@ -66,7 +66,7 @@ export async function runEcsTask(
   const client = token === undefined ? undefined : (io.stepFunctions ?? new SFNClient({}));
   const heartbeat = client && token ? startHeartbeat(client, token, io) : undefined;
   try {
-    let outcome: { response: unknown } | { error: Error };
+    let outcome: { response: unknown; error?: undefined } | { error: Error };
     try {
       const pipelines = pipelinesOfModule(pipelineModule);
       const parsed = parseStepRunnerRequest(typeof request === 'string' ? parseJson(request) : request);
@@ -81,32 +81,32 @@ export async function runEcsTask(
     } finally {
       await heartbeat?.stop();
     }
-    const succeeded = 'response' in outcome;
-    const printed = succeeded
-      ? JSON.stringify(outcome.response)
-      : JSON.stringify({ errorType: outcome.error.name, errorMessage: outcome.error.message });
-    (succeeded ? io.stdout : io.stderr).write(`${printed}\n`);
+    const { error } = outcome;
+    const printed =
+      error === undefined
+        ? JSON.stringify(outcome.response)
+        : JSON.stringify({ errorType: error.name, errorMessage: error.message });
+    (error === undefined ? io.stdout : io.stderr).write(`${printed}\n`);
     if (client && token) {
       try {
-        await client.send(
-          succeeded
-            ? new SendTaskSuccessCommand({ taskToken: token, output: printed })
-            : new SendTaskFailureCommand({
-                taskToken: token,
-                error: outcome.error.name.slice(0, MAX_ERROR_LENGTH),
-                // The JSON the Lambda runtime writes as a failed invocation's cause: the run records its message.
-                cause: causeOf(outcome.error),
-              }),
-        );
-      } catch (error) {
+        if (error === undefined) await client.send(new SendTaskSuccessCommand({ taskToken: token, output: printed }));
+        else
+          await client.send(
+            new SendTaskFailureCommand({
+              taskToken: token,
+              error: error.name.slice(0, MAX_ERROR_LENGTH),
+              // The JSON the Lambda runtime writes as a failed invocation's cause: the run records its message.
+              cause: causeOf(error),
+            }),
+          );
+      } catch (reportError) {
         // The state then fails when heartbeats stop (HeartbeatSeconds): say why in the task's log.
-        io.stderr.write(
-          `Could not report the step's outcome to Step Functions: ${(error as Error).name}: ${(error as Error).message}\n`,
-        );
+        const { name, message } = reportError as Error;
+        io.stderr.write(`Could not report the step's outcome to Step Functions: ${name}: ${message}\n`);
         return 1;
       }
     }
-    return succeeded ? 0 : 1;
+    return error === undefined ? 0 : 1;
   } finally {
     if (client && !io.stepFunctions) (client as SFNClient).destroy();
   }
