@@ -201,6 +201,18 @@ export class EcsRunner extends Construct {
     });
   }
 
+  /** The `stack register` options that record {@link settings} on the registered stack (`RegisterCommand`). */
+  registerCommandOptions(): string[] {
+    const { clusterArn, taskDefinitionArn, containerName, subnets, securityGroups = [] } = this.settings;
+    return [
+      `--ecs-cluster-arn ${clusterArn}`,
+      `--ecs-task-definition-arn ${taskDefinitionArn}`,
+      `--ecs-container-name ${containerName}`,
+      `--ecs-subnets ${subnets.join(',')}`,
+      `--ecs-security-groups ${securityGroups.join(',')}`,
+    ];
+  }
+
   /**
    * What a state machine running ECS steps needs (the set `stepfunctions-tasks` `EcsRunTask` grants
    * for `WAIT_FOR_TASK_TOKEN`, without `ecs:StopTask`/`ecs:DescribeTasks`, which only `.sync` calls):

@@ -4,7 +4,7 @@
  */
 
 import type { CreateTableCommandInput } from '@aws-sdk/client-dynamodb';
-import { Arn, CfnOutput, Duration, RemovalPolicy, Stack, type StackProps } from 'aws-cdk-lib';
+import { Arn, CfnOutput, Duration, Lazy, RemovalPolicy, Stack, type StackProps } from 'aws-cdk-lib';
 import * as iam from 'aws-cdk-lib/aws-iam';
 import type * as kms from 'aws-cdk-lib/aws-kms';
 import * as lambda from 'aws-cdk-lib/aws-lambda';
@@ -91,6 +91,8 @@ export class RunnerStack extends Stack {
   readonly stepRunnerEnvironment: Record<string, string>;
   /** `storeObjects` as acknowledged for cdk-nag (wildcard under the artifact prefix). */
   readonly storeObjectsArn: string;
+  /** More `stack register` options for the `RegisterCommand` output (constructs added later append theirs, e.g. ECS). */
+  readonly registerOptions: string[] = [];
 
   constructor(scope: Construct, id: string, props: RunnerStackProps) {
     super(scope, id, props);
@@ -183,19 +185,20 @@ export class RunnerStack extends Stack {
     new CfnOutput(this, 'FunctionName', { value: this.function.functionName, description: 'Step-runner Lambda' });
     new CfnOutput(this, 'ArtifactBucket', { value: props.bucketName, description: 'Artifact bucket' });
     new CfnOutput(this, 'TablePrefix', { value: props.tablePrefix, description: 'DynamoDB table prefix' });
+    const registerCommand = [
+      `npx stackline stack register ${props.stacklineStack}`,
+      '--orchestrator step-functions',
+      `--state-machine-prefix ${this.stateMachinePrefix}`,
+      `--step-runner lambda --function-name ${this.function.functionName}`,
+      `--artifact-store s3 --bucket ${props.bucketName}`,
+      ...(artifactPrefix ? [`--prefix ${artifactPrefix}`] : []),
+      ...(props.encryptionKey ? [`--sse aws:kms --kms-key-id ${props.encryptionKey.keyArn}`] : []),
+      `--metadata-store dynamodb --table-prefix ${props.tablePrefix}`,
+      `--region ${this.region}`,
+    ];
     new CfnOutput(this, 'RegisterCommand', {
       description: 'Registers this environment as a Stackline stack',
-      value: [
-        `npx stackline stack register ${props.stacklineStack}`,
-        '--orchestrator step-functions',
-        `--state-machine-prefix ${this.stateMachinePrefix}`,
-        `--step-runner lambda --function-name ${this.function.functionName}`,
-        `--artifact-store s3 --bucket ${props.bucketName}`,
-        ...(artifactPrefix ? [`--prefix ${artifactPrefix}`] : []),
-        ...(props.encryptionKey ? [`--sse aws:kms --kms-key-id ${props.encryptionKey.keyArn}`] : []),
-        `--metadata-store dynamodb --table-prefix ${props.tablePrefix}`,
-        `--region ${this.region}`,
-      ].join(' '),
+      value: Lazy.string({ produce: () => [...registerCommand, ...this.registerOptions].join(' ') }),
     });
   }
 }

@@ -118,6 +118,7 @@ export async function addStacklineStages(app: App, options: StacklineStagesOptio
           ...environment.ecs,
         })
       : undefined;
+    if (ecsRunner) runner.registerOptions.push(...ecsRunner.registerCommandOptions());
     const pipelines = new PipelineStateMachines(runner, 'Pipelines', {
       pipelines: bundles[i]!.pipelines,
       stepRunner: runner.function,

@@ -266,6 +266,13 @@ describe('an environment with ECS steps (dev: a new VPC)', () => {
     expect(byName('ContainerName')!.Value).toBe('step-runner');
     expect(render(byName('Subnets')!.Value).split(',')).toHaveLength(2);
     expect(render(byName('SecurityGroup')!.Value)).toMatch(/^<EcsRunnerTaskSecurityGroup.*\.GroupId>$/);
+    // `stackline deploy` registers the environment from RegisterCommand: the ECS settings go with it.
+    const register = render(outputs.RegisterCommand!.Value);
+    expect(register).toMatch(
+      / --ecs-cluster-arn <EcsRunnerCluster\w+\.Arn> --ecs-task-definition-arn <EcsRunnerTaskDefinition\w+> --ecs-container-name step-runner --ecs-subnets <[^>]+>,<[^>]+> --ecs-security-groups <EcsRunnerTaskSecurityGroup\w+\.GroupId>$/,
+    );
+    const prod = stages.prod.runner.findOutputs('RegisterCommand') as Record<string, { Value: Json }>;
+    expect(render(prod.RegisterCommand!.Value)).not.toContain('--ecs-');
   });
 });
 
