@@ -5,7 +5,7 @@
 import { afterEach, beforeEach, describe, expect, it } from 'vitest';
 import { z } from 'zod';
 import { runEcsTask, type TaskTokenClient } from '../../../functions/step-runner/ecs.ts';
-import { pipeline, step } from '../../../lib/index.ts';
+import { type PipelineDefinition, pipeline, step } from '../../../lib/index.ts';
 import { handleStepRunnerRequest, type StepRunnerDeps } from '../../../lib/runtime/step-runner.ts';
 import { createLocalTestEnv, type LocalTestEnv } from '../../support/local-env.ts';
 
@@ -33,13 +33,13 @@ afterEach(async () => {
   await local.cleanup();
 });
 
-const deps = (pipelines: readonly (typeof slowPipeline)[]): StepRunnerDeps => ({
+const deps = (pipelines: readonly PipelineDefinition[]): StepRunnerDeps => ({
   pipelines,
   stores: local,
   stackName: 'ee',
 });
 
-async function requestFor(p: typeof slowPipeline, stepId: string): Promise<string> {
+async function requestFor(p: PipelineDefinition, stepId: string): Promise<string> {
   const { runId } = await handleStepRunnerRequest(
     { action: 'start-run', pipeline: p.name, parameters: {}, tags: [] },
     deps([p]),
