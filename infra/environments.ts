@@ -40,6 +40,12 @@ export interface StacklineEnvironment {
    * empty: none, production then moves only through a person. Set per environment in cdk.json.
    */
   promoters: string[];
+  /** ECS steps: an existing VPC instead of a new one, and the task definition's default size. */
+  ecs?: {
+    vpc?: { vpcId: string; subnetIds: string[]; availabilityZones: string[] };
+    cpu?: number;
+    memoryMb?: number;
+  };
 }
 
 /** The reference environment: the three modules of the reference scenario. */
@@ -101,6 +107,23 @@ const EnvironmentOverrides = z
     }),
     distributedMapThreshold: z.number().int().min(1),
     promoters: z.array(z.string().regex(/^[A-Za-z0-9_-]+$/, 'pipeline names')),
+    ecs: z.strictObject({
+      vpc: z
+        .strictObject({
+          vpcId: z.string().regex(/^vpc-[0-9a-f]+$/, 'a VPC id (vpc-…)'),
+          subnetIds: z
+            .array(z.string().regex(/^subnet-[0-9a-f]+$/, 'subnet ids (subnet-…)'))
+            .min(1)
+            .max(16),
+          availabilityZones: z.array(z.string().min(1)).min(1),
+        })
+        .refine((vpc) => vpc.availabilityZones.length === vpc.subnetIds.length, {
+          message: 'one availability zone per subnet, in the same order',
+        })
+        .optional(),
+      cpu: z.union([256, 512, 1024, 2048, 4096, 8192, 16384].map((n) => z.literal(n))).optional(),
+      memoryMb: z.number().int().min(512).max(122880).optional(),
+    }),
   })
   .partial()
   .strict();

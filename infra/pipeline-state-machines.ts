@@ -19,6 +19,7 @@ import {
   pipelineDefinitionHash,
   stateMachineName,
 } from '../lib/orchestrators/deployed-pipelines.ts';
+import type { EcsRunner } from './ecs-runner.ts';
 import { acknowledgeWildcardResource } from './nag.ts';
 
 /** Props of {@link PipelineStateMachines}. */
@@ -37,6 +38,8 @@ export interface PipelineStateMachinesProps {
   encryptionKey?: kms.IKey;
   /** Same as the runner's `STACKLINE_DISTRIBUTED_MAP_THRESHOLD` (default: the compiler's). */
   distributedMapThreshold?: number;
+  /** Where `runner: 'ecs'` steps run; required when a pipeline has one. */
+  ecsRunner?: EcsRunner;
 }
 
 /** One deployed pipeline. */
@@ -75,6 +78,7 @@ export class PipelineStateMachines extends Construct {
         ...(props.distributedMapThreshold === undefined
           ? {}
           : { distributedMapThreshold: props.distributedMapThreshold }),
+        ...(props.ecsRunner ? { ecs: props.ecsRunner.settings } : {}),
       });
       const scopeId = constructId(pipeline.name);
       const role = new iam.Role(this, `${scopeId}Role`, {
@@ -87,6 +91,10 @@ export class PipelineStateMachines extends Construct {
       role.addToPolicy(
         new iam.PolicyStatement({ actions: ['lambda:InvokeFunction'], resources: [props.stepRunner.functionArn] }),
       );
+      if (props.ecsRunner && usesEcs(compiled.json)) {
+        props.ecsRunner.grantRunTask(role);
+        props.ecsRunner.grantTaskResponse(name);
+      }
       if (usesDistributedMap(compiled.json)) {
         const selfArn = Arn.format(
           { service: 'states', resource: 'stateMachine', resourceName: name, arnFormat: ArnFormat.COLON_RESOURCE_NAME },
@@ -165,6 +173,11 @@ export class PipelineStateMachines extends Construct {
 /** A Distributed Map (its item reader and child executions) needs more than the runner's invoke. */
 function usesDistributedMap(definitionJson: string): boolean {
   return definitionJson.includes('"Mode":"DISTRIBUTED"');
+}
+
+/** ECS Task states start tasks with the environment's roles and report on their task tokens. */
+function usesEcs(definitionJson: string): boolean {
+  return definitionJson.includes('"Resource":"arn:aws:states:::ecs:runTask');
 }
 
 /** Pipeline names are snake_case; construct ids and output names must be alphanumeric. */

@@ -4,7 +4,7 @@
  */
 
 import type { CreateTableCommandInput } from '@aws-sdk/client-dynamodb';
-import { Arn, CfnOutput, Duration, RemovalPolicy, Stack, type StackProps } from 'aws-cdk-lib';
+import { Arn, CfnOutput, Duration, Lazy, RemovalPolicy, Stack, type StackProps } from 'aws-cdk-lib';
 import * as iam from 'aws-cdk-lib/aws-iam';
 import type * as kms from 'aws-cdk-lib/aws-kms';
 import * as lambda from 'aws-cdk-lib/aws-lambda';
@@ -87,6 +87,14 @@ export class RunnerStack extends Stack {
   readonly stateMachinePrefix: string;
   /** The metadata tables (and their indexes) but the stages table: what the runner writes. */
   readonly dataTableArns: string[];
+  /** What the step runner may do with the stores: the Lambda's data grants, also given to an ECS task role. */
+  readonly dataStatements: iam.PolicyStatement[];
+  /** The environment the step runner reads (`lib/runtime/aws-step-runner-config.ts`), also set on an ECS container. */
+  readonly stepRunnerEnvironment: Record<string, string>;
+  /** `storeObjects` as acknowledged for cdk-nag (wildcard under the artifact prefix). */
+  readonly storeObjectsArn: string;
+  /** More `stack register` options for the `RegisterCommand` output (constructs added later append theirs, e.g. ECS). */
+  readonly registerOptions: string[] = [];
 
   constructor(scope: Construct, id: string, props: RunnerStackProps) {
     super(scope, id, props);
@@ -122,27 +130,42 @@ export class RunnerStack extends Stack {
       description: `Stackline step runner (${props.stacklineStack})`,
     });
     logGroup.grantWrite(functionRole);
-    functionRole.addToPolicy(new iam.PolicyStatement({ actions: OBJECT_ACTIONS, resources: [storeObjects] }));
-    // HeadObject answers 404 rather than 403 for a missing blob only with ListBucket.
-    functionRole.addToPolicy(new iam.PolicyStatement({ actions: ['s3:ListBucket'], resources: [bucketArn] }));
-    functionRole.addToPolicy(new iam.PolicyStatement({ actions: TABLE_DATA_ACTIONS, resources: tableArns }));
-    // Stage holders and history: read only. Step code cannot move a stage or write the audit trail;
-    // a promotion gate goes through the control plane (the API), which records who promoted.
-    functionRole.addToPolicy(new iam.PolicyStatement({ actions: STAGE_TABLE_ACTIONS, resources: arnsOf(stages) }));
-    if (props.encryptionKey) {
-      functionRole.addToPolicy(
-        new iam.PolicyStatement({
-          actions: ['kms:Decrypt', 'kms:GenerateDataKey'],
-          resources: [props.encryptionKey.keyArn],
-        }),
-      );
-    }
+    this.storeObjectsArn = storeObjects;
+    this.dataStatements = [
+      new iam.PolicyStatement({ actions: OBJECT_ACTIONS, resources: [storeObjects] }),
+      // HeadObject answers 404 rather than 403 for a missing blob only with ListBucket.
+      new iam.PolicyStatement({ actions: ['s3:ListBucket'], resources: [bucketArn] }),
+      new iam.PolicyStatement({ actions: TABLE_DATA_ACTIONS, resources: tableArns }),
+      // Stage holders and history: read only. Step code cannot move a stage or write the audit trail;
+      // a promotion gate goes through the control plane (the API), which records who promoted.
+      new iam.PolicyStatement({ actions: STAGE_TABLE_ACTIONS, resources: arnsOf(stages) }),
+      ...(props.encryptionKey
+        ? [
+            new iam.PolicyStatement({
+              actions: ['kms:Decrypt', 'kms:GenerateDataKey'],
+              resources: [props.encryptionKey.keyArn],
+            }),
+          ]
+        : []),
+    ];
+    for (const statement of this.dataStatements) functionRole.addToPolicy(statement);
     acknowledgeWildcardResource(
       functionRole,
       storeObjects,
       'The artifact store writes content-addressed keys (<prefix>/blobs/<hash>, <prefix>/tmp/<uuid>, <prefix>/runs/<run>/...) that cannot be listed in advance; access is limited to its prefix.',
     );
 
+    this.stepRunnerEnvironment = {
+      STACKLINE_STACK: props.stacklineStack,
+      STACKLINE_ARTIFACT_BUCKET: props.bucketName,
+      STACKLINE_ARTIFACT_PREFIX: artifactPrefix,
+      STACKLINE_TABLE_PREFIX: props.tablePrefix,
+      STACKLINE_PROMOTERS: (props.promoters ?? []).join(','),
+      ...(props.encryptionKey ? { STACKLINE_SSE: 'aws:kms', STACKLINE_KMS_KEY_ID: props.encryptionKey.keyArn } : {}),
+      ...(props.distributedMapThreshold !== undefined
+        ? { STACKLINE_DISTRIBUTED_MAP_THRESHOLD: String(props.distributedMapThreshold) }
+        : {}),
+    };
     this.function = new lambda.Function(this, 'StepRunner', {
       functionName,
       description: `Stackline step runner for stack ${props.stacklineStack}`,
@@ -154,17 +177,7 @@ export class RunnerStack extends Stack {
       timeout: Duration.seconds(props.timeoutSeconds ?? 300),
       role: functionRole,
       logGroup,
-      environment: {
-        STACKLINE_STACK: props.stacklineStack,
-        STACKLINE_ARTIFACT_BUCKET: props.bucketName,
-        STACKLINE_ARTIFACT_PREFIX: artifactPrefix,
-        STACKLINE_TABLE_PREFIX: props.tablePrefix,
-        STACKLINE_PROMOTERS: (props.promoters ?? []).join(','),
-        ...(props.encryptionKey ? { STACKLINE_SSE: 'aws:kms', STACKLINE_KMS_KEY_ID: props.encryptionKey.keyArn } : {}),
-        ...(props.distributedMapThreshold !== undefined
-          ? { STACKLINE_DISTRIBUTED_MAP_THRESHOLD: String(props.distributedMapThreshold) }
-          : {}),
-      },
+      environment: this.stepRunnerEnvironment,
     });
     acknowledgeRule(
       this.function,
@@ -175,19 +188,20 @@ export class RunnerStack extends Stack {
     new CfnOutput(this, 'FunctionName', { value: this.function.functionName, description: 'Step-runner Lambda' });
     new CfnOutput(this, 'ArtifactBucket', { value: props.bucketName, description: 'Artifact bucket' });
     new CfnOutput(this, 'TablePrefix', { value: props.tablePrefix, description: 'DynamoDB table prefix' });
+    const registerCommand = [
+      `npx stackline stack register ${props.stacklineStack}`,
+      '--orchestrator step-functions',
+      `--state-machine-prefix ${this.stateMachinePrefix}`,
+      `--step-runner lambda --function-name ${this.function.functionName}`,
+      `--artifact-store s3 --bucket ${props.bucketName}`,
+      ...(artifactPrefix ? [`--prefix ${artifactPrefix}`] : []),
+      ...(props.encryptionKey ? [`--sse aws:kms --kms-key-id ${props.encryptionKey.keyArn}`] : []),
+      `--metadata-store dynamodb --table-prefix ${props.tablePrefix}`,
+      `--region ${this.region}`,
+    ];
     new CfnOutput(this, 'RegisterCommand', {
       description: 'Registers this environment as a Stackline stack',
-      value: [
-        `npx stackline stack register ${props.stacklineStack}`,
-        '--orchestrator step-functions',
-        `--state-machine-prefix ${this.stateMachinePrefix}`,
-        `--step-runner lambda --function-name ${this.function.functionName}`,
-        `--artifact-store s3 --bucket ${props.bucketName}`,
-        ...(artifactPrefix ? [`--prefix ${artifactPrefix}`] : []),
-        ...(props.encryptionKey ? [`--sse aws:kms --kms-key-id ${props.encryptionKey.keyArn}`] : []),
-        `--metadata-store dynamodb --table-prefix ${props.tablePrefix}`,
-        `--region ${this.region}`,
-      ].join(' '),
+      value: Lazy.string({ produce: () => [...registerCommand, ...this.registerOptions].join(' ') }),
     });
   }
 }

@@ -15,6 +15,7 @@ import type { PipelineDefinition } from '../lib/dsl/pipeline.ts';
 import { pipelinesOfModule } from '../lib/runtime/step-runner.ts';
 import { ApiStack } from './api-stack.ts';
 import { DataStack } from './data-stack.ts';
+import { EcsRunner, hasEcsSteps } from './ecs-runner.ts';
 import type { StacklineEnvironment } from './environments.ts';
 import { PipelineStateMachines } from './pipeline-state-machines.ts';
 import { PipelineTriggers } from './pipeline-triggers.ts';
@@ -42,6 +43,8 @@ export interface StacklineStage {
   /** Schedules, event rules, the execution-status rule (in the runner stack). */
   triggers: PipelineTriggers;
   api: ApiStack;
+  /** In the runner stack, only when a pipeline of the environment has `runner: 'ecs'` steps. */
+  ecsRunner?: EcsRunner;
 }
 
 /**
@@ -70,7 +73,7 @@ export async function addStacklineStages(app: App, options: StacklineStagesOptio
       await mkdir(bundleDir, { recursive: true });
       await writeFile(entry, `${modules.map((m) => `export * from ${JSON.stringify(m)};`).join('\n')}\n`);
       const { lambda } = await bundlePipeline({ pipelineFile: entry, outDir });
-      return { codeDirectory: join(lambda.path, '..'), pipelines };
+      return { codeDirectory: join(lambda.path, '..'), containerDirectory: join(outDir, 'container'), pipelines };
     }),
   );
 
@@ -111,6 +114,19 @@ export async function addStacklineStages(app: App, options: StacklineStagesOptio
         : {}),
     });
     runner.addStackDependency(data, 'the runner uses the bucket and tables by name');
+    // Only environments with ECS steps get a VPC, a cluster and an image to build at deploy.
+    const ecsRunner = bundles[i]!.pipelines.some(hasEcsSteps)
+      ? new EcsRunner(runner, 'EcsRunner', {
+          stacklineStack: environment.name,
+          tablePrefix: environment.tablePrefix,
+          containerDirectory: bundles[i]!.containerDirectory,
+          environment: runner.stepRunnerEnvironment,
+          dataStatements: runner.dataStatements,
+          storeObjectsArn: runner.storeObjectsArn,
+          ...environment.ecs,
+        })
+      : undefined;
+    if (ecsRunner) runner.registerOptions.push(...ecsRunner.registerCommandOptions());
     const pipelines = new PipelineStateMachines(runner, 'Pipelines', {
       pipelines: bundles[i]!.pipelines,
       stepRunner: runner.function,
@@ -123,6 +139,7 @@ export async function addStacklineStages(app: App, options: StacklineStagesOptio
       ...(environment.distributedMapThreshold !== undefined
         ? { distributedMapThreshold: environment.distributedMapThreshold }
         : {}),
+      ...(ecsRunner ? { ecsRunner } : {}),
     });
     const api = new ApiStack(app, `Stackline-${environment.name}-Api`, {
       env,
@@ -156,7 +173,7 @@ export async function addStacklineStages(app: App, options: StacklineStagesOptio
         tableActions: TABLE_DATA_ACTIONS,
       },
     });
-    return { environment, data, runner, pipelines, triggers, api };
+    return { environment, data, runner, pipelines, triggers, api, ...(ecsRunner ? { ecsRunner } : {}) };
   });
 }
 

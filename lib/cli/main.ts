@@ -136,9 +136,10 @@ export async function main(argv: string[], io: CliIo): Promise<number> {
       '--lambda-arn <arn>',
       'step runner Lambda function (default: the placeholder arn:aws:lambda:<AWS_REGION or us-east-1>:123456789012:function:stackline-step-runner)',
     )
+    .option('--stack <name>', "take the ECS settings of ECS steps from this stack's configuration")
     .addOption(json())
     .action(async (file: string, opts) => {
-      exitCode = await compileCommand(file, opts, io);
+      exitCode = await compileCommand(file, opts, io, opts.stack ? await openProject() : undefined);
     });
 
   program
@@ -280,6 +281,14 @@ export async function main(argv: string[], io: CliIo): Promise<number> {
       'IAM role of the state machines (informational: the CDK app deploys them with their own roles)',
     )
     .option('--state-machine-prefix <prefix>', 'state machines are <prefix><pipeline> (default stackline-)')
+    .option('--ecs-cluster-arn <arn>', 'ECS steps: the cluster (runner stack output EcsRunnerClusterArn)')
+    .option(
+      '--ecs-task-definition-arn <arn>',
+      'ECS steps: the step-runner task definition (EcsRunnerTaskDefinitionArn)',
+    )
+    .option('--ecs-container-name <name>', 'ECS steps: the step-runner container (EcsRunnerContainerName)')
+    .option('--ecs-subnets <ids>', 'ECS steps: comma-separated subnet ids (EcsRunnerSubnets)')
+    .option('--ecs-security-groups <ids>', 'ECS steps: comma-separated security group ids (EcsRunnerSecurityGroup)')
     .addOption(new Option('--step-runner <type>').choices(['in-process', 'lambda']).default('in-process'))
     .option('--function-name <name>', 'the step runner Lambda (name or ARN), deployed from `stackline bundle`')
     .addOption(new Option('--artifact-store <type>').choices(['local', 's3']).default('local'))

@@ -59,6 +59,8 @@ export type TaskState = {
   OutputPath?: string | null;
   /** Per attempt: a retry starts a fresh timeout. */
   TimeoutSeconds?: number;
+  /** A callback task (`.waitForTaskToken`) fails with `States.Timeout` when no heartbeat arrives for this long; below `TimeoutSeconds`. */
+  HeartbeatSeconds?: number;
   Retry?: Retrier[];
   Catch?: Catcher[];
 } & Transition;

@@ -1,7 +1,7 @@
 import { createHash } from 'node:crypto';
 import type { PipelineGraph, StepNode } from '../dsl/builder.ts';
 import type { PipelineDefinition } from '../dsl/pipeline.ts';
-import type { RetryPolicy, StepResources } from '../dsl/types.ts';
+import type { RetryPolicy } from '../dsl/types.ts';
 import { PipelineDefinitionError, ValidationError } from '../errors.ts';
 import type { StepRunnerRequest } from '../runtime/step-runner-protocol.ts';
 import type {
@@ -16,6 +16,16 @@ import type {
   TaskState,
   Transition,
 } from './asl-types.ts';
+import {
+  ECS_RUN_TASK,
+  type EcsRunnerOptions,
+  ecsHeartbeatSeconds,
+  ecsOptionProblems,
+  ecsRunTaskParameters,
+  fargateProblems,
+} from './ecs-task.ts';
+
+export { ECS_REQUEST_ENV, ECS_TASK_TOKEN_ENV, type EcsRunnerOptions } from './ecs-task.ts';
 
 /** Limits of AWS Step Functions (and of the runners) that a compiled pipeline must respect. */
 export const STEP_FUNCTIONS_LIMITS = {
@@ -32,20 +42,6 @@ export const STEP_FUNCTIONS_LIMITS = {
   /** Maximum `MaxConcurrency` of a Distributed Map. */
   distributedMapConcurrency: 10_000,
 } as const;
-
-/** Where the compiled state machine runs steps declared with `runner: 'ecs'`: ECS on Fargate. */
-export interface EcsRunnerOptions {
-  clusterArn: string;
-  /** The step runner's task definition; its container reads the request from `STACKLINE_REQUEST`. */
-  taskDefinitionArn: string;
-  containerName: string;
-  /** awsvpc subnets (1 to 16). */
-  subnets: string[];
-  /** Up to 5 security groups (default: the VPC's default group). */
-  securityGroups?: string[];
-  /** Default false: tasks in private subnets reach AWS through NAT or VPC endpoints. */
-  assignPublicIp?: boolean;
-}
 
 export interface CompileOptions {
   /** The step runner Lambda function (name, ARN or alias ARN). Every bookkeeping call and every `lambda` step invokes it. */
@@ -90,12 +86,9 @@ export interface CompiledStateMachine {
 }
 
 const LAMBDA_INVOKE = 'arn:aws:states:::lambda:invoke';
-const ECS_RUN_TASK_SYNC = 'arn:aws:states:::ecs:runTask.sync';
 const S3_GET_OBJECT = 'arn:aws:states:::s3:getObject';
 const DEFAULT_DISTRIBUTED_MAP_THRESHOLD = 40;
 const DEFAULT_MAP_CONCURRENCY = 10;
-/** The container environment variable the ECS entry point reads its request from. */
-export const ECS_REQUEST_ENV = 'STACKLINE_REQUEST';
 /** What `start-run` throws for a redelivered event (`DuplicateTriggerError`'s name). */
 export const DUPLICATE_TRIGGER_ERROR = 'DuplicateTriggerError';
 /** The `Error` of the `Fail` state a failed run ends in. */
@@ -198,9 +191,9 @@ export function compileToAsl(pipeline: PipelineDefinition, options: CompileOptio
  * Retries: a step's `retries` become a retrier on `States.TaskFailed` and `States.Timeout`
  * (the local orchestrator retries timeouts too; `TimeoutSeconds` applies per attempt), preceded
  * by `{ ErrorEquals: ['NonRetriableError'], MaxAttempts: 0 }` so that a `NonRetriableError`
- * (reported by the Lambda runner as its error type) is never retried. ECS tasks report every
- * failure as `States.TaskFailed`, so a `NonRetriableError` in an ECS step is retried like any
- * other error. Lambda tasks also retry Lambda's transient service errors. The runner does not
+ * (the Lambda runner's error type; an ECS task sends the same name with `SendTaskFailure`, see
+ * `ecs-task.ts`) is never retried, then the runner's transient errors. Lambda tasks also retry
+ * Lambda's transient service errors; ECS tasks send heartbeats (`HeartbeatSeconds`). The runner does not
  * retry in-process when Step Functions invokes it: retrying is the state machine's job.
  * `plan-map` and `collect-map` always run on the Lambda runner, whatever the step's runner.
  */
@@ -258,20 +251,7 @@ function resolveOptions(options: CompileOptions): Settings {
   const nonEmpty = (value: unknown) => typeof value === 'string' && value.length > 0;
   if (!nonEmpty(options.lambdaFunctionArn)) problems.push('lambdaFunctionArn must be a non-empty string.');
   const ecs = options.ecs;
-  if (ecs) {
-    for (const key of ['clusterArn', 'taskDefinitionArn', 'containerName'] as const) {
-      if (!nonEmpty(ecs[key])) problems.push(`ecs.${key} must be a non-empty string.`);
-    }
-    if (
-      !Array.isArray(ecs.subnets) ||
-      ecs.subnets.length < 1 ||
-      ecs.subnets.length > 16 ||
-      !ecs.subnets.every(nonEmpty)
-    )
-      problems.push('ecs.subnets must list 1 to 16 subnet ids (Fargate tasks use awsvpc networking).');
-    if (ecs.securityGroups !== undefined && (ecs.securityGroups.length > 5 || !ecs.securityGroups.every(nonEmpty)))
-      problems.push('ecs.securityGroups must list at most 5 security group ids.');
-  }
+  if (ecs) problems.push(...ecsOptionProblems(ecs));
   const threshold = options.distributedMapThreshold ?? DEFAULT_DISTRIBUTED_MAP_THRESHOLD;
   if (!Number.isInteger(threshold) || threshold < 0)
     problems.push(`distributedMapThreshold must be a whole number ≥ 0 (got ${threshold}).`);
@@ -400,54 +380,9 @@ function collectProblems(graph: PipelineGraph, settings: Settings): string[] {
   }
   if (ecsSteps.length > 0) {
     problems.push(
-      `${ecsSteps.map((id) => `step "${id}"`).join(', ')} ${ecsSteps.length === 1 ? 'uses' : 'use'} runner 'ecs', but no ECS settings were given: pass options.ecs ({ clusterArn, taskDefinitionArn, containerName, subnets }).`,
+      `${ecsSteps.map((id) => `step "${id}"`).join(', ')} ${ecsSteps.length === 1 ? 'uses' : 'use'} runner 'ecs', but no ECS settings were given: pass options.ecs ({ clusterArn, taskDefinitionArn, containerName, subnets }; the runner stack's Ecs* outputs).`,
     );
   }
-  return problems;
-}
-
-/** Fargate task sizes: CPU units → the memory sizes (MiB) allowed with it. */
-const FARGATE_SIZES: ReadonlyMap<number, readonly number[]> = new Map([
-  [256, [512, 1024, 2048]],
-  [512, steps(1024, 4096, 1024)],
-  [1024, steps(2048, 8192, 1024)],
-  [2048, steps(4096, 16384, 1024)],
-  [4096, steps(8192, 30720, 1024)],
-  [8192, steps(16384, 61440, 4096)],
-  [16384, steps(32768, 122880, 8192)],
-]);
-const FARGATE_MEMORY = new Set([...FARGATE_SIZES.values()].flat());
-
-function steps(from: number, to: number, by: number): number[] {
-  const out: number[] = [];
-  for (let v = from; v <= to; v += by) out.push(v);
-  return out;
-}
-
-/** `resources.cpu` is in vCPUs (0.25 … 16); Fargate takes CPU units (1 vCPU = 1024). */
-function fargateCpuUnits(cpu: number): number {
-  return Math.round(cpu * 1024);
-}
-
-function fargateProblems(where: string, resources: StepResources | undefined): string[] {
-  const problems: string[] = [];
-  const { cpu, memoryMb, ephemeralStorageMb } = resources ?? {};
-  const vcpus = [...FARGATE_SIZES.keys()].map((u) => u / 1024).join(', ');
-  if (cpu !== undefined && !FARGATE_SIZES.has(fargateCpuUnits(cpu))) {
-    problems.push(`${where} asks for ${cpu} vCPU, which is not a Fargate task size: use one of ${vcpus}.`);
-  } else if (cpu !== undefined && memoryMb !== undefined) {
-    const allowed = FARGATE_SIZES.get(fargateCpuUnits(cpu))!;
-    if (!allowed.includes(memoryMb))
-      problems.push(
-        `${where} asks for ${cpu} vCPU with ${memoryMb} MiB, which Fargate does not offer: with ${cpu} vCPU use ${allowed[0]} to ${allowed[allowed.length - 1]} MiB (${allowed.length > 3 ? `in steps of ${allowed[1]! - allowed[0]!} MiB` : allowed.join(', ')}).`,
-      );
-  } else if (memoryMb !== undefined && !FARGATE_MEMORY.has(memoryMb)) {
-    problems.push(
-      `${where} asks for ${memoryMb} MiB, which no Fargate task size offers: use a size such as 512, 1024, 2048, 3072 … (see the Fargate task sizes).`,
-    );
-  }
-  if (ephemeralStorageMb !== undefined && Math.ceil(ephemeralStorageMb / 1024) > 200)
-    problems.push(`${where} asks for ${ephemeralStorageMb} MB of ephemeral storage; Fargate offers at most 200 GiB.`);
   return problems;
 }
 
@@ -1024,7 +959,7 @@ class Renderer {
       ...(mapIndexPath ? { 'mapIndex.$': mapIndexPath } : {}),
     });
     const { timeoutMs } = node.spec.options;
-    const common = {
+    const common: { ResultPath: null; OutputPath?: null; TimeoutSeconds?: number } = {
       ResultPath: null,
       // Inside a Map, each iteration's output is collected into an array: keep every element `{}`.
       ...(mapIndexPath ? { OutputPath: null } : {}),
@@ -1042,15 +977,16 @@ class Renderer {
       };
       return;
     }
-    const retry = this.retriers(node, false);
     const pass: PassState = { Type: 'Pass', Parameters: request, ResultPath: '$.request', Next: names.step };
     states[names.request!] = pass;
+    const heartbeat = ecsHeartbeatSeconds(common.TimeoutSeconds);
     states[names.step] = {
       Type: 'Task',
-      Resource: ECS_RUN_TASK_SYNC,
-      Parameters: this.ecsRunTask(node.spec.options.resources),
+      Resource: ECS_RUN_TASK,
+      Parameters: ecsRunTaskParameters(this.settings.ecs!, node.spec.options.resources),
       ...common,
-      ...(retry.length > 0 ? { Retry: retry } : {}),
+      ...(heartbeat === undefined ? {} : { HeartbeatSeconds: heartbeat }),
+      Retry: this.retriers(node, false),
       ...(catchers ? { Catch: catchers } : {}),
       ...transition(next),
     };
@@ -1059,9 +995,11 @@ class Renderer {
   private retriers(node: StepNode, lambda: boolean): Retrier[] {
     const policy = retryPolicy(node.spec.options.retries);
     const retriers: Retrier[] = [];
-    // Lambda reports the runner's error type as the error name; ECS only reports States.TaskFailed.
-    if (policy.maxRetries > 0 && lambda) retriers.push({ ErrorEquals: ['NonRetriableError'], MaxAttempts: 0 });
-    if (lambda) retriers.push(LAMBDA_SERVICE_RETRIER, TRANSIENT_RETRIER);
+    // The runner's error type is the error name: the Lambda runtime reports it, an ECS task
+    // sends it with SendTaskFailure. Only Lambda has service errors of its own to retry.
+    if (policy.maxRetries > 0) retriers.push({ ErrorEquals: ['NonRetriableError'], MaxAttempts: 0 });
+    if (lambda) retriers.push(LAMBDA_SERVICE_RETRIER);
+    retriers.push(TRANSIENT_RETRIER);
     if (policy.maxRetries > 0) {
       retriers.push({
         ErrorEquals: ['States.TaskFailed', 'States.Timeout'],
@@ -1072,39 +1010,6 @@ class Renderer {
       });
     }
     return retriers;
-  }
-
-  private ecsRunTask(resources: StepResources | undefined): PayloadTemplate {
-    const ecs = this.settings.ecs!;
-    const cpu = resources?.cpu === undefined ? undefined : fargateCpuUnits(resources.cpu);
-    const memory = resources?.memoryMb;
-    const storageGiB = resources?.ephemeralStorageMb === undefined ? 0 : Math.ceil(resources.ephemeralStorageMb / 1024);
-    return {
-      LaunchType: 'FARGATE',
-      Cluster: ecs.clusterArn,
-      TaskDefinition: ecs.taskDefinitionArn,
-      NetworkConfiguration: {
-        AwsvpcConfiguration: {
-          Subnets: [...ecs.subnets],
-          ...(ecs.securityGroups?.length ? { SecurityGroups: [...ecs.securityGroups] } : {}),
-          AssignPublicIp: ecs.assignPublicIp ? 'ENABLED' : 'DISABLED',
-        },
-      },
-      Overrides: {
-        ...(cpu === undefined ? {} : { Cpu: String(cpu) }),
-        ...(memory === undefined ? {} : { Memory: String(memory) }),
-        // Fargate gives 20 GiB by default; an override must be 21 to 200 GiB.
-        ...(storageGiB > 20 ? { EphemeralStorage: { SizeInGiB: storageGiB } } : {}),
-        ContainerOverrides: [
-          {
-            Name: ecs.containerName,
-            ...(cpu === undefined ? {} : { Cpu: cpu }),
-            ...(memory === undefined ? {} : { Memory: memory }),
-            Environment: [{ Name: ECS_REQUEST_ENV, 'Value.$': 'States.JsonToString($.request)' }],
-          },
-        ],
-      },
-    };
   }
 
   /** A step runner request: `action` and `pipeline` first, then the given fields in their order. */

@@ -4,6 +4,18 @@ import { z } from 'zod';
  * A stack's components. The `default` stack is all-local; AWS stacks (one per environment) use
  * S3, DynamoDB and Step Functions. Validated wherever a stack enters (CLI, API, registry).
  */
+/**
+ * Where a Step Functions stack runs `runner: 'ecs'` steps: the runner stack's `EcsRunner*` outputs
+ * (`stackline deploy` registers them; `stack register --ecs-*` sets them by hand).
+ */
+export const EcsSettingsSchema = z.object({
+  clusterArn: z.string().min(1),
+  taskDefinitionArn: z.string().min(1),
+  containerName: z.string().min(1),
+  subnets: z.array(z.string().min(1)).min(1).max(16),
+  securityGroups: z.array(z.string().min(1)).max(5).optional(),
+});
+
 export const OrchestratorSchema = z.discriminatedUnion('type', [
   z.object({ type: z.literal('local'), concurrency: z.number().int().min(1).max(256).optional() }),
   z.object({
@@ -12,6 +24,7 @@ export const OrchestratorSchema = z.discriminatedUnion('type', [
     endpoint: z.url().optional(),
     roleArn: z.string().optional(),
     stateMachinePrefix: z.string().optional(),
+    ecs: EcsSettingsSchema.optional(),
   }),
 ]);
 

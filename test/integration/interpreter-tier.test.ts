@@ -133,7 +133,60 @@ const wideFanOut = pipeline(
   },
 );
 
-const testModule = { linear, diamond, fanOut, mixed, retrying, failing, nonRetriable, wideFanOut };
+let ecsRejectingCalls = 0;
+const ecsRejecting = step(
+  {
+    name: 'it_ecs_rejecting',
+    inputs: { x: Num },
+    outputs: { value: Num },
+    runner: 'ecs',
+    retries: { maxRetries: 3, backoffMs: 1000 },
+  },
+  () => {
+    ecsRejectingCalls++;
+    throw new NonRetriableError('the training set has no rows');
+  },
+);
+let ecsFlakyFailuresLeft = 0;
+let ecsFlakyCalls = 0;
+const ecsFlaky = step(
+  {
+    name: 'it_ecs_flaky',
+    inputs: { x: Num },
+    outputs: { value: Num },
+    runner: 'ecs',
+    retries: { maxRetries: 3, backoffMs: 1000 },
+  },
+  ({ inputs }) => {
+    ecsFlakyCalls++;
+    if (ecsFlakyFailuresLeft-- > 0) throw new Error('the GPU node went away');
+    return { value: inputs.x * 2 };
+  },
+);
+const ecsNonRetriable = pipeline({ name: 'it_ecs_non_retriable' }, () => {
+  const { value } = seed({}, { params: { n: 10 } });
+  ecsRejecting({ x: value });
+});
+const ecsRetrying = pipeline(
+  { name: 'it_ecs_retrying', parameters: z.object({ n: z.number().int().default(11) }) },
+  ({ n }) => {
+    const { value } = seed({}, { params: { n } });
+    ecsFlaky({ x: value });
+  },
+);
+
+const testModule = {
+  linear,
+  diamond,
+  fanOut,
+  mixed,
+  retrying,
+  failing,
+  nonRetriable,
+  wideFanOut,
+  ecsNonRetriable,
+  ecsRetrying,
+};
 
 // ---------- the emulated account ----------
 
@@ -203,10 +256,12 @@ async function execute(
     { pipeline: p.name, parameters: input.parameters ?? {}, ...(input.runId ? { runId: input.runId } : {}) },
     {
       lambda: (payload) => handler(payload, {} as never),
-      ecs: (request) =>
+      ecs: (request, taskToken, stepFunctions) =>
         runEcsTask(module, request, {
           stdout: silent,
           stderr: silent,
+          taskToken,
+          stepFunctions,
           ...(options.resolveDeps ? { resolveDeps: options.resolveDeps } : {}),
         }),
       readItems:
@@ -528,5 +583,66 @@ describe('wide fan-outs', () => {
     } finally {
       await local.cleanup();
     }
+  });
+});
+
+describe('ECS steps report their outcome on the task token', () => {
+  it('does not retry a NonRetriableError thrown in an ECS step: one task, the error named by the container', async () => {
+    ecsRejectingCalls = 0;
+    const execution = await execute(testModule, ecsNonRetriable);
+    expect(execution.error).toMatchObject({ name: 'StepFailed' });
+    expect(ecsRejectingCalls).toBe(1);
+    expect(execution.taskCalls.filter((call) => call.state === 'Step_it_ecs_rejecting')).toHaveLength(1);
+    expect(execution.taskTokenCalls.filter((call) => call.command !== 'SendTaskHeartbeat')).toEqual([
+      { command: 'SendTaskFailure', taskToken: expect.any(String), error: 'NonRetriableError' },
+    ]);
+    expect(execution.taskTokenCalls.some((call) => call.command === 'SendTaskHeartbeat')).toBe(true);
+    const run = await stores.metadata.runs.get(execution.runId);
+    expect(run.status).toBe('failed');
+    expect(run.error).toMatchObject({ type: 'NonRetriableError', message: expect.stringContaining('no rows') });
+  });
+
+  it('retries a transient failure of an ECS step as its retries say, then completes the run', async () => {
+    ecsFlakyCalls = 0;
+    ecsFlakyFailuresLeft = 2;
+    const execution = await execute(testModule, ecsRetrying, { parameters: { n: 21 } });
+    expect(execution.error).toBeUndefined();
+    expect(ecsFlakyCalls).toBe(3);
+    expect(execution.taskTokenCalls.filter((call) => call.command !== 'SendTaskHeartbeat')).toEqual([
+      { command: 'SendTaskFailure', taskToken: expect.any(String), error: 'StepFailedError' },
+      { command: 'SendTaskFailure', taskToken: expect.any(String), error: 'StepFailedError' },
+      { command: 'SendTaskSuccess', taskToken: expect.any(String) },
+    ]);
+    const steps = await stores.metadata.runs.listSteps(execution.runId);
+    expect(summary(steps)).toEqual([
+      'it_seed:completed',
+      'it_ecs_flaky:failed',
+      'it_ecs_flaky:failed',
+      'it_ecs_flaky:completed',
+    ]);
+    expect(await outputValue(execution.runId, 'it_ecs_flaky')).toBe(42);
+  });
+
+  it('fails the state with States.Timeout when the container stops without sending the token back', async () => {
+    const handler = createLambdaHandler(testModule);
+    const { definition } = compileToAsl(ecsRetrying, { lambdaFunctionArn: LAMBDA_ARN, ecs: ECS });
+    let containers = 0;
+    const execution = await executeLocally(
+      definition,
+      { pipeline: 'it_ecs_retrying', parameters: { n: 31 } },
+      {
+        lambda: (payload) => handler(payload, {} as never),
+        // Killed before it reported (out of memory, stopped): no token, no heartbeats.
+        ecs: async () => {
+          containers++;
+          return 137;
+        },
+      },
+    );
+    // A dead task is retried like a step timeout (States.Timeout), then the run fails with it.
+    expect(containers).toBe(4);
+    expect(execution.error).toMatchObject({ name: 'StepFailed' });
+    const runId = execution.taskCalls.map((call) => (call.request as { runId?: string }).runId).find(Boolean)!;
+    expect((await stores.metadata.runs.get(runId)).error).toMatchObject({ type: 'States.Timeout' });
   });
 });

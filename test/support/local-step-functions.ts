@@ -6,8 +6,12 @@ import type { MapState, State, StateMachineDefinition, StateMachineFragment } fr
 export interface TaskBindings {
   /** `lambda:invoke`: receives the `Payload`, returns the function's response or throws (its `name` is the error type). */
   lambda(payload: unknown): Promise<unknown>;
-  /** `ecs:runTask.sync`: receives the container's `STACKLINE_REQUEST`, returns the container's exit code. */
-  ecs?(request: string): Promise<number>;
+  /**
+   * `ecs:runTask.waitForTaskToken`: runs the container with its `STACKLINE_REQUEST` and
+   * `STACKLINE_TASK_TOKEN`, and `stepFunctions`, which takes the task's `SendTask*` calls as the
+   * service would; returns the container's exit code.
+   */
+  ecs?(request: string, taskToken: string, stepFunctions: LocalTaskTokens): Promise<number>;
   /** A Distributed Map's `ItemReader` (`s3:getObject`, JSON): the item array in that object. */
   readItems?(bucket: string, key: string): Promise<unknown[]>;
 }
@@ -27,11 +31,18 @@ export interface LocalExecution {
   largestTaskPayload: PayloadRecord;
   /** Every task invocation, in call order (state name and the request). */
   taskCalls: Array<{ state: string; request: unknown }>;
+  /** Every `SendTask*` call an ECS task made, in order. */
+  taskTokenCalls: Array<{ command: string; taskToken: string; error?: string }>;
+}
+
+/** The `SendTaskSuccess` / `SendTaskFailure` / `SendTaskHeartbeat` calls of the ECS tasks of one execution. */
+export interface LocalTaskTokens {
+  send(command: { constructor: { name: string }; input: unknown }): Promise<unknown>;
 }
 
 const FINAL_EVENTS = new Set(['ExecutionSucceeded', 'ExecutionFailed', 'ExecutionAborted', 'ExecutionTimeout']);
 const LAMBDA_INVOKE = 'arn:aws:states:::lambda:invoke';
-const ECS_RUN_TASK = 'arn:aws:states:::ecs:runTask.sync';
+const ECS_RUN_TASK = 'arn:aws:states:::ecs:runTask.waitForTaskToken';
 /** What a Distributed Map does: one child execution per item. */
 const CHILD_EXECUTIONS = 'arn:aws:states:::states:startExecution.sync:2';
 
@@ -41,8 +52,11 @@ const CHILD_EXECUTIONS = 'arn:aws:states:::states:startExecution.sync:2';
  * - `lambda:invoke` gets `{ FunctionName, Payload }` and returns `{ Payload, StatusCode }`; a thrown
  *   error surfaces as AWS reports a function error: its `name` as the ASL error, and as the cause the
  *   JSON the Lambda runtime writes (`{ errorType, errorMessage, trace }`);
- * - `ecs:runTask.sync` runs the ECS entry with the `STACKLINE_REQUEST` override; a non-zero exit
- *   code fails the task with `States.TaskFailed`, as ECS reports it;
+ * - `ecs:runTask.waitForTaskToken` runs the ECS entry with the `STACKLINE_REQUEST` override and a
+ *   task token of its own (the interpreter has none); the task's `SendTaskSuccess` output becomes
+ *   the state's result and its `SendTaskFailure` error and cause the state's error, as Step Functions
+ *   does; a container that exits without reporting fails the state with `States.Timeout`, as its
+ *   missing heartbeats would;
  * - a Distributed Map (which the interpreter does not support) becomes a task that reads the item
  *   list through `readItems` and runs the item processor as one child execution per item, at most
  *   `MaxConcurrency` at once; a failed child fails it with `States.ExceedToleratedFailureThreshold`.
@@ -56,6 +70,24 @@ export async function executeLocally(
   options: { executionArn?: string } = {},
 ): Promise<LocalExecution> {
   const taskCalls: LocalExecution['taskCalls'] = [];
+  const taskTokenCalls: LocalExecution['taskTokenCalls'] = [];
+  const outcomes = new Map<string, { output: string } | { error: string; cause: string }>();
+  const stepFunctions: LocalTaskTokens = {
+    async send(command) {
+      const input = command.input as { taskToken: string; output?: string; error?: string; cause?: string };
+      const name = command.constructor.name.replace(/Command$/, '');
+      taskTokenCalls.push({
+        command: name,
+        taskToken: input.taskToken,
+        ...(input.error ? { error: input.error } : {}),
+      });
+      if (!outcomes.has(input.taskToken)) throw namedError('InvalidToken', `Unknown task token ${input.taskToken}`);
+      if (name === 'SendTaskSuccess') outcomes.set(input.taskToken, { output: input.output ?? 'null' });
+      if (name === 'SendTaskFailure')
+        outcomes.set(input.taskToken, { error: input.error ?? '', cause: input.cause ?? '' });
+      return {};
+    },
+  };
   const largestState: PayloadRecord = { bytes: 0, where: '' };
   const largestTaskPayload: PayloadRecord = { bytes: 0, where: '' };
   const measure = (record: PayloadRecord, value: unknown, where: string) => {
@@ -63,7 +95,8 @@ export async function executeLocally(
     if (bytes > record.bytes) Object.assign(record, { bytes, where });
   };
   const executionArn = options.executionArn ?? `arn:aws:states:us-east-1:123456789012:execution:local:${Date.now()}`;
-  const context = { Execution: { Id: executionArn, Name: executionArn.split(':').at(-1) } };
+  // `Task.Token`: the interpreter has no task tokens; each ECS task gets its own (see above).
+  const context = { Execution: { Id: executionArn, Name: executionArn.split(':').at(-1) }, Task: { Token: 'local' } };
 
   const machine = emulateDistributedMaps(structuredClone(definition));
   const handlers: Record<string, (input: unknown) => Promise<unknown>> = {};
@@ -111,18 +144,17 @@ export async function executeLocally(
         taskCalls.push({ state: name, request: JSON.parse(request) });
         measure(largestTaskPayload, request, `${name} request`);
         if (!bindings.ecs) throw new Error(`State ${name} runs an ECS task, but no ECS binding was given.`);
-        const exitCode = await bindings.ecs(request);
-        const task = {
-          TaskArn: `arn:aws:ecs:us-east-1:123456789012:task/local/${taskCalls.length}`,
-          LastStatus: 'STOPPED',
-        };
-        if (exitCode !== 0) {
-          throw namedError(
-            'States.TaskFailed',
-            JSON.stringify({ ...task, StopCode: 'EssentialContainerExited', Containers: [{ ExitCode: exitCode }] }),
-          );
-        }
-        return { ...task, Containers: [{ ExitCode: 0 }] };
+        const taskToken = `local-task-token-${taskCalls.length}`;
+        outcomes.set(taskToken, { output: '' });
+        await bindings.ecs(request, taskToken, stepFunctions);
+        const outcome = outcomes.get(taskToken)!;
+        outcomes.delete(taskToken);
+        if ('error' in outcome) throw namedError(outcome.error, outcome.cause);
+        if (outcome.output === '')
+          throw namedError('States.Timeout', `The task of ${name} stopped without sending its task token back.`);
+        const output = JSON.parse(outcome.output) as unknown;
+        measure(largestTaskPayload, output, `${name} response`);
+        return output;
       };
     } else if (state.Resource === CHILD_EXECUTIONS && distributed) {
       handlers[name] = async (effective) => {
@@ -173,7 +205,7 @@ export async function executeLocally(
     error = { name: cause?.name ?? (caught as Error).name, message: cause?.message ?? (caught as Error).message };
   }
   await watching;
-  return { output, error, largestState, largestTaskPayload, taskCalls };
+  return { output, error, largestState, largestTaskPayload, taskCalls, taskTokenCalls };
 }
 
 interface EcsParameters {

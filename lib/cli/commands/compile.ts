@@ -1,6 +1,9 @@
 import { mkdir, writeFile } from 'node:fs/promises';
 import { dirname, relative, resolve } from 'node:path';
-import { compileToAsl } from '../../compiler/compile-to-asl.ts';
+import { compileToAsl, type EcsRunnerOptions } from '../../compiler/compile-to-asl.ts';
+import type { PipelineDefinition } from '../../dsl/pipeline.ts';
+import { ValidationError } from '../../errors.ts';
+import type { Project } from '../../stacks/project.ts';
 import { ExitCode } from '../exit-codes.ts';
 import { type CliIo, checkOutputFile, printJson } from '../io.ts';
 import { loadPipeline } from '../load-pipeline.ts';
@@ -9,7 +12,46 @@ export interface CompileCommandOptions {
   pipeline?: string;
   out?: string;
   lambdaArn?: string;
+  /** A registered stack whose `orchestrator.ecs` settings ECS steps compile against. */
+  stack?: string;
   json?: boolean;
+}
+
+/** Each ECS setting, and where a deployed environment gives it (runner stack output, `stack register` flag). */
+const ECS_SETTING_SOURCES: Array<[keyof EcsRunnerOptions, string, string]> = [
+  ['clusterArn', 'EcsRunnerClusterArn', '--ecs-cluster-arn'],
+  ['taskDefinitionArn', 'EcsRunnerTaskDefinitionArn', '--ecs-task-definition-arn'],
+  ['containerName', 'EcsRunnerContainerName', '--ecs-container-name'],
+  ['subnets', 'EcsRunnerSubnets', '--ecs-subnets'],
+];
+
+/**
+ * The ECS settings for `pipeline`: none when it has no ECS step, else the stack's
+ * `orchestrator.ecs`. @throws ValidationError naming the steps, each missing setting and where it comes from.
+ */
+async function ecsSettingsFor(
+  pipeline: PipelineDefinition,
+  stackName: string | undefined,
+  project: Project | undefined,
+): Promise<EcsRunnerOptions | undefined> {
+  const ecsSteps = pipeline
+    .build(pipeline.parseParameters({}))
+    .nodes.filter((node) => node.spec.options.runner === 'ecs')
+    .map((node) => `"${node.id}"`);
+  if (ecsSteps.length === 0) return undefined;
+  const components = stackName && project ? await project.stackComponents(stackName) : undefined;
+  const ecs = components?.orchestrator.type === 'step-functions' ? components.orchestrator.ecs : undefined;
+  if (ecs) return ecs;
+  const missing = ECS_SETTING_SOURCES.map(
+    ([setting, output, flag]) => `${setting} (runner stack output ${output}; stack register ${flag})`,
+  );
+  const where = stackName
+    ? `stack "${stackName}" has no ECS settings (orchestrator.ecs)`
+    : 'no stack with ECS settings was given (--stack NAME)';
+  throw new ValidationError(
+    `Pipeline "${pipeline.name}": step ${ecsSteps.join(', ')} ${ecsSteps.length === 1 ? 'runs' : 'run'} on ECS, but ${where}. Missing: ${missing.join(', ')}. Deploy an environment whose pipelines have ECS steps with \`stackline deploy --env ENV\` (it registers them), or register them by hand, then pass --stack.`,
+    { context: { pipeline: pipeline.name, missing: ECS_SETTING_SOURCES.map(([setting]) => setting) } },
+  );
 }
 
 /**
@@ -27,10 +69,16 @@ export function placeholderLambdaArn(env: NodeJS.ProcessEnv): string {
  * and state count on stderr. With `--json`, stdout gets one summary object instead (with the
  * definition when there is no `--out`).
  */
-export async function compileCommand(file: string, options: CompileCommandOptions, io: CliIo): Promise<number> {
+export async function compileCommand(
+  file: string,
+  options: CompileCommandOptions,
+  io: CliIo,
+  project?: Project,
+): Promise<number> {
   const pipeline = await loadPipeline(file, io.cwd, options.pipeline);
   const lambdaFunctionArn = options.lambdaArn ?? placeholderLambdaArn(io.env);
-  const compiled = compileToAsl(pipeline, { lambdaFunctionArn });
+  const ecs = await ecsSettingsFor(pipeline, options.stack, project);
+  const compiled = compileToAsl(pipeline, { lambdaFunctionArn, ...(ecs ? { ecs } : {}) });
   const summary = {
     pipeline: pipeline.name,
     stateCount: compiled.stateCount,

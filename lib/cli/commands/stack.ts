@@ -53,6 +53,12 @@ export interface StackRegisterOptions {
   orchestrator: 'local' | 'step-functions';
   roleArn?: string;
   stateMachinePrefix?: string;
+  /** ECS steps (`orchestrator.ecs`): the runner stack's EcsRunner* outputs; lists comma-separated. */
+  ecsClusterArn?: string;
+  ecsTaskDefinitionArn?: string;
+  ecsContainerName?: string;
+  ecsSubnets?: string;
+  ecsSecurityGroups?: string;
   stepRunner: 'in-process' | 'lambda';
   functionName?: string;
   artifactStore: 'local' | 's3';
@@ -88,6 +94,22 @@ const FLAG_OF_FIELD: Record<string, string> = {
   functionName: '--function-name',
 };
 
+/** The `stack register` option that sets each field of `orchestrator.ecs`. */
+export const ECS_SETTING_FLAGS: Record<string, string> = {
+  clusterArn: '--ecs-cluster-arn',
+  taskDefinitionArn: '--ecs-task-definition-arn',
+  containerName: '--ecs-container-name',
+  subnets: '--ecs-subnets',
+  securityGroups: '--ecs-security-groups',
+};
+const ECS_OPTIONS = [
+  'ecsClusterArn',
+  'ecsTaskDefinitionArn',
+  'ecsContainerName',
+  'ecsSubnets',
+  'ecsSecurityGroups',
+] as const;
+
 /** Options that only mean something with a given choice, and what that choice is called. */
 const ONLY_WITH: Array<{
   option: keyof StackRegisterOptions;
@@ -107,6 +129,12 @@ const ONLY_WITH: Array<{
     applies: (o) => o.orchestrator === 'step-functions',
     requirement: '--orchestrator step-functions',
   },
+  ...ECS_OPTIONS.map((option) => ({
+    option,
+    flag: `--${option.replace(/[A-Z]/g, (c) => `-${c.toLowerCase()}`)}`,
+    applies: (o: StackRegisterOptions) => o.orchestrator === 'step-functions',
+    requirement: '--orchestrator step-functions',
+  })),
   {
     option: 'functionName',
     flag: '--function-name',
@@ -142,7 +170,23 @@ function componentsFrom(o: StackRegisterOptions): Record<ComponentKey, Record<st
     orchestrator:
       o.orchestrator === 'local'
         ? { type: 'local' }
-        : { type: 'step-functions', roleArn: o.roleArn, stateMachinePrefix: o.stateMachinePrefix, ...aws },
+        : {
+            type: 'step-functions',
+            roleArn: o.roleArn,
+            stateMachinePrefix: o.stateMachinePrefix,
+            ...aws,
+            ...(ECS_OPTIONS.some((option) => o[option] !== undefined)
+              ? {
+                  ecs: {
+                    clusterArn: o.ecsClusterArn,
+                    taskDefinitionArn: o.ecsTaskDefinitionArn,
+                    containerName: o.ecsContainerName,
+                    subnets: o.ecsSubnets?.split(',').filter(Boolean),
+                    securityGroups: o.ecsSecurityGroups?.split(',').filter(Boolean),
+                  },
+                }
+              : {}),
+          },
     stepRunner: o.stepRunner === 'lambda' ? { type: 'lambda', functionName: o.functionName } : { type: 'in-process' },
     artifactStore:
       o.artifactStore === 'local'
@@ -185,7 +229,16 @@ function validateRegistration(name: string, o: StackRegisterOptions): Record<str
   const parsed = StackComponentsSchema.safeParse({ ...raw, ...promoters });
   if (!parsed.success) {
     for (const issue of parsed.error.issues) {
-      const [component, field] = issue.path.map(String) as [ComponentKey, string | undefined];
+      const [component, field, ecsField] = issue.path.map(String) as [ComponentKey, string | undefined, string?];
+      if (field === 'ecs' && ecsField !== undefined) {
+        const given = (raw.orchestrator.ecs as Record<string, unknown>)[ecsField];
+        problems.push(
+          given === undefined
+            ? `ECS settings need ${ECS_SETTING_FLAGS[ecsField]} (with ${Object.values(ECS_SETTING_FLAGS).slice(0, 4).join(', ')})`
+            : `${ECS_SETTING_FLAGS[ecsField]}: ${issue.message}`,
+        );
+        continue;
+      }
       const flag = field === undefined ? undefined : FLAG_OF_FIELD[field];
       const value = field === undefined ? undefined : raw[component]?.[field];
       const choice = `--${component.replace(/[A-Z]/g, (c) => `-${c.toLowerCase()}`)} ${String(raw[component]?.type)}`;

@@ -21,6 +21,7 @@ PATCH_MODULES = (
     "dynamodb_serialize",  # one lock around DynamoDB request handling (no concurrent transactions)
     "events_delivery",  # rules deliver to Step Functions / Lambda targets; S3 → EventBridge from CloudFormation
     "scheduler_fire",  # CloudFormation creates Scheduler schedules; POST /moto-api/stackline/scheduler/fire fires one
+    "ecs_run_task",  # the ecs:runTask integration calls moto's ECS with boto's parameter names
 )
 
 _applied: list[str] = []

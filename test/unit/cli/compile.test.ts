@@ -83,3 +83,89 @@ describe('stackline compile', () => {
     expect(result.json().error).toMatchObject({ code: 'VALIDATION', message: expect.stringMatching(/not found/) });
   });
 });
+
+describe('stackline compile: ECS steps', () => {
+  const ECS_PIPELINE = 'test/fixtures/pipelines/ecs.ts';
+  const SETTINGS = [
+    '--ecs-cluster-arn',
+    'arn:aws:ecs:eu-west-1:123456789012:cluster/stackline-dev',
+    '--ecs-task-definition-arn',
+    'arn:aws:ecs:eu-west-1:123456789012:task-definition/stackline-dev-step-runner:4',
+    '--ecs-container-name',
+    'step-runner',
+    '--ecs-subnets',
+    'subnet-0aaa1111,subnet-0bbb2222',
+    '--ecs-security-groups',
+    'sg-0ccc3333',
+  ];
+  const register = (...extra: string[]) =>
+    runCli(
+      home,
+      'stack',
+      'register',
+      'dev',
+      '--orchestrator',
+      'step-functions',
+      '--step-runner',
+      'lambda',
+      '--function-name',
+      'stackline-dev-step-runner',
+      '--artifact-store',
+      's3',
+      '--bucket',
+      'acme-ml-dev',
+      '--metadata-store',
+      'dynamodb',
+      '--table-prefix',
+      'stackline-dev',
+      '--region',
+      'eu-west-1',
+      ...extra,
+    );
+
+  it('compiles ECS steps against the ECS settings of the stack given with --stack', async () => {
+    expect((await register(...SETTINGS)).code).toBe(0);
+    const result = await runCli(home, 'compile', ECS_PIPELINE, '--lambda-arn', ARN, '--stack', 'dev');
+    expect(result.code).toBe(0);
+    const task = result.json().States.Step_train_on_ecs;
+    expect(task.Resource).toBe('arn:aws:states:::ecs:runTask.waitForTaskToken');
+    expect(task.Parameters).toMatchObject({
+      Cluster: 'arn:aws:ecs:eu-west-1:123456789012:cluster/stackline-dev',
+      TaskDefinition: 'arn:aws:ecs:eu-west-1:123456789012:task-definition/stackline-dev-step-runner:4',
+      NetworkConfiguration: {
+        AwsvpcConfiguration: { Subnets: ['subnet-0aaa1111', 'subnet-0bbb2222'], SecurityGroups: ['sg-0ccc3333'] },
+      },
+      Overrides: { ContainerOverrides: [{ Name: 'step-runner' }] },
+    });
+  });
+
+  it('exits 2 naming each missing ECS setting and where it comes from when the stack has none', async () => {
+    expect((await register()).code).toBe(0);
+    const result = await runCli(home, 'compile', ECS_PIPELINE, '--stack', 'dev');
+    expect(result.code).toBe(2);
+    expect(result.stdout).toBe('');
+    expect(result.stderr).toMatch(
+      /step "train_on_ecs" runs on ECS, but stack "dev" has no ECS settings \(orchestrator\.ecs\)/,
+    );
+    for (const [setting, output, flag] of [
+      ['clusterArn', 'EcsRunnerClusterArn', '--ecs-cluster-arn'],
+      ['taskDefinitionArn', 'EcsRunnerTaskDefinitionArn', '--ecs-task-definition-arn'],
+      ['containerName', 'EcsRunnerContainerName', '--ecs-container-name'],
+      ['subnets', 'EcsRunnerSubnets', '--ecs-subnets'],
+    ])
+      expect(result.stderr).toContain(`${setting} (runner stack output ${output}; stack register ${flag})`);
+  });
+
+  it('exits 2 saying no stack was given when an ECS pipeline is compiled without --stack', async () => {
+    const result = await runCli(home, 'compile', ECS_PIPELINE);
+    expect(result.code).toBe(2);
+    expect(result.stderr).toMatch(/no stack with ECS settings was given \(--stack NAME\)\. Missing: clusterArn/);
+  });
+
+  it('refuses to register incomplete ECS settings, naming the missing flag', async () => {
+    const result = await register(...SETTINGS.slice(0, 4));
+    expect(result.code).toBe(2);
+    expect(result.stderr).toMatch(/ECS settings need --ecs-container-name/);
+    expect(result.stderr).toMatch(/ECS settings need --ecs-subnets/);
+  });
+});

@@ -22,6 +22,7 @@ import {
   planGraph,
   TRANSIENT_RETRIER,
 } from '../../../lib/compiler/compile-to-asl.ts';
+import { ECS_HEARTBEAT_SECONDS } from '../../../lib/compiler/ecs-task.ts';
 import type { PipelineGraph, StepNode } from '../../../lib/dsl/builder.ts';
 import type { StepSpec } from '../../../lib/dsl/step.ts';
 import type { StepOptions } from '../../../lib/dsl/types.ts';
@@ -540,7 +541,7 @@ describe('compileToAsl', () => {
     expect(withDefault.definition.States.Map_b).toMatchObject({ MaxConcurrency: 3 });
   });
 
-  it('runs ECS steps on Fargate with the request in STACKLINE_REQUEST and the step resources as overrides', () => {
+  it('runs ECS steps on Fargate with the request and the task token as overrides, waiting for the token', () => {
     const { definition } = compileToAsl(mixed, OPTIONS);
     expect(definition.States.Step_prepare).toMatchObject({ Next: 'Request_train' });
     expect(definition.States.Request_train).toEqual({
@@ -550,7 +551,7 @@ describe('compileToAsl', () => {
       Next: 'Step_train',
     });
     const task = definition.States.Step_train as TaskState;
-    expect(task.Resource).toBe('arn:aws:states:::ecs:runTask.sync');
+    expect(task.Resource).toBe('arn:aws:states:::ecs:runTask.waitForTaskToken');
     expect(task.Parameters).toEqual({
       LaunchType: 'FARGATE',
       Cluster: ECS.clusterArn,
@@ -567,13 +568,70 @@ describe('compileToAsl', () => {
             Name: 'step-runner',
             Cpu: 2048,
             Memory: 8192,
-            Environment: [{ Name: 'STACKLINE_REQUEST', 'Value.$': 'States.JsonToString($.request)' }],
+            Environment: [
+              { Name: 'STACKLINE_REQUEST', 'Value.$': 'States.JsonToString($.request)' },
+              { Name: 'STACKLINE_TASK_TOKEN', 'Value.$': '$$.Task.Token' },
+            ],
           },
         ],
       },
     });
     expect(task.TimeoutSeconds).toBe(7200);
-    expect(task.Retry).toBeUndefined();
+    // A task that dies without reporting sends no more heartbeats: the state fails after 5 minutes.
+    expect(task.HeartbeatSeconds).toBe(ECS_HEARTBEAT_SECONDS);
+    // No retries declared: only the runner's transient errors are retried, as on Lambda.
+    expect(task.Retry).toEqual([TRANSIENT_RETRIER]);
+  });
+
+  it('gives ECS steps the Retry fields of Lambda steps, without Lambda service errors: NonRetriableError first, never retried', () => {
+    const p = pipeline({ name: 'ecs-retries' }, () => {
+      const { value } = source({}, { id: 'a' });
+      const job = step(
+        {
+          name: 'job',
+          inputs: { x: Num },
+          outputs: { y: Num },
+          runner: 'ecs',
+          retries: { maxRetries: 3, backoffMs: 2000 },
+        },
+        ({ inputs }) => ({ y: inputs.x }),
+      );
+      job({ x: value });
+      const lambdaJob = step(
+        { name: 'lambda_job', inputs: { x: Num }, outputs: { y: Num }, retries: { maxRetries: 3, backoffMs: 2000 } },
+        ({ inputs }) => ({ y: inputs.x }),
+      );
+      lambdaJob({ x: value });
+    });
+    const { definition } = expectValid(compileToAsl(p, OPTIONS), build(p));
+    const parallel = definition.States.Parallel_job_lambda_job as { Branches: StateMachineFragment[] };
+    const [ecsTask, lambdaTask] = parallel.Branches.map(
+      (b) => b.States[`Step_${b.StartAt.replace(/^(Request|Step)_/, '')}`] as TaskState,
+    );
+    expect(ecsTask!.Retry).toEqual([
+      { ErrorEquals: ['NonRetriableError'], MaxAttempts: 0 },
+      TRANSIENT_RETRIER,
+      {
+        ErrorEquals: ['States.TaskFailed', 'States.Timeout'],
+        IntervalSeconds: 2,
+        MaxAttempts: 3,
+        BackoffRate: 2,
+        MaxDelaySeconds: 60,
+      },
+    ]);
+    expect(lambdaTask!.Retry!.filter((r) => !r.ErrorEquals[0]!.startsWith('Lambda.'))).toEqual(ecsTask!.Retry);
+  });
+
+  it('sets HeartbeatSeconds only below TimeoutSeconds, as Step Functions requires', () => {
+    const withTimeout = (timeoutMs: number) =>
+      pipeline({ name: `ecs-timeout-${timeoutMs}` }, () => {
+        step({ name: 'job', outputs: { y: Num }, runner: 'ecs', timeoutMs }, () => ({ y: 1 }))({});
+      });
+    const short = compileToAsl(withTimeout(120_000), OPTIONS).definition.States.Step_job as TaskState;
+    expect(short).toMatchObject({ TimeoutSeconds: 120 });
+    expect(short.HeartbeatSeconds).toBeUndefined();
+    const long = compileToAsl(withTimeout(3_600_000), OPTIONS).definition.States.Step_job as TaskState;
+    expect(long).toMatchObject({ TimeoutSeconds: 3600, HeartbeatSeconds: ECS_HEARTBEAT_SECONDS });
   });
 
   it('runs an ECS fan-out item through its own request Pass inside both Map processors', () => {
@@ -592,9 +650,19 @@ describe('compileToAsl', () => {
       Parameters: { stepId: 'heavy', 'runId.$': '$.runId', 'mapIndex.$': '$.mapIndex' },
       Next: 'DistributedStep_heavy',
     });
+    expect(
+      (processor.States.DistributedStep_heavy as TaskState).Parameters!.Overrides as { ContainerOverrides: unknown[] },
+    ).toMatchObject({
+      ContainerOverrides: [{ Environment: [{}, { Name: 'STACKLINE_TASK_TOKEN', 'Value.$': '$$.Task.Token' }] }],
+    });
     expect(processor.States.DistributedStep_heavy).toMatchObject({
-      Resource: 'arn:aws:states:::ecs:runTask.sync',
-      Retry: [{ ErrorEquals: ['States.TaskFailed', 'States.Timeout'], MaxAttempts: 1 }],
+      Resource: 'arn:aws:states:::ecs:runTask.waitForTaskToken',
+      HeartbeatSeconds: ECS_HEARTBEAT_SECONDS,
+      Retry: [
+        { ErrorEquals: ['NonRetriableError'], MaxAttempts: 0 },
+        TRANSIENT_RETRIER,
+        { ErrorEquals: ['States.TaskFailed', 'States.Timeout'], MaxAttempts: 1 },
+      ],
       OutputPath: null,
       End: true,
     });
@@ -935,7 +1003,11 @@ async function execute(compiled: CompiledStateMachine, input: object, runner: Ru
     input as never,
     {
       overrides: { taskResourceLocalHandlers: handlers, retryIntervalOverrides: retryOverrides(compiled.definition) },
-      context: { Execution: { Id: 'arn:aws:states:eu-west-1:123456789012:execution:test:1' } },
+      // The interpreter has no task tokens: a fixed one stands in for `$$.Task.Token` (ECS tasks).
+      context: {
+        Execution: { Id: 'arn:aws:states:eu-west-1:123456789012:execution:test:1' },
+        Task: { Token: 'token' },
+      },
     } as never,
   );
   try {
