@@ -3,6 +3,7 @@ import type { PipelineGraph, StepNode } from '../dsl/builder.ts';
 import type { PipelineDefinition } from '../dsl/pipeline.ts';
 import type { RetryPolicy, StepResources } from '../dsl/types.ts';
 import { PipelineDefinitionError, ValidationError } from '../errors.ts';
+import { LAMBDA_TIMEOUT_EARLY_MS } from '../runtime/liveness.ts';
 import type { StepRunnerRequest } from '../runtime/step-runner-protocol.ts';
 import type {
   Catcher,
@@ -50,6 +51,12 @@ export interface EcsRunnerOptions {
 export interface CompileOptions {
   /** The step runner Lambda function (name, ARN or alias ARN). Every bookkeeping call and every `lambda` step invokes it. */
   lambdaFunctionArn: string;
+  /**
+   * The deployed step runner function's timeout, in seconds (default 900, Lambda's maximum). A
+   * `lambda` step's `timeoutMs` must fit in it minus the runner's early answer
+   * ({@link LAMBDA_TIMEOUT_EARLY_MS}); its Task waits this long (see {@link compileGraphToAsl}).
+   */
+  lambdaTimeoutSeconds?: number;
   /** Required when a step declares `runner: 'ecs'`. */
   ecs?: EcsRunnerOptions;
   /**
@@ -244,6 +251,7 @@ export function compileGraphToAsl(
 
 interface Settings {
   lambdaFunctionArn: string;
+  lambdaTimeoutSeconds: number;
   ecs: EcsRunnerOptions | undefined;
   /** false: Distributed Map only. */
   inlineMaps: boolean;
@@ -270,6 +278,15 @@ function resolveOptions(options: CompileOptions): Settings {
     if (ecs.securityGroups !== undefined && (ecs.securityGroups.length > 5 || !ecs.securityGroups.every(nonEmpty)))
       problems.push('ecs.securityGroups must list at most 5 security group ids.');
   }
+  const lambdaTimeoutSeconds = options.lambdaTimeoutSeconds ?? STEP_FUNCTIONS_LIMITS.lambdaTimeoutSeconds;
+  if (
+    !Number.isInteger(lambdaTimeoutSeconds) ||
+    lambdaTimeoutSeconds < 1 ||
+    lambdaTimeoutSeconds > STEP_FUNCTIONS_LIMITS.lambdaTimeoutSeconds
+  )
+    problems.push(
+      `lambdaTimeoutSeconds must be a whole number from 1 to ${STEP_FUNCTIONS_LIMITS.lambdaTimeoutSeconds} (got ${lambdaTimeoutSeconds}).`,
+    );
   const threshold = options.distributedMapThreshold ?? DEFAULT_DISTRIBUTED_MAP_THRESHOLD;
   if (!Number.isInteger(threshold) || threshold < 0)
     problems.push(`distributedMapThreshold must be a whole number ≥ 0 (got ${threshold}).`);
@@ -285,6 +302,7 @@ function resolveOptions(options: CompileOptions): Settings {
   }
   return {
     lambdaFunctionArn: options.lambdaFunctionArn,
+    lambdaTimeoutSeconds,
     ecs,
     inlineMaps: threshold > 0,
     defaultMapConcurrency: concurrency,
@@ -353,9 +371,14 @@ function collectProblems(graph: PipelineGraph, settings: Settings): string[] {
         problems.push(`${where} has timeoutMs ${timeoutMs}: use a positive number of milliseconds.`);
       } else {
         const seconds = Math.ceil(timeoutMs / 1000);
-        if (runner === 'lambda' && seconds > STEP_FUNCTIONS_LIMITS.lambdaTimeoutSeconds)
+        // The runner answers LAMBDA_TIMEOUT_EARLY_MS before the function's timeout (then exits):
+        // a step must time out, and be recorded as timed out, before that.
+        const lambdaLimitMs = settings.lambdaTimeoutSeconds * 1000 - LAMBDA_TIMEOUT_EARLY_MS;
+        if (runner === 'lambda' && timeoutMs > lambdaLimitMs)
           problems.push(
-            `${where} has timeoutMs ${timeoutMs} (${seconds} s), but a Lambda invocation stops after ${STEP_FUNCTIONS_LIMITS.lambdaTimeoutSeconds} s. Set runner: 'ecs' for long steps, or lower timeoutMs.`,
+            `${where} has timeoutMs ${timeoutMs} (${seconds} s), but the step runner Lambda stops after ${settings.lambdaTimeoutSeconds} s ` +
+              `and answers ${LAMBDA_TIMEOUT_EARLY_MS} ms before that: use timeoutMs ≤ ${lambdaLimitMs}, raise the function's timeout ` +
+              "(the environment's runner.timeoutSeconds), or set runner: 'ecs' for long steps.",
           );
         if (seconds > STEP_FUNCTIONS_LIMITS.maxSeconds)
           problems.push(
@@ -1022,7 +1045,6 @@ class Renderer {
       ResultPath: null,
       // Inside a Map, each iteration's output is collected into an array: keep every element `{}`.
       ...(mapIndexPath ? { OutputPath: null } : {}),
-      ...(timeoutMs === undefined ? {} : { TimeoutSeconds: Math.max(1, Math.ceil(timeoutMs / 1000)) }),
     };
     if (node.spec.options.runner !== 'ecs') {
       states[names.step] = {
@@ -1030,6 +1052,10 @@ class Renderer {
         Resource: LAMBDA_INVOKE,
         Parameters: this.invoke(request),
         ...common,
+        // The runner enforces timeoutMs itself and answers (StepTimeoutError, then exits) before
+        // the function's timeout. A shorter Task timeout would abandon an invocation that is still
+        // running and start its retry beside it, so the Task waits as long as the function may run.
+        ...(timeoutMs === undefined ? {} : { TimeoutSeconds: this.settings.lambdaTimeoutSeconds }),
         Retry: this.retriers(node, true),
         ...(catchers ? { Catch: catchers } : {}),
         ...transition(next),
@@ -1044,6 +1070,7 @@ class Renderer {
       Resource: ECS_RUN_TASK_SYNC,
       Parameters: this.ecsRunTask(node.spec.options.resources),
       ...common,
+      ...(timeoutMs === undefined ? {} : { TimeoutSeconds: Math.max(1, Math.ceil(timeoutMs / 1000)) }),
       ...(retry.length > 0 ? { Retry: retry } : {}),
       ...(catchers ? { Catch: catchers } : {}),
       ...transition(next),
