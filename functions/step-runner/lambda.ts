@@ -15,6 +15,7 @@ import {
   type StepRunnerDeps,
   toStepFunctionsError,
 } from '../../lib/runtime/step-runner.ts';
+import { deliveryFault } from '../../lib/util/fault-points.ts';
 
 /** Validates the event against the step runner protocol; a bad event fails as `NonRetriableError`. */
 function validateStepRunnerRequest(): MiddlewareObj<unknown> {
@@ -112,10 +113,16 @@ export function createLambdaHandler(
         // invocation takes over then, and a duplicate delivered meanwhile waits for it.
         const remaining =
           typeof context?.getRemainingTimeInMillis === 'function' ? context.getRemainingTimeInMillis() : undefined;
-        return await handleStepRunnerRequest(event as ParsedStepRunnerRequest, resolveDeps(pipelines), {
+        const request = event as ParsedStepRunnerRequest;
+        const delivery =
+          request.action === 'run-step' ? `${request.runId}/${request.stepId}/${request.mapIndex ?? ''}` : undefined;
+        if (delivery) deliveryFault(delivery, 'before');
+        const response = await handleStepRunnerRequest(request, resolveDeps(pipelines), {
           executor: 'lambda',
           ...(remaining === undefined ? {} : { deadlineMs: Date.now() + remaining }),
         });
+        if (delivery) deliveryFault(delivery, 'after');
+        return response;
       } catch (error) {
         throw toStepFunctionsError(error);
       }
