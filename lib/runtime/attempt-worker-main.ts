@@ -14,6 +14,7 @@ import { NonRetriableError } from '../errors.ts';
 import { faultPoint } from '../util/fault-points.ts';
 import {
   type AttemptWorkerData,
+  fromCrossingError,
   type ParentToWorker,
   type Remote,
   type RemoteMarker,
@@ -38,7 +39,7 @@ port.on('message', (message: ParentToWorker) => {
   if (!call) return;
   pending.delete(message.id);
   if (message.type === 'result') call.resolve(revive(message.value));
-  else call.reject(Object.assign(new Error(message.error.message), message.error));
+  else call.reject(fromCrossingError(message.error));
 });
 
 /** A stand-in for a parent-side object: data fields as they are, methods as calls to the parent. */

@@ -1,3 +1,7 @@
+import * as errors from '../errors.ts';
+import { StacklineError } from '../errors.ts';
+import * as promotionErrors from '../metadata/promotion-rules.ts';
+
 /**
  * The messages between an attempt's parent (the step executor) and the worker thread that runs an
  * isolated attempt (`isolation: 'worker'`). Values cross by structured clone; objects with methods
@@ -82,4 +86,26 @@ function cloneable(context: Record<string, unknown>): Record<string, unknown> {
   } catch {
     return {};
   }
+}
+
+type ErrorClass = new (message: string, options?: { cause?: unknown; context?: Record<string, unknown> }) => Error;
+
+const ERROR_CLASSES = new Map(
+  ([...Object.values(errors), ...Object.values(promotionErrors)] as unknown[])
+    .filter((value): value is ErrorClass => typeof value === 'function' && value.prototype instanceof StacklineError)
+    .map((type) => [type.name, type]),
+);
+
+/**
+ * The error on the other side of the boundary, as the class it was thrown as when that is one of
+ * Stackline's (so `instanceof NonRetriableError` and `StageHeldError` still work); otherwise an
+ * Error with the same name and message.
+ */
+export function fromCrossingError(crossing: CrossingError): Error {
+  const known = ERROR_CLASSES.get(crossing.name);
+  const error = known
+    ? new known(crossing.message, crossing.context ? { context: crossing.context } : {})
+    : Object.assign(new Error(crossing.message), { name: crossing.name });
+  if (crossing.stack) error.stack = crossing.stack;
+  return error;
 }

@@ -8,11 +8,10 @@ import { Worker } from 'node:worker_threads';
 import type { StepNode } from '../dsl/builder.ts';
 import { stepDefinitionFile } from '../dsl/step.ts';
 import type { StepContext } from '../dsl/types.ts';
-import * as errors from '../errors.ts';
-import { NonRetriableError, StacklineError } from '../errors.ts';
+import { NonRetriableError, StepFailedError, StepTimeoutError } from '../errors.ts';
 import {
   type AttemptWorkerData,
-  type CrossingError,
+  fromCrossingError,
   type ParentToWorker,
   type Remote,
   toCrossingError,
@@ -120,7 +119,7 @@ export function startIsolatedAttempt(
   const result = new Promise<unknown>((resolve, reject) => {
     const startLimit = setTimeout(() => {
       reject(
-        new errors.StepTimeoutError(
+        new StepTimeoutError(
           `Step "${node.id}": its worker did not start the step within ${WORKER_START_LIMIT_MS} ms (importing ${moduleFile}).`,
           { context: { step: node.id, file: moduleFile } },
         ),
@@ -162,7 +161,7 @@ export function startIsolatedAttempt(
     worker.on('exit', (code) => {
       if (!stopped)
         reject(
-          new errors.StepFailedError(`Step "${node.id}": its worker exited (code ${code}) before the step returned.`, {
+          new StepFailedError(`Step "${node.id}": its worker exited (code ${code}) before the step returned.`, {
             context: { step: node.id, exitCode: code },
           }),
         );
@@ -214,21 +213,6 @@ function withBuffers(value: unknown, bufferOutputs: readonly string[]): unknown 
     out[name] = Buffer.from(view.buffer, view.byteOffset, view.byteLength);
   }
   return out;
-}
-
-type ErrorClass = new (message: string, options?: { cause?: unknown; context?: Record<string, unknown> }) => Error;
-
-/** The worker's error as the class it was thrown as (Stackline errors), so retry decisions see it. */
-function fromCrossingError(crossing: CrossingError): Error {
-  const known = (Object.values(errors) as unknown[]).find(
-    (value): value is ErrorClass =>
-      typeof value === 'function' && value.name === crossing.name && value.prototype instanceof StacklineError,
-  );
-  const error = known
-    ? new known(crossing.message, { ...(crossing.context ? { context: crossing.context } : {}) })
-    : Object.assign(new Error(crossing.message), { name: crossing.name });
-  if (crossing.stack) error.stack = crossing.stack;
-  return error;
 }
 
 // The worker entry beside this file: JavaScript in the build; when running from source (tests,
