@@ -544,8 +544,8 @@ describe('duplicate deliveries and Lambda failures on the reference scenario', (
     const env = { ...process.env, STACKLINE_ARTIFACT_BUCKET: bucket, STACKLINE_TABLE_PREFIX: tablePrefix };
     const byPipelines = new Map<readonly PipelineDefinition[], StepRunnerDeps>();
     const resolveDeps = (pipelines: PipelineDefinition[]) => {
-      let deps = byPipelines.get(pipelines);
-      if (!deps) byPipelines.set(pipelines, (deps = createAwsStepRunnerDeps(pipelines, env)));
+      const deps = byPipelines.get(pipelines) ?? createAwsStepRunnerDeps(pipelines, env);
+      byPipelines.set(pipelines, deps);
       return deps;
     };
     return { resolveDeps, stores: createAwsStepRunnerDeps([], env).stores };
