@@ -220,6 +220,12 @@ export function step<
   const nameError = nameProblem('step', name);
   if (nameError !== undefined) throw new PipelineDefinitionError(nameError);
   const codeVersion = normalizeCodeVersion(name, rest.codeVersion);
+  if (rest.isolation !== undefined && rest.isolation !== 'in-process' && rest.isolation !== 'worker') {
+    throw new PipelineDefinitionError(
+      `Step "${name}": isolation must be 'in-process' or 'worker' (got ${JSON.stringify(rest.isolation)}).`,
+      { context: { step: name } },
+    );
+  }
   const options = codeVersion === undefined ? rest : { ...rest, codeVersion };
   if (typeof fn !== 'function')
     throw new PipelineDefinitionError(`Step "${name}": the second argument must be the step function.`);

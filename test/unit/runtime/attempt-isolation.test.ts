@@ -3,7 +3,9 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { afterEach, beforeEach, describe, expect, it } from 'vitest';
+import { z } from 'zod';
 import { loadArtifactVersion } from '../../../lib/artifacts/load-artifact.ts';
+import { step } from '../../../lib/index.ts';
 import { runPipelineLocally } from '../../../lib/runtime/local-orchestrator.ts';
 import { echoPipeline, refusesPipeline, stubbornPipeline } from '../../fixtures/isolation/stubborn-steps.ts';
 import { createLocalTestEnv, type LocalTestEnv } from '../../support/local-env.ts';
@@ -93,6 +95,12 @@ describe("isolation: 'worker' (the hard stop)", () => {
     expect(total.metadata).toEqual({ rows: 3 });
     expect(await loadArtifactVersion(env.materializers, total, env.artifacts)).toBe(6);
   }, 30_000);
+
+  it('refuses an unknown isolation value when the step is defined', () => {
+    expect(() =>
+      step({ name: 'odd', outputs: { x: z.number() }, isolation: 'thread' as never }, () => ({ x: 1 })),
+    ).toThrow(/Step "odd": isolation must be 'in-process' or 'worker' \(got "thread"\)/);
+  });
 
   it('an error thrown in the worker keeps its class: a NonRetriableError is not retried', async () => {
     const result = await runPipelineLocally(refusesPipeline, env);
