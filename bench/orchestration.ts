@@ -39,13 +39,13 @@ export function linearPipeline(steps: number) {
 
 // --- environment ----------------------------------------------------------------------------
 
-interface BenchEnv extends StepEnvironment {
+export interface BenchEnv extends StepEnvironment {
   dir: string;
   close(): Promise<void>;
 }
 
 /** A fresh local stack as `stackline` uses by default: SQLite file (WAL) + artifacts on disk. */
-async function createEnv(parent: string): Promise<BenchEnv> {
+export async function createEnv(parent: string): Promise<BenchEnv> {
   await mkdir(parent, { recursive: true });
   const dir = await mkdtemp(join(parent, 'env-'));
   const metadata = SqliteMetadataStore.open(join(dir, 'metadata.db'));

@@ -16,6 +16,7 @@ import { fileURLToPath } from 'node:url';
 import { parseArgs } from 'node:util';
 import { apiBenchmark } from './api.ts';
 import { artifactsBenchmark } from './artifacts.ts';
+import { attemptIsolationBenchmark } from './attempt-isolation.ts';
 import { bundleBenchmark } from './bundle.ts';
 import { cliBenchmark } from './cli.ts';
 import { benchCompile } from './compile.ts';
@@ -40,6 +41,7 @@ const BENCHMARKS: Benchmark[] = [
   bundleBenchmark,
   apiBenchmark,
   cliBenchmark,
+  attemptIsolationBenchmark,
 ];
 
 const USAGE = `Usage: npm run bench -- [--quick] [--json] [--only <name>[,<name>...]]

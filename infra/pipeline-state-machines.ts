@@ -30,6 +30,8 @@ export interface PipelineStateMachinesProps {
   stepRunner: lambda.IFunction;
   /** Its name as a plain string: it is part of the compiled definition. */
   stepRunnerName: string;
+  /** Its timeout (default 900): Lambda steps' `timeoutMs` must fit in it, and their Tasks wait for it. */
+  stepRunnerTimeoutSeconds?: number;
   /** State machines are `<prefix><pipeline>`. */
   stateMachinePrefix: string;
   /** The artifact bucket and the store's key prefix: Distributed Maps read item lists under `<prefix>/runs/`. */
@@ -75,6 +77,9 @@ export class PipelineStateMachines extends Construct {
       const name = stateMachineName(pipeline.name, props.stateMachinePrefix);
       const compiled = compileToAsl(pipeline, {
         lambdaFunctionArn: props.stepRunnerName,
+        ...(props.stepRunnerTimeoutSeconds === undefined
+          ? {}
+          : { lambdaTimeoutSeconds: props.stepRunnerTimeoutSeconds }),
         ...(props.distributedMapThreshold === undefined
           ? {}
           : { distributedMapThreshold: props.distributedMapThreshold }),

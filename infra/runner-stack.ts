@@ -95,12 +95,15 @@ export class RunnerStack extends Stack {
   readonly storeObjectsArn: string;
   /** More `stack register` options for the `RegisterCommand` output (constructs added later append theirs, e.g. ECS). */
   readonly registerOptions: string[] = [];
+  /** The function's timeout: the compiler fits Lambda steps' `timeoutMs` in it (see `PipelineStateMachines`). */
+  readonly timeoutSeconds: number;
 
   constructor(scope: Construct, id: string, props: RunnerStackProps) {
     super(scope, id, props);
     const artifactPrefix = props.artifactPrefix.replace(/^\/+|\/+$/g, '');
     const functionName = props.functionName ?? `${props.tablePrefix}-step-runner`;
     this.stateMachinePrefix = props.stateMachinePrefix ?? `${props.tablePrefix}-`;
+    this.timeoutSeconds = props.timeoutSeconds ?? 300;
 
     const bucketArn = Arn.format({ service: 's3', region: '', account: '', resource: props.bucketName }, this);
     const keysUnder = (path: string) => `${bucketArn}/${artifactPrefix ? `${artifactPrefix}/` : ''}${path}`;
@@ -174,7 +177,7 @@ export class RunnerStack extends Stack {
       handler: 'index.handler',
       code: lambda.Code.fromAsset(props.codeDirectory),
       memorySize: props.memoryMb ?? 1024,
-      timeout: Duration.seconds(props.timeoutSeconds ?? 300),
+      timeout: Duration.seconds(this.timeoutSeconds),
       role: functionRole,
       logGroup,
       environment: this.stepRunnerEnvironment,

@@ -132,6 +132,7 @@ export async function addStacklineStages(app: App, options: StacklineStagesOptio
       stepRunner: runner.function,
       // The runner stack's default name, as plain text: it is compiled into the definitions.
       stepRunnerName: `${environment.tablePrefix}-step-runner`,
+      stepRunnerTimeoutSeconds: runner.timeoutSeconds,
       stateMachinePrefix: runner.stateMachinePrefix,
       bucketName: data.bucketName,
       artifactPrefix: data.artifactPrefix,

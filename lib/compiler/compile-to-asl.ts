@@ -3,6 +3,7 @@ import type { PipelineGraph, StepNode } from '../dsl/builder.ts';
 import type { PipelineDefinition } from '../dsl/pipeline.ts';
 import type { RetryPolicy } from '../dsl/types.ts';
 import { PipelineDefinitionError, ValidationError } from '../errors.ts';
+import { LAMBDA_TIMEOUT_EARLY_MS } from '../runtime/liveness.ts';
 import type { StepRunnerRequest } from '../runtime/step-runner-protocol.ts';
 import type {
   Catcher,
@@ -46,6 +47,12 @@ export const STEP_FUNCTIONS_LIMITS = {
 export interface CompileOptions {
   /** The step runner Lambda function (name, ARN or alias ARN). Every bookkeeping call and every `lambda` step invokes it. */
   lambdaFunctionArn: string;
+  /**
+   * The deployed step runner function's timeout, in seconds (default 900, Lambda's maximum). A
+   * `lambda` step's `timeoutMs` must fit in it minus the runner's early answer
+   * ({@link LAMBDA_TIMEOUT_EARLY_MS}); its Task waits this long (see {@link compileGraphToAsl}).
+   */
+  lambdaTimeoutSeconds?: number;
   /** Required when a step declares `runner: 'ecs'`. */
   ecs?: EcsRunnerOptions;
   /**
@@ -239,6 +246,7 @@ export function compileGraphToAsl(
 
 interface Settings {
   lambdaFunctionArn: string;
+  lambdaTimeoutSeconds: number;
   ecs: EcsRunnerOptions | undefined;
   /** false: Distributed Map only. */
   inlineMaps: boolean;
@@ -252,6 +260,15 @@ function resolveOptions(options: CompileOptions): Settings {
   if (!nonEmpty(options.lambdaFunctionArn)) problems.push('lambdaFunctionArn must be a non-empty string.');
   const ecs = options.ecs;
   if (ecs) problems.push(...ecsOptionProblems(ecs));
+  const lambdaTimeoutSeconds = options.lambdaTimeoutSeconds ?? STEP_FUNCTIONS_LIMITS.lambdaTimeoutSeconds;
+  if (
+    !Number.isInteger(lambdaTimeoutSeconds) ||
+    lambdaTimeoutSeconds < 1 ||
+    lambdaTimeoutSeconds > STEP_FUNCTIONS_LIMITS.lambdaTimeoutSeconds
+  )
+    problems.push(
+      `lambdaTimeoutSeconds must be a whole number from 1 to ${STEP_FUNCTIONS_LIMITS.lambdaTimeoutSeconds} (got ${lambdaTimeoutSeconds}).`,
+    );
   const threshold = options.distributedMapThreshold ?? DEFAULT_DISTRIBUTED_MAP_THRESHOLD;
   if (!Number.isInteger(threshold) || threshold < 0)
     problems.push(`distributedMapThreshold must be a whole number ≥ 0 (got ${threshold}).`);
@@ -267,6 +284,7 @@ function resolveOptions(options: CompileOptions): Settings {
   }
   return {
     lambdaFunctionArn: options.lambdaFunctionArn,
+    lambdaTimeoutSeconds,
     ecs,
     inlineMaps: threshold > 0,
     defaultMapConcurrency: concurrency,
@@ -335,9 +353,14 @@ function collectProblems(graph: PipelineGraph, settings: Settings): string[] {
         problems.push(`${where} has timeoutMs ${timeoutMs}: use a positive number of milliseconds.`);
       } else {
         const seconds = Math.ceil(timeoutMs / 1000);
-        if (runner === 'lambda' && seconds > STEP_FUNCTIONS_LIMITS.lambdaTimeoutSeconds)
+        // The runner answers LAMBDA_TIMEOUT_EARLY_MS before the function's timeout (then exits):
+        // a step must time out, and be recorded as timed out, before that.
+        const lambdaLimitMs = settings.lambdaTimeoutSeconds * 1000 - LAMBDA_TIMEOUT_EARLY_MS;
+        if (runner === 'lambda' && timeoutMs > lambdaLimitMs)
           problems.push(
-            `${where} has timeoutMs ${timeoutMs} (${seconds} s), but a Lambda invocation stops after ${STEP_FUNCTIONS_LIMITS.lambdaTimeoutSeconds} s. Set runner: 'ecs' for long steps, or lower timeoutMs.`,
+            `${where} has timeoutMs ${timeoutMs} (${seconds} s), but the step runner Lambda stops after ${settings.lambdaTimeoutSeconds} s ` +
+              `and answers ${LAMBDA_TIMEOUT_EARLY_MS} ms before that: use timeoutMs ≤ ${lambdaLimitMs}, raise the function's timeout ` +
+              "(the environment's runner.timeoutSeconds), or set runner: 'ecs' for long steps.",
           );
         if (seconds > STEP_FUNCTIONS_LIMITS.maxSeconds)
           problems.push(
@@ -963,7 +986,6 @@ class Renderer {
       ResultPath: null,
       // Inside a Map, each iteration's output is collected into an array: keep every element `{}`.
       ...(mapIndexPath ? { OutputPath: null } : {}),
-      ...(timeoutMs === undefined ? {} : { TimeoutSeconds: Math.max(1, Math.ceil(timeoutMs / 1000)) }),
     };
     if (node.spec.options.runner !== 'ecs') {
       states[names.step] = {
@@ -971,6 +993,10 @@ class Renderer {
         Resource: LAMBDA_INVOKE,
         Parameters: this.invoke(request),
         ...common,
+        // The runner enforces timeoutMs itself and answers (StepTimeoutError, then exits) before
+        // the function's timeout. A shorter Task timeout would abandon an invocation that is still
+        // running and start its retry beside it, so the Task waits as long as the function may run.
+        ...(timeoutMs === undefined ? {} : { TimeoutSeconds: this.settings.lambdaTimeoutSeconds }),
         Retry: this.retriers(node, true),
         ...(catchers ? { Catch: catchers } : {}),
         ...transition(next),
@@ -979,12 +1005,14 @@ class Renderer {
     }
     const pass: PassState = { Type: 'Pass', Parameters: request, ResultPath: '$.request', Next: names.step };
     states[names.request!] = pass;
-    const heartbeat = ecsHeartbeatSeconds(common.TimeoutSeconds);
+    const ecsTimeoutSeconds = timeoutMs === undefined ? undefined : Math.max(1, Math.ceil(timeoutMs / 1000));
+    const heartbeat = ecsHeartbeatSeconds(ecsTimeoutSeconds);
     states[names.step] = {
       Type: 'Task',
       Resource: ECS_RUN_TASK,
       Parameters: ecsRunTaskParameters(this.settings.ecs!, node.spec.options.resources),
       ...common,
+      ...(ecsTimeoutSeconds === undefined ? {} : { TimeoutSeconds: ecsTimeoutSeconds }),
       ...(heartbeat === undefined ? {} : { HeartbeatSeconds: heartbeat }),
       Retry: this.retriers(node, false),
       ...(catchers ? { Catch: catchers } : {}),

@@ -126,7 +126,28 @@ function pinnedCodeParts(name: string): Record<string, string> | undefined {
   return pinned?.[name];
 }
 
-const definedSteps = new Map<string, StepSpec[]>();
+/**
+ * Every step defined in this thread, by name. Kept on `globalThis` so that two copies of this module
+ * (the CLI's build and a pipeline importing the sources) share it: an isolated attempt's worker
+ * finds its step here after importing the step's module (see `lib/runtime/attempt-worker.ts`).
+ */
+const globals = globalThis as Record<symbol, unknown>;
+const DEFINED_STEPS = Symbol.for('stackline.definedSteps');
+const DEFINITION_FILES = Symbol.for('stackline.stepDefinitionFiles');
+globals[DEFINED_STEPS] ??= new Map<string, StepSpec[]>();
+globals[DEFINITION_FILES] ??= new WeakMap<StepSpec, string>();
+const definedSteps = globals[DEFINED_STEPS] as Map<string, StepSpec[]>;
+const definedInFiles = globals[DEFINITION_FILES] as WeakMap<StepSpec, string>;
+
+/** The file whose top-level code (or a function it called) defined `spec`, when known. */
+export function stepDefinitionFile(spec: StepSpec): string | undefined {
+  return definedInFiles.get(spec);
+}
+
+/** Steps defined in this thread under `name` (several when a name is reused). */
+export function definedStepsNamed(name: string): readonly StepSpec[] {
+  return definedSteps.get(name) ?? [];
+}
 
 /**
  * Code fingerprint of every step defined in this process so far, by name (steps defined twice with
@@ -199,6 +220,12 @@ export function step<
   const nameError = nameProblem('step', name);
   if (nameError !== undefined) throw new PipelineDefinitionError(nameError);
   const codeVersion = normalizeCodeVersion(name, rest.codeVersion);
+  if (rest.isolation !== undefined && rest.isolation !== 'in-process' && rest.isolation !== 'worker') {
+    throw new PipelineDefinitionError(
+      `Step "${name}": isolation must be 'in-process' or 'worker' (got ${JSON.stringify(rest.isolation)}).`,
+      { context: { step: name } },
+    );
+  }
   const options = codeVersion === undefined ? rest : { ...rest, codeVersion };
   if (typeof fn !== 'function')
     throw new PipelineDefinitionError(`Step "${name}": the second argument must be the step function.`);
@@ -235,6 +262,7 @@ export function step<
     fn: fn as StepSpec['fn'],
   };
   fingerprints.set(spec, computeFingerprint);
+  if (definedIn !== undefined) definedInFiles.set(spec, definedIn);
 
   const seen = definedSteps.get(name);
   if (seen) seen.push(spec);

@@ -76,6 +76,14 @@ export interface StepOptions {
   retries?: number | RetryPolicy;
   /** Fails the attempt after this long. */
   timeoutMs?: number;
+  /**
+   * Where an attempt runs on the local stack. `worker`: in a worker thread that is terminated when
+   * the attempt times out or the run is cancelled, so a step that ignores its `signal` cannot go on
+   * writing (see "Run lifecycle" in the README). The worker imports the step's module again: the
+   * step must be defined at the top level of a module that does not start runs when imported.
+   * Default `in-process`. On Lambda and ECS the process is the unit that is stopped.
+   */
+  isolation?: 'in-process' | 'worker';
   resources?: StepResources;
   /** Where the step runs on AWS stacks. Default `lambda`. Ignored by the local orchestrator. */
   runner?: 'lambda' | 'ecs';

@@ -19,6 +19,14 @@ export const DEFAULT_LEASE_MS = 120_000;
 /** Renewal period: several renewals fit in a lease, so one slow write does not lose it. */
 export const HEARTBEAT_MS = 20_000;
 
+/**
+ * How long before the Lambda function's own timeout the step runner answers with a
+ * `StepTimeoutError` (middy's `timeoutEarlyInMillis`): time to send the response before Lambda
+ * kills the invocation. The compiler refuses a step whose `timeoutMs` does not fit in the function
+ * timeout minus this margin.
+ */
+export const LAMBDA_TIMEOUT_EARLY_MS = 5_000;
+
 /** The start time of process `pid` in clock ticks since boot (Linux `/proc/<pid>/stat` field 22). */
 function processStartTicks(pid: number | 'self'): string | undefined {
   try {

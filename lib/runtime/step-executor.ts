@@ -32,6 +32,7 @@ import { canonicalJson, sha256Hex } from '../util/canonical-json.ts';
 import { faultPoint } from '../util/fault-points.ts';
 import { newId, nowIso } from '../util/ids.ts';
 import { formatZodIssues } from '../util/zod-format.ts';
+import { type IsolatedAttempt, isolatedScratchDir, startIsolatedAttempt } from './attempt-worker.ts';
 import { computeCacheKey } from './cache-key.ts';
 import { cacheKeyRecord } from './explain.ts';
 import { recordableLogs } from './step-logs.ts';
@@ -203,6 +204,9 @@ export async function executeStep(request: StepExecutionRequest, env: StepEnviro
         name === mappedInput ? item!.value : await loadArtifactVersion(env.materializers, version, env.artifacts);
     }
     const policy = retryPolicy(request.inProcessRetries === false ? 0 : node.spec.options.retries);
+    // A worker thread per attempt where this process is the executor. On Lambda and ECS the
+    // process itself is what stops (it exits after a timed-out invocation; a task ends).
+    const isolated = node.spec.options.isolation === 'worker' && (env.lease?.executor.kind ?? 'process') === 'process';
     let value: unknown;
     for (;;) {
       attempts++;
@@ -214,7 +218,7 @@ export async function executeStep(request: StepExecutionRequest, env: StepEnviro
         ended: false,
         metadata: {} as Metadata,
         artifactMetadata: {} as Record<string, Metadata>,
-        tmpDir: undefined as string | undefined,
+        tmpDir: isolated ? isolatedScratchDir(node.id) : undefined,
       };
       const fence = () => {
         if (attempt.ended)
@@ -229,6 +233,7 @@ export async function executeStep(request: StepExecutionRequest, env: StepEnviro
           attempts,
           inputs,
           model,
+          isolated ? attempt.tmpDir : undefined,
           {
             log: (message) => {
               fence();
@@ -345,6 +350,7 @@ async function runAttempt(
   attempt: number,
   inputs: Record<string, unknown>,
   model: LoadedModelVersion | undefined,
+  isolatedScratch: string | undefined,
   callbacks: ContextCallbacks,
 ): Promise<unknown> {
   const { node, run } = request;
@@ -353,6 +359,7 @@ async function runAttempt(
   request.signal?.addEventListener('abort', onAbort, { once: true });
   const timeoutMs = node.spec.options.timeoutMs;
   let timer: NodeJS.Timeout | undefined;
+  let isolated: IsolatedAttempt | undefined;
   try {
     if (request.signal?.aborted) throw new RunCancelledError(`Step "${node.id}" was cancelled.`);
     const context: StepContext = {
@@ -372,25 +379,39 @@ async function runAttempt(
       ...(run.modelVersion ? { runModelVersion: run.modelVersion } : {}),
       models: request.models,
     };
-    const call = Promise.resolve().then(() => {
-      faultPoint('step:attempt');
-      return node.spec.fn({ inputs, params: node.params, context });
-    });
+    let call: Promise<unknown>;
+    if (isolatedScratch === undefined) {
+      call = Promise.resolve().then(() => {
+        faultPoint('step:attempt');
+        return node.spec.fn({ inputs, params: node.params, context });
+      });
+    } else {
+      try {
+        isolated = startIsolatedAttempt(node, inputs, context, isolatedScratch);
+        call = isolated.result;
+      } catch (error) {
+        call = Promise.reject(error);
+      }
+    }
     if (timeoutMs === undefined && !request.signal) return await call;
     const guards: Promise<never>[] = [];
     if (timeoutMs !== undefined) {
+      const started = isolated?.started;
       guards.push(
         new Promise<never>((_, reject) => {
-          timer = setTimeout(() => {
-            const error = new StepTimeoutError(
-              `Step "${node.id}" timed out after ${timeoutMs} ms (attempt ${attempt}).`,
-              {
-                context: { step: node.id, timeoutMs },
-              },
-            );
-            controller.abort(error);
-            reject(error);
-          }, timeoutMs);
+          const arm = () => {
+            timer = setTimeout(() => {
+              const error = new StepTimeoutError(
+                `Step "${node.id}" timed out after ${timeoutMs} ms (attempt ${attempt}).`,
+                { context: { step: node.id, timeoutMs } },
+              );
+              controller.abort(error);
+              reject(error);
+            }, timeoutMs);
+          };
+          // An isolated attempt's time starts when its function does, not while its worker imports the module.
+          if (started) void started.then(arm);
+          else arm();
         }),
       );
     }
@@ -410,6 +431,8 @@ async function runAttempt(
   } finally {
     if (timer) clearTimeout(timer);
     request.signal?.removeEventListener('abort', onAbort);
+    // The hard stop: the attempt's thread is gone before its scratch directory is removed or a retry starts.
+    await isolated?.stop();
   }
 }
 

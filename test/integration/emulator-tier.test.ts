@@ -1,5 +1,5 @@
 import { execFile } from 'node:child_process';
-import { mkdtemp, readFile, rm, utimes } from 'node:fs/promises';
+import { mkdtemp, readdir, readFile, rm, utimes } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { dirname, join } from 'node:path';
 import { promisify } from 'node:util';
@@ -28,40 +28,54 @@ const ROLE_ARN = `arn:aws:iam::123456789012:role/${ROLE}`;
 
 let moto: MotoServer;
 let home: string;
+let stepRunnerZip: string;
 let localHome: string;
 const savedEnv = { ...process.env };
 
 async function deployStepRunner(endpoint: string, outDir: string) {
+  const zip = await bundleStepRunner(outDir);
+  await createStepRunnerFunction(endpoint, zip, FUNCTION, {
+    STACKLINE_STACK: 'sfn',
+    STACKLINE_ARTIFACT_BUCKET: 'stackline-sfn-artifacts',
+    STACKLINE_TABLE_PREFIX: 'stackline-sfn',
+  });
+  return zip;
+}
+
+/** Bundles the reference pipelines' step runner and zips it; returns the zip's path. */
+async function bundleStepRunner(outDir: string) {
   const { lambda } = await bundlePipeline({ pipelineFile: 'test/fixtures/pipelines/reference-all.ts', outDir });
   const dir = dirname(lambda.path);
   const fixed = new Date('2020-01-01T00:00:00Z'); // reproducible zip → moto_ext reuses its unzip cache
   await utimes(lambda.path, fixed, fixed);
   await exec('python3', ['-m', 'zipfile', '-c', 'function.zip', 'index.mjs'], { cwd: dir });
+  return join(dir, 'function.zip');
+}
+
+async function createStepRunnerFunction(
+  endpoint: string,
+  zip: string,
+  name: string,
+  variables: Record<string, string>,
+): Promise<void> {
   const client = new LambdaClient(awsTestClientConfig(endpoint));
   try {
     await client.send(
       new CreateFunctionCommand({
-        FunctionName: FUNCTION,
+        FunctionName: name,
         Runtime: 'nodejs22.x',
         Handler: 'index.handler',
         Role: ROLE_ARN,
         Timeout: 120,
-        Code: { ZipFile: await readFile(join(dir, 'function.zip')) },
+        Code: { ZipFile: await readFile(zip) },
         Environment: {
-          Variables: {
-            STACKLINE_STACK: 'sfn',
-            STACKLINE_ARTIFACT_BUCKET: 'stackline-sfn-artifacts',
-            STACKLINE_ARTIFACT_PREFIX: 'reference',
-            STACKLINE_TABLE_PREFIX: 'stackline-sfn',
-            STACKLINE_PROMOTERS: 'iris_training',
-          },
+          Variables: { STACKLINE_ARTIFACT_PREFIX: 'reference', STACKLINE_PROMOTERS: 'iris_training', ...variables },
         },
       }),
     );
   } finally {
     client.destroy();
   }
-  return lambda.bytes;
 }
 
 beforeAll(async () => {
@@ -88,7 +102,7 @@ beforeAll(async () => {
   );
   expect(registered.code, registered.stderr).toBe(0);
   expect((await runCli(home, 'stack', 'provision', 'sfn')).code).toBe(0);
-  await deployStepRunner(moto.endpoint, join(home, 'bundle'));
+  stepRunnerZip = await deployStepRunner(moto.endpoint, join(home, 'bundle'));
   const { featureEngineering } = await import('../../examples/reference/feature-engineering.ts');
   const { training } = await import('../../examples/reference/training.ts');
   const { inference } = await import('../../examples/reference/inference.ts');
@@ -254,4 +268,120 @@ describe('emulator tier: the reference scenario on Step Functions + Lambda (moto
       /Pipeline "simple" differs from the one deployed to stack "sfn" \(local definition [0-9a-f]{12}, deployed ffffffffffff\)/,
     );
   }, 60_000);
+});
+
+describe('emulator tier: duplicate deliveries and Lambda failures through the state machine', () => {
+  it('every run-step delivered twice by Step Functions Retry, errors injected at random steps: runs, artifacts and model versions equal a clean run', async () => {
+    // The deployed runner fails each run-step once after completing it (its response "lost": the
+    // state machine's Retry delivers it again) and, at random steps, once before running it. It
+    // marks each injected failure in `faults`, which every invocation (its own process) shares.
+    const faults = await mkdtemp(join(tmpdir(), 'stackline-faults-'));
+    const cleanHome = await mkdtemp(join(tmpdir(), 'stackline-clean-'));
+    try {
+      await createStepRunnerFunction(moto.endpoint, stepRunnerZip, `${FUNCTION}-chaos`, {
+        STACKLINE_STACK: 'chaos',
+        STACKLINE_ARTIFACT_BUCKET: 'stackline-chaos-artifacts',
+        STACKLINE_TABLE_PREFIX: 'stackline-chaos',
+        STACKLINE_DELIVERY_FAULTS: `dir=${faults},before=0.4,after=1,seed=5`,
+      });
+      const registered = await runCli(
+        home,
+        ...['stack', 'register', 'chaos', '--orchestrator', 'step-functions', '--role-arn', ROLE_ARN],
+        ...[
+          '--state-machine-prefix',
+          'stackline-chaos-',
+          '--step-runner',
+          'lambda',
+          '--function-name',
+          `${FUNCTION}-chaos`,
+        ],
+        ...['--artifact-store', 's3', '--bucket', 'stackline-chaos-artifacts', '--prefix', 'reference'],
+        ...['--metadata-store', 'dynamodb', '--table-prefix', 'stackline-chaos', '--region', 'us-east-1'],
+        ...['--endpoint', moto.endpoint],
+      );
+      expect(registered.code, registered.stderr).toBe(0);
+      expect((await runCli(home, 'stack', 'provision', 'chaos')).code).toBe(0);
+      const { featureEngineering } = await import('../../examples/reference/feature-engineering.ts');
+      const { training } = await import('../../examples/reference/training.ts');
+      await deployStateMachines(moto.endpoint, [featureEngineering, training], {
+        functionName: `${FUNCTION}-chaos`,
+        roleArn: ROLE_ARN,
+        prefix: 'stackline-chaos-',
+      });
+
+      const runIds: Record<string, string[]> = { chaos: [], clean: [] };
+      for (const file of ['examples/reference/feature-engineering.ts', 'examples/reference/training.ts']) {
+        const chaotic = await runCli(home, 'run', file, '--stack', 'chaos', '--json');
+        expect(chaotic.code, chaotic.stdout + chaotic.stderr).toBe(0);
+        runIds.chaos!.push(chaotic.json().runId);
+        const clean = await runCli(cleanHome, 'run', file, '--json');
+        expect(clean.code, clean.stderr).toBe(0);
+        runIds.clean!.push(clean.json().runId);
+      }
+
+      const markers = await readdir(faults);
+      const redelivered = markers.filter((m) => m.startsWith('after-')).length;
+      const failedBefore = markers.filter((m) => m.startsWith('before-')).length;
+      console.info(
+        `emulator tier: ${redelivered} run-step deliveries repeated by the state machine after completing, ${failedBefore} failed before running`,
+      );
+
+      const aws = await Stackline.open({ home, stack: 'chaos' });
+      const clean = await Stackline.open({ home: cleanHome });
+      try {
+        const stepsOf = async (sl: Stackline, ids: string[]) =>
+          Promise.all(
+            ids.map(async (id) => ({
+              status: (await sl.stack.metadata.runs.get(id)).status,
+              steps: (await sl.stack.metadata.runs.listSteps(id))
+                .map((s) => `${s.stepId}:${s.status}:${s.attempts}:${s.cacheKey}`)
+                .sort(),
+            })),
+          );
+        const chaoticRuns = await stepsOf(aws, runIds.chaos!);
+        // Every run-step of both runs (one per step) was delivered a second time.
+        expect(redelivered).toBe(chaoticRuns.reduce((n, r) => n + r.steps.length, 0));
+        expect(failedBefore).toBeGreaterThan(0);
+        // One step run per step, one attempt each: a repeated delivery did not run a step again.
+        expect(chaoticRuns).toEqual(await stepsOf(clean, runIds.clean!));
+
+        for (const name of [
+          'load_iris.dataset',
+          'iris_incoming_batch',
+          'iris_train_features',
+          'iris_test_features',
+          'iris_scaler',
+          'iris_model',
+          'iris_checkpoint',
+          'iris_metrics',
+          'iris_preprocessor',
+        ]) {
+          const [a, c] = await Promise.all([aws.getArtifactVersion(name), clean.getArtifactVersion(name)]);
+          expect(`${name}@${a.version}:${a.contentHash}`).toBe(`${name}@${c.version}:${c.contentHash}`);
+          expect(a.version, name).toBe(1);
+        }
+        const [awsModel, cleanModel] = await Promise.all([
+          aws.getModelVersion('iris_classifier', 'latest'),
+          clean.getModelVersion('iris_classifier', 'latest'),
+        ]);
+        expect({ number: awsModel.number, stage: awsModel.stage, metadata: awsModel.metadata }).toEqual({
+          number: cleanModel.number,
+          stage: cleanModel.stage,
+          metadata: cleanModel.metadata,
+        });
+        expect(awsModel).toMatchObject({ number: 1, stage: 'production' });
+        const history = async (sl: Stackline) =>
+          (await sl.stack.metadata.models.history('iris_classifier')).items.map(
+            (h) => `v${h.versionNumber}:${h.toStage}`,
+          );
+        expect(await history(aws)).toEqual(await history(clean));
+      } finally {
+        await aws.close();
+        await clean.close();
+      }
+    } finally {
+      await rm(faults, { recursive: true, force: true });
+      await rm(cleanHome, { recursive: true, force: true });
+    }
+  }, 600_000);
 });

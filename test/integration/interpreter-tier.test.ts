@@ -646,3 +646,130 @@ describe('ECS steps report their outcome on the task token', () => {
     expect((await stores.metadata.runs.get(runId)).error).toMatchObject({ type: 'States.Timeout' });
   });
 });
+
+describe('duplicate deliveries and Lambda failures on the reference scenario', () => {
+  /**
+   * Fresh tables and a fresh bucket on moto, so version numbers can be compared with a clean run's
+   * exactly; the runner reads them from its environment, as the deployed function does.
+   */
+  async function freshStores(name: string) {
+    const bucket = `${BUCKET}-${name}`;
+    const tablePrefix = `${TABLE_PREFIX}${name}`;
+    await s3.send(new CreateBucketCommand({ Bucket: bucket }));
+    await createTables(dynamo, tableNamesFor(tablePrefix));
+    const env = { ...process.env, STACKLINE_ARTIFACT_BUCKET: bucket, STACKLINE_TABLE_PREFIX: tablePrefix };
+    const byPipelines = new Map<readonly PipelineDefinition[], StepRunnerDeps>();
+    const resolveDeps = (pipelines: PipelineDefinition[]) => {
+      const deps = byPipelines.get(pipelines) ?? createAwsStepRunnerDeps(pipelines, env);
+      byPipelines.set(pipelines, deps);
+      return deps;
+    };
+    return { resolveDeps, stores: createAwsStepRunnerDeps([], env).stores };
+  }
+
+  /** Runs the reference feature engineering and training through the interpreter; `chaos` wraps each Lambda call. */
+  async function runScenario(
+    resolveDeps: (pipelines: PipelineDefinition[]) => StepRunnerDeps,
+    chaos?: (call: (payload: unknown) => Promise<unknown>, payload: unknown) => Promise<unknown>,
+  ) {
+    const runIds: string[] = [];
+    for (const [module, p] of [
+      [featureEngineeringModule, featureEngineeringModule.featureEngineering],
+      [trainingModule, trainingModule.training],
+    ] as const) {
+      const handler = createLambdaHandler(module, resolveDeps);
+      const call = (payload: unknown) => handler(payload, {} as never);
+      const { definition } = compileToAsl(p, { lambdaFunctionArn: LAMBDA_ARN });
+      const execution = await executeLocally(
+        definition,
+        { pipeline: p.name, parameters: {} },
+        { lambda: (payload) => (chaos ? chaos(call, payload) : call(payload)) },
+      );
+      expect(execution.error, p.name).toBeUndefined();
+      runIds.push(execution.taskCalls.map((c) => (c.request as { runId?: string }).runId).find(Boolean)!);
+    }
+    return runIds;
+  }
+
+  /** What a run leaves behind, in a form two stores can be compared by. */
+  async function outcome(target: StepEnvironment, runIds: string[]) {
+    const runs = [];
+    for (const runId of runIds) {
+      const run = await target.metadata.runs.get(runId);
+      const steps = (await target.metadata.runs.listSteps(runId))
+        .map((s) => `${s.stepId}:${s.status}:${s.attempts}:${s.cacheKey}`)
+        .sort();
+      runs.push({ pipeline: run.pipeline, status: run.status, steps });
+    }
+    const artifacts: string[] = [];
+    for (const summary of (await target.metadata.artifacts.list()).items) {
+      for (const v of (await target.metadata.artifacts.listVersions(summary.name)).items)
+        artifacts.push(`${v.name}@${v.version}:${v.contentHash}`);
+    }
+    const model = trainingModule.MODEL_NAME;
+    const versions = (await target.metadata.models.listVersions(model)).items.map((v) => ({
+      number: v.number,
+      stage: v.stage,
+      metadata: v.metadata,
+      artifacts: v.artifacts.map((a) => `${a.role}:${a.artifactName}`).sort(),
+    }));
+    const history = (await target.metadata.models.history(model)).items.map(
+      (h) => `v${h.versionNumber}:${h.fromStage ?? '-'}→${h.toStage}`,
+    );
+    return { runs, artifacts: artifacts.sort(), versions, history };
+  }
+
+  it('every run-step delivered twice and Lambda errors injected at random steps: runs, artifacts and model versions equal a clean run', async () => {
+    let seed = 11;
+    const random = () => {
+      seed = (seed * 1103515245 + 12345) % 2 ** 31;
+      return seed / 2 ** 31;
+    };
+    let injected = 0;
+    let duplicates = 0;
+    const failedBefore = new Set<string>();
+    const failedAfter = new Set<string>();
+    const chaos = async (call: (payload: unknown) => Promise<unknown>, payload: unknown) => {
+      if ((payload as { action: string }).action !== 'run-step') return call(payload);
+      // At most one injected failure before and one after per request: fewer than the Lambda retrier allows.
+      const key = JSON.stringify(payload);
+      if (!failedBefore.has(key) && random() < 0.3) {
+        failedBefore.add(key);
+        injected++;
+        throw Object.assign(new Error('Rate exceeded'), { name: 'Lambda.TooManyRequestsException' });
+      }
+      // Delivered twice at once: one runs the step, the other waits on its lease or returns its result.
+      duplicates++;
+      const [first, second] = await Promise.allSettled([call(payload), call(payload)]);
+      const settled = first.status === 'fulfilled' ? first : second;
+      if (settled.status === 'rejected') throw (first as PromiseRejectedResult).reason;
+      if (!failedAfter.has(key) && random() < 0.3) {
+        // The step completed but the response was lost: Step Functions delivers it again.
+        failedAfter.add(key);
+        injected++;
+        throw Object.assign(new Error('Service error'), { name: 'Lambda.ServiceException' });
+      }
+      return settled.value;
+    };
+
+    const chaotic = await freshStores('chaos');
+    const chaoticRuns = await runScenario(chaotic.resolveDeps, chaos);
+    const clean = await freshStores('clean');
+    const cleanRuns = await runScenario(clean.resolveDeps);
+
+    const [got, want] = await Promise.all([outcome(chaotic.stores, chaoticRuns), outcome(clean.stores, cleanRuns)]);
+    console.info(
+      `reference scenario with ${duplicates} duplicated run-step deliveries and ${injected} injected Lambda errors: ` +
+        `${got.artifacts.length} artifact versions, ${got.versions.length} model version(s), equal to a clean run`,
+    );
+    expect(injected).toBeGreaterThan(2);
+    expect(duplicates).toBeGreaterThanOrEqual(8);
+    expect(got.runs.every((r) => r.status === 'completed')).toBe(true);
+    // Each step ran once (one step run, one attempt), whatever was delivered twice or retried.
+    expect(got.runs).toEqual(want.runs);
+    expect(got.artifacts).toEqual(want.artifacts);
+    expect(got.versions).toEqual(want.versions);
+    expect(got.versions.map((v) => `${v.number}:${v.stage}`)).toEqual(['1:production']);
+    expect(got.history).toEqual(want.history);
+  }, 300_000);
+});

@@ -671,7 +671,8 @@ describe('compileToAsl', () => {
   it("turns a step's retries and timeout into TimeoutSeconds and retriers that never retry NonRetriableError", () => {
     const { definition } = compileToAsl(retrying, OPTIONS);
     expect(definition.States.Step_flaky).toMatchObject({
-      TimeoutSeconds: 3,
+      // A Lambda step's Task waits as long as the function may run: the runner enforces timeoutMs.
+      TimeoutSeconds: 900,
       Retry: [
         { ErrorEquals: ['NonRetriableError'], MaxAttempts: 0 },
         {
@@ -707,6 +708,28 @@ describe('compileToAsl', () => {
       (definition.States.Step_flaky as TaskState).Retry![1],
       TRANSIENT_RETRIER,
     ]);
+  });
+
+  it("takes the deployed function's timeout into account: a Lambda step's Task waits for it, and a timeoutMs that does not fit before the runner's early answer is refused", () => {
+    const fits = compileToAsl(retrying, { ...OPTIONS, lambdaTimeoutSeconds: 700 }).definition;
+    expect(fits.States.Step_flaky).toMatchObject({ TimeoutSeconds: 700 });
+    expect(fits.States.Step_publish).toMatchObject({ TimeoutSeconds: 700 });
+    // `publish` has timeoutMs 600000: more than 300 s minus the 5 s early answer.
+    let error: PipelineDefinitionError | undefined;
+    try {
+      compileToAsl(retrying, { ...OPTIONS, lambdaTimeoutSeconds: 300 });
+    } catch (thrown) {
+      error = thrown as PipelineDefinitionError;
+    }
+    expect(error).toBeInstanceOf(PipelineDefinitionError);
+    expect(error!.context.problems).toEqual([
+      expect.stringMatching(
+        /step "publish" has timeoutMs 600000 \(600 s\), but the step runner Lambda stops after 300 s and answers 5000 ms before that: use timeoutMs ≤ 295000, raise the function's timeout/,
+      ),
+    ]);
+    expect(() => compileToAsl(retrying, { ...OPTIONS, lambdaTimeoutSeconds: 901 })).toThrow(
+      /lambdaTimeoutSeconds must be a whole number from 1 to 900 \(got 901\)/,
+    );
   });
 
   it("retries the runner's transient errors with full jitter on every Lambda Task state", () => {
@@ -930,7 +953,9 @@ describe('compile errors', () => {
     const error = compileError(() => compileGraphToAsl(graph, 'bad', OPTIONS));
     expect(error.context.problems).toEqual([
       expect.stringMatching(/step "gpu" asks for 1 GPU\(s\), but neither Lambda nor ECS on Fargate offers GPUs/),
-      expect.stringMatching(/step "slow" has timeoutMs 1200000 \(1200 s\), but a Lambda invocation stops after 900 s/),
+      expect.stringMatching(
+        /step "slow" has timeoutMs 1200000 \(1200 s\), but the step runner Lambda stops after 900 s and answers 5000 ms before that: use timeoutMs ≤ 895000/,
+      ),
       expect.stringMatching(
         /step "shrinking" has retries.backoffRate 0.5, but Step Functions requires a BackoffRate ≥ 1/,
       ),
