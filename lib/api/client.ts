@@ -166,6 +166,9 @@ export class StacklineApiClient {
   explainRun(params: Params<typeof s.RunParams>) {
     return this.call('explainRun', d.RunExplanationSchema, { params });
   }
+  listRunArtifacts(params: Params<typeof s.RunParams>) {
+    return this.call('listRunArtifacts', d.RunArtifactsSchema, { params });
+  }
   previewArtifactVersion(params: Params<typeof s.ArtifactVersionParams>) {
     return this.call('previewArtifactVersion', d.ArtifactPreviewSchema, { params });
   }

@@ -30,6 +30,16 @@ export const DASHBOARD_ROUTES: readonly ApiRoute[] = [
   },
   {
     method: 'get',
+    path: '/runs/{runId}/artifacts',
+    operationId: 'listRunArtifacts',
+    summary: "The artifact versions a run's steps read and wrote",
+    tag: 'runs',
+    params: s.RunParams,
+    response: d.RunArtifactsSchema,
+    handler: (ctx, i) => dashboard.listRunArtifacts(ctx, i.params),
+  },
+  {
+    method: 'get',
     path: '/artifacts/{artifact}/versions/{version}/preview',
     operationId: 'previewArtifactVersion',
     summary: 'A bounded preview: JSON, text or rows; size and hash for binaries',

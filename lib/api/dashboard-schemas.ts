@@ -4,7 +4,7 @@
  */
 import { z } from 'zod';
 import { API_ROLES } from './caller.ts';
-import { STEP_RUN_STATUSES } from './schemas.ts';
+import { ArtifactVersionSchema, STEP_RUN_STATUSES } from './schemas.ts';
 
 export const WhoAmISchema = z
   .object({ actor: z.string(), role: z.enum(API_ROLES) })
@@ -55,3 +55,7 @@ export const ArtifactPreviewSchema = z
     id: 'ArtifactPreview',
     description: `JSON values, text and tables of rows (first ${PREVIEW_MAX_ROWS}); binaries by size and hash only. At most ${PREVIEW_MAX_BYTES} bytes are read.`,
   });
+
+export const RunArtifactsSchema = z
+  .object({ items: z.array(ArtifactVersionSchema) })
+  .meta({ id: 'RunArtifacts', description: "The artifact versions a run's steps read and wrote" });

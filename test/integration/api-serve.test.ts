@@ -226,6 +226,7 @@ describe('every documented route', () => {
     expect(explained.map((e: { stepRunId: string }) => e.stepRunId).sort()).toEqual(
       steps.map((s: { id: string }) => s.id).sort(),
     );
+    expect((await call('GET', `/runs/${runId}/artifacts`)).json.items.length).toBeGreaterThan(0);
     expect((await call('GET', '/whoami')).json).toEqual({ actor: 'alice', role: 'member' });
 
     expect((await call('GET', '/stacks')).json.items.map((x: { name: string }) => x.name)).toContain('default');

@@ -5,6 +5,7 @@ import {
   type ArtifactPreviewSchema,
   PREVIEW_MAX_BYTES,
   PREVIEW_MAX_ROWS,
+  type RunArtifactsSchema,
   type RunExplanationSchema,
   type WhoAmISchema,
 } from '../dashboard-schemas.ts';
@@ -23,6 +24,17 @@ export async function explainRunSteps(
   params: z.output<typeof RunParams>,
 ): Promise<Out<typeof RunExplanationSchema>> {
   return { items: await explainRun(ctx.metadata, params.runId) };
+}
+
+/** The artifact versions the run's step runs read and wrote (names and versions for their ids). */
+export async function listRunArtifacts(
+  ctx: ApiContext,
+  params: z.output<typeof RunParams>,
+): Promise<Out<typeof RunArtifactsSchema>> {
+  await ctx.metadata.runs.get(params.runId);
+  const steps = await ctx.metadata.runs.listSteps(params.runId);
+  const ids = [...new Set(steps.flatMap((step) => [...Object.values(step.inputs), ...Object.values(step.outputs)]))];
+  return { items: ids.length ? await ctx.metadata.artifacts.getVersionsByIds(ids) : [] };
 }
 
 /**

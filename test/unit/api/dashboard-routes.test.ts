@@ -48,6 +48,14 @@ describe('GET /runs/{runId}/explain', () => {
   });
 });
 
+describe('GET /runs/{runId}/artifacts', () => {
+  it("names the versions the run's steps read and wrote", async () => {
+    const run = (await api.request('get', '/runs?pipeline=iris_training&limit=1').then((r) => r.json())).items[0];
+    const body = await (await api.request('get', `/runs/${run.id}/artifacts`)).json();
+    expect(body.items.map((v: { name: string }) => v.name).sort()).toEqual(['iris.features', 'iris.model']);
+  });
+});
+
 describe('GET /artifacts/{artifact}/versions/{version}/preview', () => {
   it('shows an array of objects as a table of rows', async () => {
     const rows = [
