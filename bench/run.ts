@@ -19,6 +19,7 @@ import { artifactsBenchmark } from './artifacts.ts';
 import { bundleBenchmark } from './bundle.ts';
 import { cliBenchmark } from './cli.ts';
 import { benchCompile } from './compile.ts';
+import { dashboardBenchmark } from './dashboard.ts';
 import { cachedRerunBenchmark, orchestrationBenchmark } from './orchestration.ts';
 import { s3ArtifactsBenchmark } from './s3-artifacts.ts';
 import {
@@ -40,6 +41,7 @@ const BENCHMARKS: Benchmark[] = [
   bundleBenchmark,
   apiBenchmark,
   cliBenchmark,
+  dashboardBenchmark,
 ];
 
 const USAGE = `Usage: npm run bench -- [--quick] [--json] [--only <name>[,<name>...]]
