@@ -11,6 +11,8 @@ import { join } from 'node:path';
 import { promisify } from 'node:util';
 import type { Browser, Page } from 'playwright-core';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { SqliteMetadataStore } from '../../lib/metadata/sqlite/sqlite-metadata-store.ts';
+import { newId } from '../../lib/util/ids.ts';
 import { runCli, startCli } from '../support/cli.ts';
 import { launchChromium } from './chromium.ts';
 
@@ -226,6 +228,38 @@ describe('the dashboard served by stackline serve', () => {
     const last = (await apiGet(`/models/${MODEL}/history?limit=1000`)).items.at(-1);
     expect(last).toMatchObject({ actor: 'rita', toStage: 'production', versionNumber: 1 });
     await page.close();
+  });
+});
+
+describe('live updates', () => {
+  it('re-reads the runs list while a run is in progress, and shows it finish without a reload', async () => {
+    const store = SqliteMetadataStore.open(join(home, 'metadata.db'));
+    try {
+      const run = await store.runs.create({
+        id: newId('run'),
+        pipeline: 'live_pipeline',
+        status: 'running',
+        stack: 'default',
+        parameters: {},
+        config: {},
+        tags: [],
+        metadata: {},
+        createdBy: 'bob',
+        startedAt: new Date().toISOString(),
+      });
+      const page = await openAs(tokens.member, '#/runs');
+      const row = page.locator(`tr[data-run="${run.id}"]`);
+      await expect.poll(() => row.textContent()).toContain('running');
+      expect(await page.locator('.live').count()).toBe(1);
+      const navigations: string[] = [];
+      page.on('framenavigated', (f) => navigations.push(f.url()));
+      await store.runs.finish(run.id, 'completed', new Date().toISOString());
+      await expect.poll(() => row.textContent(), { timeout: 10_000 }).toContain('completed');
+      expect(navigations).toEqual([]);
+      await page.close();
+    } finally {
+      await store.close();
+    }
   });
 });
 
