@@ -240,7 +240,7 @@ describe('every documented route', () => {
     expect(versions.length).toBeGreaterThan(0);
     expect((await call('GET', '/artifacts/iris.model/versions/1')).json.version).toBe(1);
     expect((await call('GET', '/artifacts/iris.model/versions/1/lineage')).json.producer).not.toBeNull();
-    expect((await call('GET', '/artifacts/iris.model/versions/1/preview')).json.kind).toBe('binary');
+    expect((await call('GET', '/artifacts/iris.model/versions/1/preview')).json.kind).toBe('text');
     const link = (await call('GET', '/artifacts/iris.model/versions/1/download')).json;
     const downloadPath = link.url.slice(url.length);
     const bytes = await call('GET', downloadPath, { token: null });

@@ -210,7 +210,8 @@ function Compare({ base, versions, revision }: { base: string; versions: number[
   return (
     <Show loaded={comparison}>
       {(c) => {
-        const numeric = c.rows.filter((r) => r.values.some((v) => typeof v === 'number'));
+        // Charted: the numbers every compared version has and that differ (metrics, not counts they share).
+        const numeric = c.rows.filter((r) => r.differs && r.values.every((v) => typeof v === 'number'));
         const data = numeric.map((r) => ({
           metric: r.key,
           ...Object.fromEntries(
