@@ -10,7 +10,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { promisify } from 'node:util';
 import type { Browser, Page } from 'playwright-core';
-import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
 import { SqliteMetadataStore } from '../../lib/metadata/sqlite/sqlite-metadata-store.ts';
 import { newId } from '../../lib/util/ids.ts';
 import { runCli, startCli } from '../support/cli.ts';
@@ -25,6 +25,11 @@ let server: ChildProcess;
 let url: string;
 let browser: Browser;
 const tokens = { member: '', releaseManager: '' };
+/** Uncaught errors in any page: none are allowed (checked after each test). */
+const pageErrors: string[] = [];
+afterEach(() => {
+  expect(pageErrors).toEqual([]);
+});
 
 /** Reads the platform API as a script would, to know what the pages must show. */
 async function apiGet(path: string, token = tokens.member) {
@@ -55,13 +60,11 @@ async function startServe(): Promise<{ child: ChildProcess; url: string }> {
 async function openAs(token: string, route: string): Promise<Page> {
   const context = await browser.newContext({ viewport: { width: 1400, height: 900 } });
   const page = await context.newPage();
-  const errors: string[] = [];
-  page.on('pageerror', (e) => errors.push(e.message));
+  page.on('pageerror', (e) => pageErrors.push(e.message));
   await page.goto(`${url}/#token=${encodeURIComponent(token)}`);
   // Strings, not functions: they run in the page, whose globals the Node-side types do not know.
   await page.waitForFunction("!location.hash.includes('token=')");
   await page.evaluate(`location.hash = ${JSON.stringify(route)}`);
-  page.on('close', () => expect(errors).toEqual([]));
   return page;
 }
 
