@@ -24,7 +24,7 @@ const autocannon = createRequire(import.meta.url)('autocannon') as (options: Rec
 const KiB = 1024;
 const STATUSES: RunStatus[] = ['completed', 'completed', 'completed', 'failed', 'cancelled'];
 
-async function seedRuns(home: string, count: number): Promise<void> {
+export async function seedRuns(home: string, count: number): Promise<void> {
   const store = SqliteMetadataStore.open(join(home, 'metadata.db'));
   try {
     const start = Date.UTC(2026, 0, 1);
@@ -49,7 +49,7 @@ async function seedRuns(home: string, count: number): Promise<void> {
   }
 }
 
-async function startServe(home: string): Promise<{ child: ChildProcess; url: string }> {
+export async function startServe(home: string): Promise<{ child: ChildProcess; url: string }> {
   const child = spawn(process.execPath, ['bin/stackline.js', 'serve', '--port', '0', '--json'], {
     env: { ...process.env, STACKLINE_HOME: home },
     stdio: ['ignore', 'pipe', 'inherit'],

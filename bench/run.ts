@@ -20,6 +20,7 @@ import { attemptIsolationBenchmark } from './attempt-isolation.ts';
 import { bundleBenchmark } from './bundle.ts';
 import { cliBenchmark } from './cli.ts';
 import { benchCompile } from './compile.ts';
+import { dashboardBenchmark } from './dashboard.ts';
 import { cachedRerunBenchmark, orchestrationBenchmark } from './orchestration.ts';
 import { s3ArtifactsBenchmark } from './s3-artifacts.ts';
 import {
@@ -42,6 +43,7 @@ const BENCHMARKS: Benchmark[] = [
   apiBenchmark,
   cliBenchmark,
   attemptIsolationBenchmark,
+  dashboardBenchmark,
 ];
 
 const USAGE = `Usage: npm run bench -- [--quick] [--json] [--only <name>[,<name>...]]

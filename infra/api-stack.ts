@@ -18,6 +18,7 @@ import * as logs from 'aws-cdk-lib/aws-logs';
 import type { Construct } from 'constructs';
 import { DEFAULT_PROTECTED_ALIASES } from '../lib/api/caller.ts';
 import { API_ROUTES } from '../lib/api/routes.ts';
+import { DASHBOARD_PATHS } from '../lib/api/static-dashboard.ts';
 import { tableDefinitions, tableNamesFor } from '../lib/metadata/dynamodb/table-definitions.ts';
 import { acknowledgeRule, acknowledgeWildcardResource } from './nag.ts';
 import { TABLE_DATA_ACTIONS } from './runner-stack.ts';
@@ -30,7 +31,7 @@ export interface ApiStackProps extends StackProps {
   artifactPrefix: string;
   encryptionKey?: kms.IKey;
   tablePrefix: string;
-  /** A directory holding the API bundle's `index.mjs` (`bundleApiLambda`). */
+  /** A directory holding the API bundle's `index.mjs` and the dashboard's files (`bundleApiLambda`). */
   codeDirectory: string;
   /** ARN prefixes of release managers' principals (`STACKLINE_RELEASE_MANAGER_ARNS`): who may `force`. */
   releaseManagerArns?: string[];
@@ -155,6 +156,8 @@ export class ApiStack extends Stack {
         );
     for (const route of API_ROUTES) resourceFor(route.path).addMethod(route.method.toUpperCase(), integration);
     resourceFor('/openapi.json').addMethod('GET', integration);
+    // The dashboard's page and assets, from the function's code asset, under the same AWS_IAM.
+    for (const path of DASHBOARD_PATHS) resourceFor(path).addMethod('GET', integration);
 
     acknowledgeRule(
       this.api,

@@ -11,12 +11,15 @@
  * itself only checks what IAM cannot see (a `force` flag or a protected alias in the body).
  */
 
+import { dirname, join } from 'node:path';
+import { fileURLToPath } from 'node:url';
 import { Logger } from '@aws-lambda-powertools/logger';
 import { injectLambdaContext } from '@aws-lambda-powertools/logger/middleware';
 import middy, { type MiddlewareObj } from '@middy/core';
 import { handle, type LambdaContext, type LambdaEvent } from 'hono/aws-lambda';
 import { createApiApp } from '../../lib/api/app.ts';
 import { callerFromIamEvent, createAwsApiOptions, IamIdentitySchema } from '../../lib/api/aws-api-config.ts';
+import { isDashboardBuild } from '../../lib/api/static-dashboard.ts';
 import { errorMessage } from '../../lib/errors.ts';
 
 export const logger = new Logger({ serviceName: 'stackline-api' });
@@ -45,17 +48,28 @@ function requireIamIdentity(): MiddlewareObj<LambdaEvent> {
   };
 }
 
+/** The dashboard's files ship beside the bundle, in `dashboard/` (`bundleApiLambda`). */
+function bundledDashboard(): string | undefined {
+  const dir = join(dirname(fileURLToPath(import.meta.url)), 'dashboard');
+  return isDashboardBuild(dir) ? dir : undefined;
+}
+
 /**
  * The Lambda handler. The stores are made from the environment at the first invocation
- * (`resolveOptions`, replaceable in tests) and reused while the container is warm.
+ * (`resolveOptions`, replaceable in tests) and reused while the container is warm. The dashboard
+ * is served at `GET /` behind the same AWS_IAM authorization as every route.
  */
-export function createApiLambdaHandler(resolveOptions: () => AppOptions = () => createAwsApiOptions()) {
+export function createApiLambdaHandler(
+  resolveOptions: () => AppOptions = () => createAwsApiOptions(),
+  dashboardDir: string | undefined = bundledDashboard(),
+) {
   let served: ReturnType<typeof handle> | undefined;
   const serve = () => {
     if (served) return served;
     const options = resolveOptions();
     const app = createApiApp({
       ...options,
+      ...(dashboardDir ? { dashboardDir } : {}),
       authenticate: (c) => {
         const caller = callerFromIamEvent((c.env as { event?: unknown }).event, options.releaseManagerArns);
         logger.appendKeys({ actor: caller.actor });

@@ -12,6 +12,7 @@ import type { SignedLocalDownloadLinks } from './download-links.ts';
 import { httpErrorFor } from './http-errors.ts';
 import { API_ROUTES } from './routes.ts';
 import { ApiErrorSchema, DownloadParams, DownloadQuery } from './schemas.ts';
+import { serveDashboard } from './static-dashboard.ts';
 
 export interface ApiAppOptions {
   metadata: MetadataStore;
@@ -28,6 +29,8 @@ export interface ApiAppOptions {
   authenticate(c: Context): Caller | Promise<Caller>;
   /** Called with every error that becomes a 500, for the log. */
   onInternalError?(error: unknown, c: Context): void;
+  /** A built dashboard to serve at `GET /` (see `static-dashboard.ts`). */
+  dashboardDir?: string;
 }
 
 type Env = { Variables: { caller: Caller } };
@@ -149,6 +152,8 @@ export function createApiApp(options: ApiAppOptions): OpenAPIHono<Env> {
       },
     );
   }
+
+  if (options.dashboardDir) serveDashboard(app, options.dashboardDir);
 
   app.doc31('/openapi.json', {
     openapi: '3.1.0',

@@ -1,5 +1,6 @@
 import type { z } from 'zod';
 import { StacklineError } from '../errors.ts';
+import * as d from './dashboard-schemas.ts';
 import { API_ROUTES } from './routes.ts';
 import * as s from './schemas.ts';
 
@@ -158,5 +159,17 @@ export class StacklineApiClient {
   }
   compareModelVersions(params: Params<typeof s.ModelParams>, versions: Array<string | number>) {
     return this.call('compareModelVersions', s.ComparisonSchema, { params, query: { versions: versions.join(',') } });
+  }
+  whoAmI() {
+    return this.call('whoAmI', d.WhoAmISchema);
+  }
+  explainRun(params: Params<typeof s.RunParams>) {
+    return this.call('explainRun', d.RunExplanationSchema, { params });
+  }
+  listRunArtifacts(params: Params<typeof s.RunParams>) {
+    return this.call('listRunArtifacts', d.RunArtifactsSchema, { params });
+  }
+  previewArtifactVersion(params: Params<typeof s.ArtifactVersionParams>) {
+    return this.call('previewArtifactVersion', d.ArtifactPreviewSchema, { params });
   }
 }

@@ -4,6 +4,7 @@
  */
 import type { z } from 'zod';
 import type { ApiContext } from './context.ts';
+import { DASHBOARD_ROUTES } from './dashboard-routes.ts';
 import * as artifacts from './handlers/artifacts.ts';
 import * as models from './handlers/models.ts';
 import * as runs from './handlers/runs.ts';
@@ -312,4 +313,5 @@ export const API_ROUTES: readonly ApiRoute[] = [
     response: s.ComparisonSchema,
     handler: (ctx, i) => models.compareVersions(ctx, i.params, i.query),
   }),
+  ...DASHBOARD_ROUTES,
 ];

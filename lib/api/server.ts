@@ -7,6 +7,7 @@ import type { Project, StackRuntime } from '../stacks/project.ts';
 import { createApiApp } from './app.ts';
 import type { DownloadLinkIssuer } from './context.ts';
 import { S3DownloadLinks, SignedLocalDownloadLinks } from './download-links.ts';
+import { builtDashboardDirectory } from './static-dashboard.ts';
 import { ApiTokenStore } from './tokens/token-store.ts';
 
 export interface RunningApiServer {
@@ -27,7 +28,13 @@ export function tokenStorePath(project: Project): string {
 export async function startApiServer(
   project: Project,
   stack: StackRuntime,
-  options: { port?: number; host?: string; log?: (line: string) => void } = {},
+  options: {
+    port?: number;
+    host?: string;
+    log?: (line: string) => void;
+    /** The built dashboard to serve at `/`; default `dist/dashboard` when built, `false` for none. */
+    dashboardDir?: string | false;
+  } = {},
 ): Promise<RunningApiServer> {
   const tokens = ApiTokenStore.open(tokenStorePath(project));
   let baseUrl = '';
@@ -46,6 +53,7 @@ export async function startApiServer(
     localDownloads,
     authenticate: (c) => tokens.authenticate(/^Bearer (\S+)$/.exec(c.req.header('authorization') ?? '')?.[1]),
     onInternalError: (error, c) => options.log?.(`error ${c.req.method} ${c.req.path}: ${errorMessage(error)}`),
+    ...dashboardOption(options.dashboardDir),
   });
   const host = options.host ?? '127.0.0.1';
   const server = await new Promise<ReturnType<typeof serve>>((resolve, reject) => {
@@ -65,4 +73,10 @@ export async function startApiServer(
         });
       }),
   };
+}
+
+function dashboardOption(dir: string | false | undefined): { dashboardDir?: string } {
+  if (dir === false) return {};
+  const found = dir ?? builtDashboardDirectory();
+  return found ? { dashboardDir: found } : {};
 }

@@ -1,7 +1,8 @@
-import { mkdir, stat } from 'node:fs/promises';
+import { cp, mkdir, rm, stat } from 'node:fs/promises';
 import { dirname, join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { build } from 'esbuild';
+import { builtDashboardDirectory } from '../api/static-dashboard.ts';
 import { withEnglishZodMessagesOnly, withoutNativeModules } from './bundle-pipeline.ts';
 
 const API_ENTRY = join(dirname(fileURLToPath(import.meta.url)), '../../functions/api/index.ts');
@@ -10,8 +11,15 @@ const API_ENTRY = join(dirname(fileURLToPath(import.meta.url)), '../../functions
  * Bundles the API Lambda (`functions/api/index.ts`) into one minified ESM file. The AWS SDK v3 is
  * left to the Lambda Node.js runtime, which ships it (as CDK's `NodejsFunction` does by default):
  * it is most of the bundle otherwise, and the API only makes a few DynamoDB and S3 calls.
+ *
+ * The built web dashboard (`dist/dashboard`) is copied next to it, into `dashboard/`, so the
+ * function's code asset carries it and the API serves it at `GET /` (`functions/api/index.ts`).
+ * Those files are separate from `bytes`, which counts the JavaScript bundle only.
  */
-export async function bundleApiLambda(outfile: string): Promise<{ outfile: string; bytes: number }> {
+export async function bundleApiLambda(
+  outfile: string,
+  options: { dashboardDir?: string | false } = {},
+): Promise<{ outfile: string; bytes: number; dashboard?: string }> {
   await mkdir(dirname(outfile), { recursive: true });
   await build({
     entryPoints: [API_ENTRY],
@@ -31,5 +39,11 @@ export async function bundleApiLambda(outfile: string): Promise<{ outfile: strin
     plugins: [withoutNativeModules, withEnglishZodMessagesOnly],
     logLevel: 'silent',
   });
-  return { outfile, bytes: (await stat(outfile)).size };
+  const bytes = (await stat(outfile)).size;
+  const dashboardDir = options.dashboardDir ?? builtDashboardDirectory();
+  if (!dashboardDir) return { outfile, bytes };
+  const dashboard = join(dirname(outfile), 'dashboard');
+  await rm(dashboard, { recursive: true, force: true });
+  await cp(dashboardDir, dashboard, { recursive: true });
+  return { outfile, bytes, dashboard };
 }

@@ -15,6 +15,7 @@ import {
   backupCommand,
   bundleCommand,
   compileCommand,
+  dashboardCommand,
   deployCommand,
   destroyCommand,
   modelAliasRemove,
@@ -454,6 +455,28 @@ export async function main(argv: string[], io: CliIo): Promise<number> {
     .addOption(stackOpt())
     .addOption(json())
     .action(async (opts) => serveCommand(await openProject(), opts, io));
+  program
+    .command('dashboard')
+    .description('open the web dashboard: locally with a session token, or for an API on AWS through a signing proxy')
+    .addOption(
+      new Option('--port <n>', 'TCP port on 127.0.0.1 (0: any free port)')
+        .argParser((v) => {
+          const n = Number(v);
+          if (!Number.isInteger(n) || n < 0 || n > 65535) throw new InvalidArgumentError('must be a port, 0-65535.');
+          return n;
+        })
+        .default(0),
+    )
+    .option('--token <token>', 'open with this token instead of a session token revoked on exit')
+    .addOption(
+      new Option('--role <role>', "the session token's role").choices(['member', 'release-manager']).default('member'),
+    )
+    .option('--api <url>', 'an API on AWS (its URL with the stage): sign requests with your AWS credentials')
+    .option('--region <region>', 'AWS region of --api (default: from its host name, else AWS_REGION)')
+    .option('--no-open', 'only print the URL (no browser is started without a display anyway)')
+    .addOption(stackOpt())
+    .addOption(json())
+    .action(async (opts) => dashboardCommand(opts.api ? undefined : await openProject(), opts, io));
   const token = program.command('token').description('bearer tokens for `stackline serve` (stored hashed)');
   token
     .command('create')

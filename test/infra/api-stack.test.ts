@@ -7,6 +7,7 @@ import { Template } from 'aws-cdk-lib/assertions';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { ApiStack } from '../../infra/api-stack.ts';
 import { API_ROUTES } from '../../lib/api/routes.ts';
+import { DASHBOARD_PATHS } from '../../lib/api/static-dashboard.ts';
 import { bundleApiLambda } from '../../lib/bundle/bundle-api-lambda.ts';
 
 // biome-ignore lint/suspicious/noExplicitAny: template JSON, checked by the assertions themselves
@@ -56,7 +57,7 @@ function policyStatements(namePart: string): Array<{ Effect: string; Action: str
 describe('ApiStack', () => {
   it('puts AWS_IAM authorization on every method, one method per documented route', () => {
     const methods = Object.values(template.findResources('AWS::ApiGateway::Method')) as Json[];
-    expect(methods).toHaveLength(API_ROUTES.length + 1);
+    expect(methods).toHaveLength(API_ROUTES.length + 1 + DASHBOARD_PATHS.length);
     for (const m of methods) expect(m.Properties.AuthorizationType).toBe('AWS_IAM');
   });
 

@@ -222,6 +222,12 @@ describe('every documented route', () => {
     expect(logs.json.stepRunId).toBe(steps[0].id);
     expect((await call('PATCH', `/runs/${runId}/metadata`, { body: { values: { reviewed: true } } })).status).toBe(200);
     expect((await metadata.runs.get(runId)).metadata.reviewed).toBe(true);
+    const explained = (await call('GET', `/runs/${runId}/explain`)).json.items;
+    expect(explained.map((e: { stepRunId: string }) => e.stepRunId).sort()).toEqual(
+      steps.map((s: { id: string }) => s.id).sort(),
+    );
+    expect((await call('GET', `/runs/${runId}/artifacts`)).json.items.length).toBeGreaterThan(0);
+    expect((await call('GET', '/whoami')).json).toEqual({ actor: 'alice', role: 'member' });
 
     expect((await call('GET', '/stacks')).json.items.map((x: { name: string }) => x.name)).toContain('default');
     expect((await call('GET', '/stacks/default')).json.name).toBe('default');
@@ -234,6 +240,7 @@ describe('every documented route', () => {
     expect(versions.length).toBeGreaterThan(0);
     expect((await call('GET', '/artifacts/iris.model/versions/1')).json.version).toBe(1);
     expect((await call('GET', '/artifacts/iris.model/versions/1/lineage')).json.producer).not.toBeNull();
+    expect((await call('GET', '/artifacts/iris.model/versions/1/preview')).json.kind).toBe('text');
     const link = (await call('GET', '/artifacts/iris.model/versions/1/download')).json;
     const downloadPath = link.url.slice(url.length);
     const bytes = await call('GET', downloadPath, { token: null });
