@@ -3,6 +3,7 @@
  * one arm64 Fargate task definition holding the step runner's container. Added to the runner stack
  * only for environments whose pipelines have ECS steps (see `infra/stackline-app.ts`).
  */
+
 import { Arn, ArnFormat, CfnOutput, RemovalPolicy, Stack } from 'aws-cdk-lib';
 import * as ec2 from 'aws-cdk-lib/aws-ec2';
 import { Platform } from 'aws-cdk-lib/aws-ecr-assets';
@@ -13,6 +14,7 @@ import { Construct } from 'constructs';
 import type { EcsRunnerOptions } from '../lib/compiler/compile-to-asl.ts';
 import type { PipelineDefinition } from '../lib/dsl/pipeline.ts';
 import { acknowledgeRule, acknowledgeWildcardResource } from './nag.ts';
+import type { EventPublisher } from './pipeline-triggers.ts';
 
 /** An existing VPC for the tasks (cdk.json `ecs.vpc`): attributes, because a lookup needs AWS at synth. */
 export interface ImportedVpc {
@@ -73,6 +75,8 @@ export class EcsRunner extends Construct {
   readonly executionRole: iam.Role;
   readonly securityGroup: ec2.SecurityGroup;
   readonly logGroup: logs.LogGroup;
+  /** The container as a platform-event publisher (the same variable and grant as the Lambda step runner). */
+  readonly eventPublisher: EventPublisher;
   /** What the compiler needs (`compileToAsl` `options.ecs`); CloudFormation references until deployed. */
   readonly settings: EcsRunnerOptions;
 
@@ -169,6 +173,10 @@ export class EcsRunner extends Construct {
       environment: { ...props.environment, AWS_REGION: stack.region },
     });
     container.addMountPoints({ containerPath: '/tmp', sourceVolume: 'tmp', readOnly: false });
+    this.eventPublisher = {
+      addEnvironment: (name, value) => container.addEnvironment(name, value),
+      addToRolePolicy: (statement) => this.taskRole.addToPolicy(statement),
+    };
     acknowledgeRule(
       this.taskDefinition,
       'ECS2',

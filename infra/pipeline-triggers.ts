@@ -44,10 +44,16 @@ export interface PipelineTriggersProps {
   namePrefix: string;
   /** The artifact bucket S3 triggers watch (its EventBridge notifications must be on). */
   bucketName: string;
-  /** Functions that publish platform events: each gets `STACKLINE_EVENT_BUS` and `events:PutEvents` on it. */
-  publishers: readonly lambda.Function[];
+  /** What publishes platform events (step runner, ECS container, API): each gets `STACKLINE_EVENT_BUS` and `events:PutEvents` on it. */
+  publishers: readonly EventPublisher[];
   /** Ends runs of executions that stop outside the runner; omit to deploy no such rule. */
   executionStatus?: { codeDirectory: string; tablePrefix: string; tableArns: string[]; tableActions: string[] };
+}
+
+/** A function or container that publishes platform events: it gets an environment variable and a grant. */
+export interface EventPublisher {
+  addEnvironment(name: string, value: string): unknown;
+  addToRolePolicy(statement: iam.PolicyStatement): unknown;
 }
 
 /** One deployed trigger, for tests and outputs. */

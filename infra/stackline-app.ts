@@ -166,7 +166,7 @@ export async function addStacklineStages(app: App, options: StacklineStagesOptio
       stacklineStack: environment.name,
       namePrefix: runner.stateMachinePrefix,
       bucketName: data.bucketName,
-      publishers: [runner.function, api.function],
+      publishers: [runner.function, ...(ecsRunner ? [ecsRunner.eventPublisher] : []), api.function],
       executionStatus: {
         codeDirectory: executionStatusBundle,
         tablePrefix: environment.tablePrefix,

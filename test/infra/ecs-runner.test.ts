@@ -58,6 +58,14 @@ const only = (template: Template, type: string): [string, Resource] => {
   expect(found, type).toHaveLength(1);
   return found[0]!;
 };
+/** The step runner function (the runner stack also holds the execution-status Lambda). */
+const stepRunner = (template: Template): [string, Resource] => {
+  const found = Object.entries(template.findResources('AWS::Lambda::Function') as Record<string, Resource>).filter(
+    ([id]) => id.startsWith('StepRunner'),
+  );
+  expect(found, 'the StepRunner function').toHaveLength(1);
+  return found[0]!;
+};
 const roleOf = (template: Template, description: RegExp) =>
   Object.entries(template.findResources('AWS::IAM::Role') as Record<string, Resource>).find(([, r]) =>
     description.test(r.Properties!.Description ?? ''),
@@ -128,7 +136,7 @@ describe('an environment with ECS steps (dev: a new VPC)', () => {
     const { runner } = stages.dev;
     const [, definition] = only(runner, 'AWS::ECS::TaskDefinition');
     const [container] = definition.Properties!.ContainerDefinitions as Json[];
-    const [, fn] = only(runner, 'AWS::Lambda::Function');
+    const [, fn] = stepRunner(runner);
     const lambdaEnvironment = Object.entries(fn.Properties!.Environment.Variables as Record<string, Json>);
     const containerEnvironment = (container.Environment as Array<{ Name: string; Value: Json }>).map((v) => [
       v.Name,
@@ -139,7 +147,7 @@ describe('an environment with ECS steps (dev: a new VPC)', () => {
 
   it('gives the task role exactly the Lambda step runner data grants, and task-token reporting on the ECS pipeline', () => {
     const { runner } = stages.dev;
-    const lambdaRole = only(runner, 'AWS::Lambda::Function')[1].Properties!.Role['Fn::GetAtt'][0];
+    const lambdaRole = stepRunner(runner)[1].Properties!.Role['Fn::GetAtt'][0];
     const lambdaData = allowedFor(runner, lambdaRole).filter((p) => !p.action.startsWith('logs:'));
     const taskRole = roleOf(runner, /on ECS/);
     const machine = `arn:aws:states:${REGION}:${ACCOUNT}:stateMachine:stackline-dev-ecs_training`;
@@ -183,7 +191,7 @@ describe('an environment with ECS steps (dev: a new VPC)', () => {
     );
     expect(pairs(allowed)).toEqual(
       pairs([
-        { action: 'lambda:InvokeFunction', resource: `<${only(runner, 'AWS::Lambda::Function')[0]}.Arn>` },
+        { action: 'lambda:InvokeFunction', resource: `<${stepRunner(runner)[0]}.Arn>` },
         { action: 'ecs:RunTask', resource: `<${taskDefinition}>` },
         { action: 'iam:PassRole', resource: `<${taskRole}.Arn>` },
         { action: 'iam:PassRole', resource: `<${executionRole}.Arn>` },
