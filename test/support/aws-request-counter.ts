@@ -213,11 +213,12 @@ export async function countStepRunnerRun(stack: CountedAwsStack, steps: number, 
 }
 
 /**
- * A fan-out of `count` items through the step runner: plan-map, the items `concurrency` at a time
- * (a Map state's MaxConcurrency), collect-map. Returns requests per item and the conflict errors
- * seen (cancelled transactions and ConflictErrors).
+ * A fan-out of `count` items through the step runner: plan-map, then the items spread over
+ * `containers` concurrent workers (each its own store instances, as separate Lambda containers
+ * of a Map state are), then collect-map. Returns requests per item and the conflicts seen:
+ * ConflictErrors that failed an item, and transactions DynamoDB cancelled (retried inside).
  */
-export async function countFanOut(stack: CountedAwsStack, count: number, concurrency = 16) {
+export async function countFanOut(stack: CountedAwsStack, count: number, containers = 16) {
   const p = fanOutRequestPipeline(count);
   const deps = { ...stack.deps, pipelines: [p] };
   const { runId } = await handleStepRunnerRequest(
@@ -234,19 +235,21 @@ export async function countFanOut(stack: CountedAwsStack, count: number, concurr
   let next = 0;
   let conflicts = 0;
   const worker = async () => {
+    const container = { ...stack.coldDeps(), pipelines: [p] };
     for (let index = next++; index < count; index = next++) {
       try {
         await handleStepRunnerRequest(
           { action: 'run-step', pipeline: p.name, runId, stepId: 'req_square', mapIndex: index },
-          deps,
+          container,
         );
       } catch (error) {
-        if ((error as Error).name === 'ConflictError') conflicts++;
+        if ((error as Error).name === 'ConflictError' || /conflict|gave up/i.test((error as Error).message))
+          conflicts++;
         throw error;
       }
     }
   };
-  await Promise.all(Array.from({ length: concurrency }, worker));
+  await Promise.all(Array.from({ length: containers }, worker));
   const collected = await handleStepRunnerRequest(
     { action: 'collect-map', pipeline: p.name, runId, stepId: 'req_square' },
     deps,

@@ -98,7 +98,7 @@ export class DynamoDbMetadataStore implements MetadataStore {
       }
       case 'artifact_version': {
         const found = await pointer(tables.artifacts, keys.artifactVersionPointer(target.id));
-        const key = found && keys.artifactVersion(found.name, found.version);
+        const key = found && keys.versionOf(found);
         return { table: tables.artifacts, key, label: 'Artifact version', id: target.id, touch: false };
       }
       case 'model_version': {

@@ -22,7 +22,7 @@ import type {
   StepRunCompletion,
   StepRunStatus,
 } from '../types.ts';
-import { artifactQueueKey, planArtifactVersions } from './dynamodb-artifact-repository.ts';
+import { artifactQueueKey, planArtifactVersions, planItemVersions } from './dynamodb-artifact-repository.ts';
 import { keys } from './keys.ts';
 import {
   batchGet,
@@ -210,7 +210,12 @@ export class DynamoDbRunRepository implements RunRepository {
       }
       seen.add(outputName);
     }
-    const counters = completion.outputs.map(({ artifact }) => artifactQueueKey(artifact.name));
+    const known = this.#started.get(stepRunId);
+    // Items take no counter (see planItemVersions): nothing to queue behind.
+    const counters =
+      known !== undefined && fanOutItemIndex(known.stepId) !== undefined
+        ? []
+        : completion.outputs.map(({ artifact }) => artifactQueueKey(artifact.name));
     let step: StepRun | undefined;
     let attempt = 0;
     const complete = () =>
@@ -220,15 +225,20 @@ export class DynamoDbRunRepository implements RunRepository {
           (attempt++ === 0 ? this.#started.get(stepRunId) : undefined) ??
           (await this.#runningStep(stepRunId, 'completed'));
         step = current;
-        const planned = await planArtifactVersions(
-          this.db,
-          completion.outputs.map(({ artifact }) => ({
-            ...artifact,
-            producerRunId: artifact.producerRunId ?? current.runId,
-            producerStepRunId: artifact.producerStepRunId ?? stepRunId,
-          })),
-          completion.endedAt,
-        );
+        const drafts = completion.outputs.map(({ artifact }) => ({
+          ...artifact,
+          producerRunId: artifact.producerRunId ?? current.runId,
+          producerStepRunId: artifact.producerStepRunId ?? stepRunId,
+        }));
+        const index = fanOutItemIndex(current.stepId);
+        const planned =
+          index === undefined
+            ? await planArtifactVersions(this.db, drafts, completion.endedAt)
+            : planItemVersions(this.db, drafts, completion.endedAt, {
+                stepRunId,
+                index,
+                outputNames: completion.outputs.map(({ outputName }) => outputName),
+              });
         const byOutput: Record<string, ArtifactVersion> = {};
         completion.outputs.forEach(({ outputName }, index) => {
           byOutput[outputName] = planned.versions[index]!;
@@ -698,6 +708,12 @@ export class DynamoDbRunRepository implements RunRepository {
       onConditionFailed: () => storeErrors.modelVersionNotFound(id),
     };
   }
+}
+
+/** Item `i` of a fan-out is recorded under step id `<node>[i]` (see `stepRecordId`). */
+function fanOutItemIndex(stepId: string): number | undefined {
+  const match = /\[(\d+)\]$/.exec(stepId);
+  return match ? Number(match[1]) : undefined;
 }
 
 function isNewer(a: StepRun, b: StepRun): boolean {
