@@ -74,5 +74,13 @@ describe('AWS requests per executed step', () => {
     expect(result.conflicts).toBe(0);
     expect(result.cancelledTransactions).toBe(0);
     expect(result.perStep).toBeLessThanOrEqual(6);
+
+    // Each item's output is recorded under its own step run, numbered by the item, not by a counter.
+    const { metadata } = stack.deps.stores;
+    const item = (await metadata.runs.latestSteps(result.runId, ['req_square[3]'])).get('req_square[3]')!;
+    const [version] = await metadata.artifacts.getVersionsByIds([item.outputs.out!]);
+    expect(version).toMatchObject({ name: 'req_square.out.items', version: 4, producerStepRunId: item.id });
+    const collected = await metadata.artifacts.getVersion('req_square.out');
+    expect(collected).toMatchObject({ materializer: 'collection', dataType: 'collection:40' });
   }, 180_000);
 });
