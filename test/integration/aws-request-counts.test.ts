@@ -82,5 +82,8 @@ describe('AWS requests per executed step', () => {
     expect(version).toMatchObject({ name: 'req_square.out.items', version: 4, producerStepRunId: item.id });
     const collected = await metadata.artifacts.getVersion('req_square.out');
     expect(collected).toMatchObject({ materializer: 'collection', dataType: 'collection:40' });
+    const listed = (await metadata.artifacts.list({ limit: 500 })).items.map((summary) => summary.name);
+    expect(listed).toContain('req_square.out');
+    expect(listed).not.toContain('req_square.out.items');
   }, 180_000);
 });
