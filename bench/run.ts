@@ -17,6 +17,7 @@ import { parseArgs } from 'node:util';
 import { apiBenchmark } from './api.ts';
 import { artifactsBenchmark } from './artifacts.ts';
 import { attemptIsolationBenchmark } from './attempt-isolation.ts';
+import { awsRequestsBenchmark } from './aws-requests.ts';
 import { bundleBenchmark } from './bundle.ts';
 import { cliBenchmark } from './cli.ts';
 import { benchCompile } from './compile.ts';
@@ -38,6 +39,7 @@ const BENCHMARKS: Benchmark[] = [
   cachedRerunBenchmark,
   artifactsBenchmark,
   s3ArtifactsBenchmark,
+  awsRequestsBenchmark,
   simpleBenchmark('compile', 'compileToAsl time and definition size for ~1,000-step pipelines', benchCompile),
   bundleBenchmark,
   apiBenchmark,

@@ -11,6 +11,8 @@ export const CollectionManifest = z.object({
 export type CollectionManifest = z.infer<typeof CollectionManifest>;
 
 export const COLLECTION = 'collection';
+/** Items of a collection read at once when it is loaded. */
+export const COLLECTION_LOAD_CONCURRENCY = 16;
 
 /**
  * Stores a fan-out output as a manifest of its items' blobs (never copying item data), and loads it
@@ -29,8 +31,15 @@ export function createCollectionMaterializer(registry: MaterializerRegistry): Ma
       const manifest = CollectionManifest.parse(
         JSON.parse((await context.store.getBytes(ref.contentHash)).toString('utf8')),
       );
-      const values = [];
-      for (const item of manifest.items) values.push(await registry.load(item, context));
+      // A few reads in flight at once: one at a time, a 1,000-item collection on S3 takes 1,000 round trips in a row.
+      const values: unknown[] = new Array(manifest.items.length);
+      let next = 0;
+      const worker = async () => {
+        for (let index = next++; index < manifest.items.length; index = next++) {
+          values[index] = await registry.load(manifest.items[index]!, context);
+        }
+      };
+      await Promise.all(Array.from({ length: Math.min(COLLECTION_LOAD_CONCURRENCY, manifest.items.length) }, worker));
       return values as unknown as CollectionManifest;
     },
   };

@@ -71,8 +71,8 @@ export interface S3ArtifactStoreOptions {
  * Keys: `<prefix>/blobs/<first two hex digits>/<hex>` holds each blob; `<prefix>/tmp/<uuid>` holds
  * streamed writes in progress. Since a stream's hash is known only once it has been read, a stream
  * is uploaded (multipart, hashed on the way) to a temp key, then copied onto its content key and
- * the temp key deleted. Small in-memory values are hashed first and written straight to their
- * content key. Every write to a content key is conditional (`If-None-Match: *`): a blob, once
+ * the temp key deleted. In-memory values and files are hashed first and written straight to their
+ * content key (one PutObject when small, a multipart upload otherwise). Every write to a content key is conditional (`If-None-Match: *`): a blob, once
  * written, is never overwritten, and a lost race means identical content is already there.
  *
  * Integrity: uploads carry SHA-256 checksums that S3 checks on receipt (`ChecksumSHA256` when the
@@ -128,10 +128,9 @@ export class S3ArtifactStore implements ArtifactStore {
     if (typeof source !== 'string' && !(source instanceof Uint8Array)) return this.#putStream(source);
     const bytes = typeof source === 'string' ? Buffer.from(source, 'utf8') : source;
     if (bytes.byteLength < SINGLE_PUT_MAX_BYTES) return this.#putSmall(bytes);
-    // Large but in memory: hashing first lets content already stored skip the upload.
-    const hex = sha256Hex(bytes);
-    if ((await this.#quickCheck(hex)) === 'ok') return this.#describe(hex, bytes.byteLength);
-    return this.#putStream(Readable.from([bytes]));
+    // Large but in memory: its hash is known before the upload, so it goes straight to its content
+    // key (parts in parallel), with no temporary object and no server-side copy.
+    return this.#uploadKnown(() => bytes, sha256Hex(bytes), bytes.byteLength);
   }
 
   async putFile(path: string): Promise<StoredBlob> {
@@ -248,11 +247,11 @@ export class S3ArtifactStore implements ArtifactStore {
       hash.update(chunk as Buffer);
       size += (chunk as Buffer).byteLength;
     }
-    return this.#uploadFile(path, hash.digest('hex'), size);
+    return this.#uploadKnown(() => createReadStream(path, { highWaterMark: MiB }), hash.digest('hex'), size);
   }
 
-  /** Uploads a local file whose hash is known to its content key, unless that key exists. */
-  async #uploadFile(path: string, hex: string, size: number): Promise<StoredBlob> {
+  /** Uploads bytes whose hash is known (a file, a buffer) to their content key, unless that key holds them. */
+  async #uploadKnown(body: () => Readable | Uint8Array, hex: string, size: number): Promise<StoredBlob> {
     const blobKey = this.#blobKey(hex);
     const existing = await this.#quickCheck(hex);
     if (existing === 'ok') return this.#describe(hex, size);
@@ -264,7 +263,7 @@ export class S3ArtifactStore implements ArtifactStore {
         params: {
           Bucket: this.bucket,
           Key: blobKey,
-          Body: createReadStream(path, { highWaterMark: MiB }),
+          Body: body(),
           ContentLength: size,
           ChecksumAlgorithm: 'SHA256',
           // A damaged object under this key is replaced; otherwise never overwrite.

@@ -114,6 +114,12 @@ export interface RunRepository {
   /** @throws NotFoundError */
   getStep(stepRunId: string): Promise<StepRun>;
   listSteps(runId: string): Promise<StepRun[]>;
+  /**
+   * The newest step run recorded under each of `stepIds` (node ids or `id[i]`) in a run, by step
+   * id (newest: latest `startedAt`, then highest id); step ids with none are left out. What a step
+   * runner reads instead of {@link listSteps}, so its cost does not grow with the run.
+   */
+  latestSteps(runId: string, stepIds: readonly string[]): Promise<Map<string, StepRun>>;
   /** The newest `completed` (not cached) step run with this cache key, if any. */
   findCacheHit(cacheKey: string): Promise<StepRun | undefined>;
   /**

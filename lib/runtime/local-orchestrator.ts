@@ -1,3 +1,4 @@
+import { withRecentBlobs } from '../artifacts/recent-blobs.ts';
 import type { PipelineGraph, StepNode } from '../dsl/builder.ts';
 import type { PipelineDefinition } from '../dsl/pipeline.ts';
 import { ConflictError, errorInfo, RunCancelledError } from '../errors.ts';
@@ -99,6 +100,8 @@ export async function runPipelineLocally(
   });
   const stepEnv: StepEnvironment = {
     ...stepEnvironment(env, options.actor),
+    // Remote stores: a step reads its upstream step's small outputs from memory, not with a request.
+    ...(env.artifacts.kind === 'local' ? {} : { artifacts: withRecentBlobs(env.artifacts) }),
     lease: { executor, until: () => leaseUntil() },
     onEvent: (event) => {
       if (event.type === 'step-started') running.add(event.stepRunId);

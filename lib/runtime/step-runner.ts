@@ -1,4 +1,6 @@
 import type { z } from 'zod';
+import type { ArtifactStore } from '../artifacts/artifact-store.ts';
+import { withRecentBlobs } from '../artifacts/recent-blobs.ts';
 import type { PipelineGraph, StepNode } from '../dsl/builder.ts';
 import { isPipelineDefinition, type PipelineDefinition } from '../dsl/pipeline.ts';
 import type { RunModelVersion } from '../dsl/types.ts';
@@ -25,6 +27,7 @@ import {
   type StepRun,
   TERMINAL_RUN_STATUSES,
 } from '../metadata/types.ts';
+import { canonicalJson } from '../util/canonical-json.ts';
 import { nowIso } from '../util/ids.ts';
 import { formatZodIssues } from '../util/zod-format.ts';
 import { collectFanOut, fanOutItemIndex, planFanOut } from './fan-out.ts';
@@ -325,16 +328,17 @@ interface StepScope {
 async function openStepScope(
   request: { pipeline: string; runId: string; stepId: string },
   deps: StepRunnerDeps,
+  options: { reuseRun?: boolean } = {},
 ): Promise<StepScope> {
   const pipeline = pipelineNamed(deps, request.pipeline);
-  const run = sameRunOf(await deps.stores.metadata.runs.get(request.runId), request.pipeline);
+  const run = sameRunOf(await runOf(deps.stores.metadata, request.runId, options.reuseRun === true), request.pipeline);
   if (TERMINAL_RUN_STATUSES.includes(run.status)) {
     const message = `Run "${run.id}" has already finished (${run.status}); step "${request.stepId}" was not run.`;
     const context = { runId: run.id, status: run.status, step: request.stepId };
     throw new NonRetriableError(message, { cause: new ConflictError(message, { context }), context });
   }
   // The graph as the run recorded it: its own (already validated) parameters, not today's defaults.
-  const graph = pipeline.build(run.parameters);
+  const graph = graphOf(pipeline, run.parameters);
   const node = graph.byId.get(request.stepId);
   if (!node) {
     throw new NonRetriableError(
@@ -343,8 +347,75 @@ async function openStepScope(
       { context: { runId: run.id, pipeline: pipeline.name, step: request.stepId } },
     );
   }
-  const env = stepEnvironment(deps.stores, deps.actor);
+  const env = stepEnvironment({ ...deps.stores, artifacts: recentBlobsOf(deps.stores.artifacts) }, deps.actor);
   return { run, pipeline, graph, node, env, modelVersion: await runModelVersionOf(env, run) };
+}
+
+/**
+ * What a warm container keeps between invocations. Each is keyed by the object it derives from
+ * (a pipeline, a store), holds only records that never change once written, and is bounded.
+ */
+const WARM_CACHE_SIZE = 256;
+const graphs = new WeakMap<PipelineDefinition, Map<string, PipelineGraph>>();
+const runs = new WeakMap<MetadataStore, Map<string, PipelineRun>>();
+const doneSteps = new WeakMap<MetadataStore, Map<string, StepExecutionResult>>();
+const recentBlobStores = new WeakMap<ArtifactStore, ArtifactStore>();
+
+function boundedSet<K, V>(map: Map<K, V>, key: K, value: V): void {
+  map.delete(key);
+  map.set(key, value);
+  if (map.size > WARM_CACHE_SIZE) map.delete(map.keys().next().value!);
+}
+
+function cacheOf<K extends object, V>(caches: WeakMap<K, Map<string, V>>, owner: K): Map<string, V> {
+  let cache = caches.get(owner);
+  if (!cache) {
+    cache = new Map();
+    caches.set(owner, cache);
+  }
+  return cache;
+}
+
+/** A pipeline's graph for a run's parameters, built once per container (65 ms at 1,000 steps). */
+function graphOf(pipeline: PipelineDefinition, parameters: PipelineRun['parameters']): PipelineGraph {
+  const cache = cacheOf(graphs, pipeline);
+  const key = canonicalJson(parameters);
+  let graph = cache.get(key);
+  if (!graph) {
+    graph = pipeline.build(parameters);
+    boundedSet(cache, key, graph);
+  }
+  return graph;
+}
+
+/**
+ * The run record. `reuse`: a copy read earlier by this container will do — for run-step, whose
+ * writes (startStep, recordCachedStep) themselves refuse a run that has finished since, and which
+ * needs of the run only what never changes (parameters, configuration, model version).
+ */
+async function runOf(metadata: MetadataStore, runId: string, reuse: boolean): Promise<PipelineRun> {
+  const cache = cacheOf(runs, metadata);
+  const known = reuse ? cache.get(runId) : undefined;
+  if (known) return known;
+  const run = await metadata.runs.get(runId);
+  if (!TERMINAL_RUN_STATUSES.includes(run.status)) boundedSet(cache, runId, run);
+  return run;
+}
+
+function recentBlobsOf(artifacts: ArtifactStore): ArtifactStore {
+  let recent = recentBlobStores.get(artifacts);
+  if (!recent) {
+    recent = withRecentBlobs(artifacts);
+    recentBlobStores.set(artifacts, recent);
+  }
+  return recent;
+}
+
+/** Remembers a completed or cached step and its outputs (neither changes again) for downstream steps. */
+function rememberDone(scope: StepScope, stepId: string, result: StepExecutionResult): void {
+  const status = result.stepRun.status;
+  if (status !== 'completed' && status !== 'cached') return;
+  boundedSet(cacheOf(doneSteps, scope.env.metadata), `${scope.run.id}\u0000${stepId}`, result);
 }
 
 function executionRequest(scope: StepScope, inputs: Record<string, ArtifactVersion>) {
@@ -395,7 +466,7 @@ async function outputVersions(
 }
 
 /** The versions a (non-item) step reads: recorded external artifacts and upstream steps' newest outputs. */
-async function resolveInputs(scope: StepScope, steps: readonly StepRun[]): Promise<Record<string, ArtifactVersion>> {
+async function resolveInputs(scope: StepScope): Promise<Record<string, ArtifactVersion>> {
   const { run, node, env } = scope;
   const externalIds = (run.config.externalArtifacts ?? {}) as Record<string, string>;
   const wantedExternals = Object.entries(externalIds).filter(([id]) =>
@@ -414,12 +485,25 @@ async function resolveInputs(scope: StepScope, steps: readonly StepRun[]): Promi
     externals.set(id, version);
   }
   const upstreamIds = [...new Set(Object.values(node.inputs).map((s) => s.stepId))].filter((id) => !externals.has(id));
-  const upstream = upstreamIds.flatMap((id) => {
-    const done = newestStep(steps, id, DONE);
-    return done ? [done] : [];
-  });
-  const versions = await outputVersions(env.metadata, upstream);
-  const outputsByStep = new Map(upstream.map((s, i) => [s.stepId, versions[i]!]));
+  const outputsByStep = new Map<string, Record<string, ArtifactVersion>>();
+  const remembered = cacheOf(doneSteps, env.metadata);
+  for (const id of upstreamIds) {
+    const known = remembered.get(`${run.id}\u0000${id}`);
+    if (known) outputsByStep.set(id, known.outputs);
+  }
+  const unknown = upstreamIds.filter((id) => !outputsByStep.has(id));
+  if (unknown.length > 0) {
+    const latest = await env.metadata.runs.latestSteps(run.id, unknown);
+    const upstream = unknown.flatMap((id) => {
+      const step = latest.get(id);
+      return step && (DONE as readonly string[]).includes(step.status) ? [step] : [];
+    });
+    const versions = await outputVersions(env.metadata, upstream);
+    upstream.forEach((step, i) => {
+      outputsByStep.set(step.stepId, versions[i]!);
+      rememberDone(scope, step.stepId, { stepRun: step, outputs: versions[i]! });
+    });
+  }
   try {
     return resolveStepInputs(node, externals, (id) => outputsByStep.get(id));
   } catch (error) {
@@ -432,7 +516,7 @@ async function resolveInputs(scope: StepScope, steps: readonly StepRun[]): Promi
 }
 
 async function runStep(request: RequestOf<'run-step'>, deps: StepRunnerDeps) {
-  const scope = await openStepScope(request, deps);
+  const scope = await openStepScope(request, deps, { reuseRun: true });
   const { run, node, env } = scope;
   const mapIndex = request.mapIndex;
   if (mapIndex !== undefined && !node.map) {
@@ -456,15 +540,11 @@ async function runStep(request: RequestOf<'run-step'>, deps: StepRunnerDeps) {
       env,
     );
   } else {
-    const steps = await env.metadata.runs.listSteps(run.id);
-    // A retried invocation whose first attempt completed (its response lost): do not run it again.
-    const done = newestStep(steps, recordId, DONE);
-    if (done) {
-      result = { stepRun: done, outputs: (await outputVersions(env.metadata, [done]))[0]! };
-    } else {
-      const inputs = await resolveInputs(scope, steps);
-      result = await executeStep({ ...executionRequest(scope, inputs), inProcessRetries: false }, env);
-    }
+    // A retried invocation whose first attempt completed (its response lost) is not run again:
+    // the leased start finds the completed step run in the step's slot and returns it.
+    const inputs = await resolveInputs(scope);
+    result = await executeStep({ ...executionRequest(scope, inputs), inProcessRetries: false }, env);
+    rememberDone(scope, recordId, result);
     if (run.modelVersionId) await linkModelOutputs(env, node, result, run.modelVersionId);
   }
   return {
@@ -491,7 +571,8 @@ function fanOutInputs(scope: StepScope): Promise<Record<string, ArtifactVersion>
   let inputs = cache.get(key);
   if (!inputs) {
     inputs = (async () => {
-      const parent = newestStep(await env.metadata.runs.listSteps(run.id), node.id, ['running']);
+      const latest = (await env.metadata.runs.latestSteps(run.id, [node.id])).get(node.id);
+      const parent = latest?.status === 'running' ? latest : undefined;
       if (!parent) {
         throw new NonRetriableError(
           `Fan-out step "${node.id}" of run "${run.id}" has not been planned: call plan-map before running its items.`,
@@ -523,15 +604,15 @@ async function planMap(request: RequestOf<'plan-map'>, deps: StepRunnerDeps) {
   const scope = await openStepScope(request, deps);
   requireFanOut(scope);
   const { run, node, env } = scope;
-  const steps = await env.metadata.runs.listSteps(run.id);
   let count: number;
   // A retried plan-map reuses the parent it recorded, so no parent is left running.
-  const existing = newestStep(steps, node.id, ['running', ...DONE]);
+  const latest = (await env.metadata.runs.latestSteps(run.id, [node.id])).get(node.id);
+  const existing = latest && ['running', ...DONE].includes(latest.status) ? latest : undefined;
   if (existing && existing.status !== 'running') return { count: 0, items: [] };
   if (existing) {
     count = Number(existing.metadata.items ?? 0);
   } else {
-    const plan = await planFanOut(executionRequest(scope, await resolveInputs(scope, steps)), env);
+    const plan = await planFanOut(executionRequest(scope, await resolveInputs(scope)), env);
     // Cached: no item runs; collect-map finds the cached parent.
     if (plan.cached) return { count: 0, items: [] };
     count = plan.count;
@@ -586,6 +667,7 @@ async function collectMap(request: RequestOf<'collect-map'>, deps: StepRunnerDep
     const itemOutputs = await outputVersions(env.metadata, items);
     result = await collectFanOut(executionRequest(scope, {}), parent, itemOutputs, env);
   }
+  rememberDone(scope, node.id, result);
   if (run.modelVersionId) await linkModelOutputs(env, node, result, run.modelVersionId);
   return { stepRunId: result.stepRun.id, status: result.stepRun.status as 'completed' | 'cached' };
 }

@@ -564,6 +564,28 @@ export function describeMetadataStoreConformance(name: string, factory: () => Pr
         expect((await store.runs.listSteps(run.id)).filter((s) => s.stepId === 'score[3]')).toHaveLength(1);
       });
 
+      it('latestSteps returns the newest step run of each step id asked for, and leaves out the others', async () => {
+        const run = await store.runs.create(runDraft());
+        const other = await store.runs.create(runDraft());
+        const failed = await store.runs.startStep(
+          stepDraft(run.id, { stepId: 'fit', startedAt: at(1), leaseExpiresAt: future() }),
+        );
+        await store.runs.endStep(failed.id, 'failed', at(2), { durationMs: 1, attempts: 1 });
+        const retried = await store.runs.startStep(
+          stepDraft(run.id, { stepId: 'fit', startedAt: at(3), leaseExpiresAt: future() }),
+        );
+        const { stepRun: done } = await store.runs.completeStep(retried.id, completion({ model: 'fit.model' }));
+        // Recorded without a lease, as a fan-out's parent is.
+        const parent = await store.runs.startStep(stepDraft(run.id, { stepId: 'square', startedAt: at(4) }));
+        await store.runs.startStep(stepDraft(other.id, { stepId: 'fit', startedAt: at(9), leaseExpiresAt: future() }));
+
+        const latest = await store.runs.latestSteps(run.id, ['fit', 'square', 'never-ran', 'fit']);
+        expect([...latest.keys()].sort()).toEqual(['fit', 'square']);
+        expect(latest.get('fit')).toEqual(done);
+        expect(latest.get('square')).toMatchObject({ id: parent.id, status: 'running' });
+        expect(await store.runs.latestSteps(run.id, [])).toEqual(new Map());
+      });
+
       it('a leased startStep takes over from an attempt whose lease expired, and retries after a failure', async () => {
         const run = await store.runs.create(runDraft());
         const lost = await store.runs.startStep(stepDraft(run.id, { leaseExpiresAt: past() }));

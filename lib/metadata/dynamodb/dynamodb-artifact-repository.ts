@@ -80,7 +80,7 @@ export class DynamoDbArtifactRepository implements ArtifactRepository {
 
   async getVersionById(id: string): Promise<ArtifactVersion> {
     const pointer = await this.#get(keys.artifactVersionPointer(id));
-    const item = pointer && (await this.#get(keys.artifactVersion(pointer.name, pointer.version)));
+    const item = pointer && (await this.#get(keys.versionOf(pointer)));
     if (item === undefined) {
       throw storeErrors.artifactVersionNotFound(id);
     }
@@ -94,7 +94,7 @@ export class DynamoDbArtifactRepository implements ArtifactRepository {
     const items = await batchGet(
       this.db,
       this.#table,
-      pointers.map((pointer) => keys.artifactVersion(pointer.name, pointer.version)),
+      pointers.map((pointer) => keys.versionOf(pointer)),
     );
     const byId = new Map(items.map((item) => [item.id as string, recordOf<ArtifactVersion>(item)]));
     return ids.flatMap((id) => byId.get(id) ?? []);
@@ -152,22 +152,25 @@ export class DynamoDbArtifactRepository implements ArtifactRepository {
   async addTags(artifactVersionId: string, tags: Tag[]): Promise<void> {
     await transactOptimistically(this.db, `Tagging artifact version "${artifactVersionId}"`, async () => {
       const pointer = await this.#get(keys.artifactVersionPointer(artifactVersionId));
-      const version = pointer && (await this.#get(keys.artifactVersion(pointer.name, pointer.version)));
+      const version = pointer && (await this.#get(keys.versionOf(pointer)));
       if (version === undefined) {
         throw storeErrors.artifactVersionNotFound(artifactVersionId);
       }
       const merged = uniqueTags([...version.tags, ...tags]);
       if (merged.length === version.tags.length) return { actions: [], result: undefined };
       const summary = await this.#get(keys.artifactSummary(version.name));
-      return {
-        actions: [
-          revisedUpdate(this.#table, { pk: version.pk, sk: version.sk }, version.rev, (e) => e.set(['tags'], merged)),
-          revisedUpdate(this.#table, keys.artifactSummary(version.name), summary?.rev, (e) =>
-            e.set(['tags'], uniqueTags([...(summary?.tags ?? []), ...tags])),
+      const actions = [
+        revisedUpdate(this.#table, { pk: version.pk, sk: version.sk }, version.rev, (e) => e.set(['tags'], merged)),
+      ];
+      // Fan-out item outputs have no summary (they are not numbered from it).
+      if (summary !== undefined) {
+        actions.push(
+          revisedUpdate(this.#table, keys.artifactSummary(version.name), summary.rev, (e) =>
+            e.set(['tags'], uniqueTags([...(summary.tags ?? []), ...tags])),
           ),
-        ],
-        result: undefined,
-      };
+        );
+      }
+      return { actions, result: undefined };
     });
   }
 
@@ -299,6 +302,76 @@ export async function planArtifactVersions(
       },
     );
   }
+  return { actions, versions };
+}
+
+/**
+ * Plans the outputs of one fan-out item (step run `stepRunId`, item `index`): each version is keyed
+ * by the step run (`keys.itemVersion`) and numbered by the item (index + 1), so items completing
+ * together write disjoint items and never contend on the name's counter. They stay out of the
+ * name's summary: `artifacts list` shows the collected output, not each item's.
+ */
+export function planItemVersions(
+  db: Db,
+  drafts: ArtifactVersionDraft[],
+  createdAt: string,
+  item: { stepRunId: string; index: number; outputNames: string[] },
+): { actions: TransactionAction[]; versions: ArtifactVersion[] } {
+  const table = db.tables.artifacts;
+  const actions: TransactionAction[] = [];
+  const versions = drafts.map((draft, i) => {
+    const version = withoutUndefined<ArtifactVersion>({
+      id: draft.id ?? newId('av'),
+      name: draft.name,
+      version: item.index + 1,
+      contentHash: draft.contentHash,
+      uri: draft.uri,
+      size: draft.size,
+      materializer: draft.materializer,
+      dataType: draft.dataType,
+      metadata: draft.metadata,
+      tags: uniqueTags(draft.tags),
+      producerRunId: draft.producerRunId,
+      producerStepRunId: draft.producerStepRunId,
+      createdAt,
+    });
+    const key = keys.itemVersion(version.name, item.stepRunId, item.outputNames[i]!);
+    actions.push(
+      {
+        item: {
+          Put: {
+            TableName: table,
+            Item: { ...key, ...version, rev: 0 },
+            ConditionExpression: 'attribute_not_exists(pk)',
+          },
+        },
+        onConditionFailed: 'retry',
+      },
+      {
+        item: {
+          Put: {
+            TableName: table,
+            Item: {
+              ...keys.artifactVersionPointer(version.id),
+              name: version.name,
+              version: version.version,
+              versionSk: key.sk,
+            },
+            ConditionExpression: 'attribute_not_exists(pk)',
+          },
+        },
+        onConditionFailed:
+          draft.id === undefined
+            ? 'retry'
+            : () =>
+                storeErrors.alreadyExists('Artifact version', version.id, {
+                  artifactVersionId: version.id,
+                  key: keys.artifactVersionPointer(version.id),
+                }),
+      },
+    );
+    return version;
+  });
   return { actions, versions };
 }
 

@@ -56,6 +56,8 @@ export class DynamoDbMetadataStore implements MetadataStore {
   /** Merges `values` key by key (`SET metadata.#key = :value`), so concurrent merges do not lose keys. */
   async logMetadata(target: MetadataTarget, values: Metadata): Promise<void> {
     const { table, key, label, id, touch } = await this.#locate(target);
+    // The run repository's remembered copy would miss these keys when it completes the step run.
+    if (target.kind === 'step_run') this.runs.forgetStep(target.id);
     const notFound = () => storeErrors.targetNotFound(label, id, target);
     if (key === undefined) throw notFound();
     const e = new Expression();
@@ -96,7 +98,7 @@ export class DynamoDbMetadataStore implements MetadataStore {
       }
       case 'artifact_version': {
         const found = await pointer(tables.artifacts, keys.artifactVersionPointer(target.id));
-        const key = found && keys.artifactVersion(found.name, found.version);
+        const key = found && keys.versionOf(found);
         return { table: tables.artifacts, key, label: 'Artifact version', id: target.id, touch: false };
       }
       case 'model_version': {

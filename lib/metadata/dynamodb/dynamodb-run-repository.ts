@@ -22,9 +22,10 @@ import type {
   StepRunCompletion,
   StepRunStatus,
 } from '../types.ts';
-import { artifactQueueKey, planArtifactVersions } from './dynamodb-artifact-repository.ts';
+import { artifactQueueKey, planArtifactVersions, planItemVersions } from './dynamodb-artifact-repository.ts';
 import { keys } from './keys.ts';
 import {
+  batchGet,
   type Db,
   Expression,
   type Item,
@@ -43,6 +44,8 @@ import {
 import { INDEXES } from './table-definitions.ts';
 
 const NON_TERMINAL: readonly RunStatus[] = ['pending', 'running'];
+/** Step runs an instance remembers between starting and ending them (see `#started`). */
+const MAX_REMEMBERED_STEPS = 10_000;
 
 /**
  * Runs and step runs (runs table). A run is `RUN#<id> / RUN`; its step runs share its partition
@@ -51,7 +54,19 @@ const NON_TERMINAL: readonly RunStatus[] = ['pending', 'running'];
  * edges record which step runs read an artifact version.
  */
 export class DynamoDbRunRepository implements RunRepository {
+  /**
+   * Step runs this instance started and has not ended yet: completing or ending one needs its run
+   * id and cache key, which would otherwise cost two reads before the write and two after. The
+   * writes stay conditioned on the stored status, so a stale entry costs a retry, never a wrong record.
+   */
+  readonly #started = new Map<string, StepRun>();
+
   constructor(private readonly db: Db) {}
+
+  /** Forgets what this instance remembers of a step run (its record changed outside the repository). */
+  forgetStep(stepRunId: string): void {
+    this.#started.delete(stepRunId);
+  }
 
   async create(run: PipelineRun): Promise<PipelineRun> {
     const record = withoutUndefined({ ...run, tags: uniqueTags(run.tags) });
@@ -151,7 +166,9 @@ export class DynamoDbRunRepository implements RunRepository {
   }
 
   async startStep(stepRun: StepRun): Promise<StepRun> {
-    return this.#insertStep({ ...stepRun, status: 'running', outputs: {} }, []);
+    const record = await this.#insertStep({ ...stepRun, status: 'running', outputs: {} }, []);
+    this.#remember(record);
+    return record;
   }
 
   async renewLease(runId: string, leaseExpiresAt: string, stepRunIds: string[] = []): Promise<boolean> {
@@ -167,7 +184,18 @@ export class DynamoDbRunRepository implements RunRepository {
       }
     };
     const open = await renew(keys.run(runId), NON_TERMINAL);
-    if (open) await Promise.all(stepRunIds.map((id) => renew(keys.step(runId, id), ['running'])));
+    if (open) {
+      await Promise.all(
+        stepRunIds.map(async (id) => {
+          const renewed = await renew(keys.step(runId, id), ['running']);
+          const known = this.#started.get(id);
+          if (known !== undefined) {
+            if (renewed) known.leaseExpiresAt = leaseExpiresAt;
+            else this.#started.delete(id);
+          }
+        }),
+      );
+    }
     return open;
   }
 
@@ -182,19 +210,35 @@ export class DynamoDbRunRepository implements RunRepository {
       }
       seen.add(outputName);
     }
-    const counters = completion.outputs.map(({ artifact }) => artifactQueueKey(artifact.name));
+    const known = this.#started.get(stepRunId);
+    // Items take no counter (see planItemVersions): nothing to queue behind.
+    const counters =
+      known !== undefined && fanOutItemIndex(known.stepId) !== undefined
+        ? []
+        : completion.outputs.map(({ artifact }) => artifactQueueKey(artifact.name));
+    let step: StepRun | undefined;
+    let attempt = 0;
     const complete = () =>
       transactOptimistically(this.db, `Completing step run "${stepRunId}"`, async () => {
-        const step = await this.#runningStep(stepRunId, 'completed');
-        const planned = await planArtifactVersions(
-          this.db,
-          completion.outputs.map(({ artifact }) => ({
-            ...artifact,
-            producerRunId: artifact.producerRunId ?? step.runId,
-            producerStepRunId: artifact.producerStepRunId ?? stepRunId,
-          })),
-          completion.endedAt,
-        );
+        // The first attempt trusts what this instance started; a failed condition reads the record.
+        const current =
+          (attempt++ === 0 ? this.#started.get(stepRunId) : undefined) ??
+          (await this.#runningStep(stepRunId, 'completed'));
+        step = current;
+        const drafts = completion.outputs.map(({ artifact }) => ({
+          ...artifact,
+          producerRunId: artifact.producerRunId ?? current.runId,
+          producerStepRunId: artifact.producerStepRunId ?? stepRunId,
+        }));
+        const index = fanOutItemIndex(current.stepId);
+        const planned =
+          index === undefined
+            ? await planArtifactVersions(this.db, drafts, completion.endedAt)
+            : planItemVersions(this.db, drafts, completion.endedAt, {
+                stepRunId,
+                index,
+                outputNames: completion.outputs.map(({ outputName }) => outputName),
+              });
         const byOutput: Record<string, ArtifactVersion> = {};
         completion.outputs.forEach(({ outputName }, index) => {
           byOutput[outputName] = planned.versions[index]!;
@@ -206,19 +250,31 @@ export class DynamoDbRunRepository implements RunRepository {
           .set(['attempts'], completion.attempts)
           .set(['outputs'], Object.fromEntries(Object.entries(byOutput).map(([name, version]) => [name, version.id])))
           // Only completed step runs are in the cache-key index (sparse), newest end first.
-          .set(['byCacheKeyPk'], `CACHE#${step.cacheKey}`)
+          .set(['byCacheKeyPk'], `CACHE#${current.cacheKey}`)
           .set(['byCacheKeySk'], `${completion.endedAt}#${stepRunId}`);
         for (const [key, value] of Object.entries(completion.metadata ?? {})) e.set(['metadata', key], value);
         if (completion.logs !== undefined) e.set(['logs'], completion.logs);
         e.condition(`${e.path('status')} = ${e.value('running')}`);
         const stepUpdate: TransactionAction = {
-          item: updateAction(this.#table, keys.step(step.runId, stepRunId), e),
+          item: updateAction(this.#table, keys.step(current.runId, stepRunId), e),
           onConditionFailed: 'retry',
         };
         return { actions: [stepUpdate, ...planned.actions], result: byOutput };
       });
     const outputs = await this.db.queue.run(counters, complete);
-    return { stepRun: await this.getStep(stepRunId), outputs };
+    this.#started.delete(stepRunId);
+    // What the transaction wrote, applied to the record it was conditioned on: no read-back needed.
+    const stepRun = withoutUndefined<StepRun>({
+      ...step!,
+      status: 'completed',
+      endedAt: completion.endedAt,
+      durationMs: completion.durationMs,
+      attempts: completion.attempts,
+      outputs: Object.fromEntries(Object.entries(outputs).map(([name, version]) => [name, version.id])),
+      metadata: { ...step!.metadata, ...completion.metadata },
+      ...(completion.logs === undefined ? {} : { logs: completion.logs }),
+    });
+    return { stepRun, outputs };
   }
 
   async recordCachedStep(stepRun: StepRun): Promise<StepRun> {
@@ -250,8 +306,11 @@ export class DynamoDbRunRepository implements RunRepository {
     endedAt: string,
     details: { durationMs: number; attempts: number; error?: ErrorInfo; logs?: string[] },
   ): Promise<StepRun> {
+    let step: StepRun | undefined;
+    let attempt = 0;
     await transactOptimistically(this.db, `Ending step run "${stepRunId}"`, async () => {
-      const step = await this.#runningStep(stepRunId, status);
+      step =
+        (attempt++ === 0 ? this.#started.get(stepRunId) : undefined) ?? (await this.#runningStep(stepRunId, status));
       const e = new Expression()
         .set(['status'], status)
         .set(['endedAt'], endedAt)
@@ -263,14 +322,24 @@ export class DynamoDbRunRepository implements RunRepository {
       return {
         actions: [
           {
-            item: updateAction(this.#table, keys.step(step.runId, stepRunId), e),
+            item: updateAction(this.#table, keys.step(step!.runId, stepRunId), e),
             onConditionFailed: 'retry',
           },
         ],
         result: undefined,
       };
     });
-    return this.getStep(stepRunId);
+    this.#started.delete(stepRunId);
+    const { error: _previous, ...rest } = step!;
+    return withoutUndefined<StepRun>({
+      ...rest,
+      status,
+      endedAt,
+      durationMs: details.durationMs,
+      attempts: details.attempts,
+      ...(details.error === undefined ? {} : { error: details.error }),
+      ...(details.logs === undefined ? {} : { logs: details.logs }),
+    });
   }
 
   async getStep(stepRunId: string): Promise<StepRun> {
@@ -287,6 +356,42 @@ export class DynamoDbRunRepository implements RunRepository {
       ConsistentRead: true,
     });
     return sortSteps(items.map((item) => recordOf<StepRun>(item)));
+  }
+
+  /**
+   * Through the steps' slots (`SLOT#<stepId>` names the step run that last took it): one batch read
+   * of the slots and one of their holders, whatever the size of the run. A step id without a slot
+   * (step runs recorded without a lease, such as a fan-out's parent) is looked up in the run's
+   * partition instead.
+   */
+  async latestSteps(runId: string, stepIds: readonly string[]): Promise<Map<string, StepRun>> {
+    const wanted = [...new Set(stepIds)];
+    const latest = new Map<string, StepRun>();
+    if (wanted.length === 0) return latest;
+    const pk = keys.run(runId).pk;
+    const slots = await batchGet(
+      this.db,
+      this.#table,
+      wanted.map((stepId) => ({ pk, sk: `SLOT#${stepId}` })),
+    );
+    const holders = await batchGet(
+      this.db,
+      this.#table,
+      slots.map((slot) => keys.step(runId, String(slot.stepRunId))),
+    );
+    for (const item of holders) {
+      const step = recordOf<StepRun>(item);
+      latest.set(step.stepId, step);
+    }
+    const unslotted = wanted.filter((stepId) => !latest.has(stepId));
+    if (unslotted.length > 0) {
+      for (const step of await this.listSteps(runId)) {
+        const known = latest.get(step.stepId);
+        if (unslotted.includes(step.stepId) && (known === undefined || isNewer(step, known)))
+          latest.set(step.stepId, step);
+      }
+    }
+    return latest;
   }
 
   /** Reads the cache-key index: eventually consistent, so a hit completed a moment ago may be missed. */
@@ -409,6 +514,12 @@ export class DynamoDbRunRepository implements RunRepository {
     }
   }
 
+  #remember(stepRun: StepRun): void {
+    // Bounded: step runs whose executor died are never completed here and would otherwise pile up.
+    if (this.#started.size >= MAX_REMEMBERED_STEPS) this.#started.delete(this.#started.keys().next().value!);
+    this.#started.set(stepRun.id, structuredClone(stepRun));
+  }
+
   async #runningStep(stepRunId: string, requestedStatus: StepRunStatus): Promise<StepRun> {
     const step = await this.getStep(stepRunId);
     if (step.status !== 'running') {
@@ -425,9 +536,25 @@ export class DynamoDbRunRepository implements RunRepository {
    * (run, stepId). Reading the holder and conditioning on the slot being unchanged makes taking it
    * a compare-and-set, inside the same transaction as the step run itself.
    */
-  async #slotActions(stepRun: StepRun): Promise<TransactionAction[]> {
+  async #slotActions(stepRun: StepRun, optimistic: boolean): Promise<TransactionAction[]> {
     if (stepRun.leaseExpiresAt === undefined) return [];
     const slotKey = { pk: keys.run(stepRun.runId).pk, sk: `SLOT#${stepRun.stepId}` };
+    // Most steps start once: take a free slot without reading it; a taken one fails the condition
+    // and the next attempt reads its holder.
+    if (optimistic) {
+      return [
+        {
+          item: {
+            Put: {
+              TableName: this.#table,
+              Item: { ...slotKey, stepRunId: stepRun.id },
+              ConditionExpression: 'attribute_not_exists(pk)',
+            },
+          },
+          onConditionFailed: 'retry',
+        },
+      ];
+    }
     const slot = await this.db.doc
       .send(new GetCommand({ TableName: this.#table, Key: slotKey, ConsistentRead: true }))
       .catch((error: unknown) => {
@@ -547,8 +674,9 @@ export class DynamoDbRunRepository implements RunRepository {
       ),
       ...extraChecks,
     ];
+    let attempt = 0;
     await transactOptimistically(this.db, `Recording step run "${id}"`, async () => ({
-      actions: [...actions, ...(await this.#slotActions(stepRun))],
+      actions: [...actions, ...(await this.#slotActions(stepRun, attempt++ === 0))],
       result: undefined,
     }));
     return record;
@@ -580,6 +708,16 @@ export class DynamoDbRunRepository implements RunRepository {
       onConditionFailed: () => storeErrors.modelVersionNotFound(id),
     };
   }
+}
+
+/** Item `i` of a fan-out is recorded under step id `<node>[i]` (see `stepRecordId`). */
+function fanOutItemIndex(stepId: string): number | undefined {
+  const match = /\[(\d+)\]$/.exec(stepId);
+  return match ? Number(match[1]) : undefined;
+}
+
+function isNewer(a: StepRun, b: StepRun): boolean {
+  return a.startedAt === b.startedAt ? a.id > b.id : a.startedAt > b.startedAt;
 }
 
 function runItem(run: PipelineRun): Item {

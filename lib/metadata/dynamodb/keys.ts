@@ -18,6 +18,20 @@ export const keys = {
   artifactSummary: (name: string) => ({ pk: `ARTIFACT#${name}`, sk: 'SUMMARY' }),
   artifactVersion: (name: string, version: number) => ({ pk: `ARTIFACT#${name}`, sk: `V#${padNumber(version)}` }),
   artifactVersionPointer: (id: string) => ({ pk: `AV#${id}`, sk: 'AV' }),
+  /**
+   * An output of one fan-out item, `ARTIFACT#<name>.items / I#<stepRunId>#<output>`: keyed by its
+   * step run rather than numbered from the name's counter, which a thousand items completing at
+   * once would all contend on. Its `version` is the item's number (index + 1).
+   */
+  itemVersion: (name: string, stepRunId: string, output: string) => ({
+    pk: `ARTIFACT#${name}`,
+    sk: `I#${stepRunId}#${output}`,
+  }),
+  /** Where the version a pointer (`AV#<id>` item) names lives. */
+  versionOf: (pointer: Record<string, unknown>) =>
+    typeof pointer.versionSk === 'string'
+      ? { pk: `ARTIFACT#${String(pointer.name)}`, sk: pointer.versionSk }
+      : keys.artifactVersion(String(pointer.name), Number(pointer.version)),
   // models table
   model: (name: string) => ({ pk: `MODEL#${name}`, sk: 'MODEL' }),
   modelVersion: (model: string, number: number) => ({ pk: `MODEL#${model}`, sk: `V#${padNumber(number)}` }),

@@ -312,6 +312,18 @@ export class SqliteRunRepository implements RunRepository {
     return hydrateStepRuns(this.sql, rows);
   }
 
+  async latestSteps(runId: string, stepIds: readonly string[]): Promise<Map<string, StepRun>> {
+    const rows = [...new Set(stepIds)].flatMap((stepId) => {
+      const row = this.sql.get<StepRunRow>(
+        'SELECT * FROM step_runs WHERE run_id = ? AND step_id = ? ORDER BY started_at DESC, id DESC LIMIT 1',
+        runId,
+        stepId,
+      );
+      return row === undefined ? [] : [row];
+    });
+    return new Map(hydrateStepRuns(this.sql, rows).map((step) => [step.stepId, step]));
+  }
+
   async findCacheHit(cacheKey: string): Promise<StepRun | undefined> {
     const row = this.sql.get<StepRunRow>(
       `SELECT * FROM step_runs WHERE cache_key = ? AND status = 'completed' ORDER BY ended_at DESC, id DESC LIMIT 1`,
