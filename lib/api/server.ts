@@ -2,11 +2,13 @@ import { randomBytes } from 'node:crypto';
 import type { AddressInfo } from 'node:net';
 import { join } from 'node:path';
 import { serve } from '@hono/node-server';
+import type { PipelineDefinition } from '../dsl/pipeline.ts';
 import { errorMessage } from '../errors.ts';
 import type { Project, StackRuntime } from '../stacks/project.ts';
 import { createApiApp } from './app.ts';
 import type { DownloadLinkIssuer } from './context.ts';
 import { S3DownloadLinks, SignedLocalDownloadLinks } from './download-links.ts';
+import { LocalRunStarter } from './runs/local-run-starter.ts';
 import { ApiTokenStore } from './tokens/token-store.ts';
 
 export interface RunningApiServer {
@@ -27,7 +29,13 @@ export function tokenStorePath(project: Project): string {
 export async function startApiServer(
   project: Project,
   stack: StackRuntime,
-  options: { port?: number; host?: string; log?: (line: string) => void } = {},
+  options: {
+    port?: number;
+    host?: string;
+    log?: (line: string) => void;
+    /** Pipelines `POST /runs` may start, by name (`stackline serve --pipelines FILE`). */
+    pipelines?: ReadonlyMap<string, PipelineDefinition>;
+  } = {},
 ): Promise<RunningApiServer> {
   const tokens = ApiTokenStore.open(tokenStorePath(project));
   let baseUrl = '';
@@ -38,7 +46,10 @@ export async function startApiServer(
     typeof s3.presignedDownloadUrl === 'function'
       ? new S3DownloadLinks(s3 as ConstructorParameters<typeof S3DownloadLinks>[0])
       : localDownloads;
+  const runs = new LocalRunStarter(options.pipelines ?? new Map(), stack, options.log);
   const app = createApiApp({
+    runs,
+    ...(stack.promoters === undefined ? {} : { promoters: stack.promoters }),
     metadata: stack.metadata,
     artifacts: stack.artifacts,
     stacks: project.registry.stacks,
@@ -56,13 +67,15 @@ export async function startApiServer(
   baseUrl = `http://${host.includes(':') ? `[${host}]` : host}:${address.port}`;
   return {
     url: baseUrl,
-    close: () =>
-      new Promise<void>((resolve, reject) => {
+    close: async () => {
+      await runs.close();
+      await new Promise<void>((resolve, reject) => {
         server.close((error) => {
           tokens.close();
           if (error) reject(error);
           else resolve();
         });
-      }),
+      });
+    },
   };
 }

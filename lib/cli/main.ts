@@ -442,6 +442,7 @@ export async function main(argv: string[], io: CliIo): Promise<number> {
         .default(8787),
     )
     .option('--host <address>', 'address to bind; other hosts than loopback expose the API to the network', '127.0.0.1')
+    .option('--pipelines <file>', 'pipeline file whose pipelines POST /runs may start (repeatable)', collect, [])
     .addOption(stackOpt())
     .addOption(json())
     .action(async (opts) => serveCommand(await openProject(), opts, io));

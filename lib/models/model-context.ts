@@ -61,6 +61,11 @@ export function pipelineActor(identity: Pick<StepIdentity, 'pipeline' | 'runId'>
   return `pipeline:${identity.pipeline} run ${identity.runId}`;
 }
 
+/** Whether a stack's or environment's `promoters` let `pipeline` promote to production (`*` = all). */
+export function isPromoter(promoters: readonly string[], pipeline: string): boolean {
+  return promoters.some((name) => name === '*' || name === pipeline);
+}
+
 /**
  * The model control plane handed to steps as `context.models`. A step promotes under the runner's
  * identity: the change is recorded as {@link pipelineActor} with the run id, and goes through the
@@ -79,7 +84,7 @@ export function createModelControl(stores: ModelStores, identity: StepIdentity):
       }
     },
     async promote(model, version, stage, options = {}) {
-      if (stage === 'production' && !identity.promoters.some((name) => name === '*' || name === identity.pipeline)) {
+      if (stage === 'production' && !isPromoter(identity.promoters, identity.pipeline)) {
         throw new PipelineNotPromoterError(
           `Pipeline "${identity.pipeline}" may not promote to production on this stack (promoters: ${identity.promoters.length === 0 ? 'none' : identity.promoters.join(', ')}); add it to the stack's "promoters" (for an AWS environment: "promoters" in cdk.json) or promote by hand`,
           { context: { pipeline: identity.pipeline, runId: identity.runId, model, version, stage } },
