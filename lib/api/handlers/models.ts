@@ -84,7 +84,10 @@ function changedBy(caller: Caller): { actor: string; runId?: string } {
  */
 function requireProductionRights(ctx: ApiContext, what: string): void {
   const run = ctx.caller.run;
-  if (run === undefined) return requireReleaseManager(ctx.caller, what);
+  if (run === undefined) {
+    requireReleaseManager(ctx.caller, what);
+    return;
+  }
   const promoters = ctx.promoters ?? [];
   if (!isPromoter(promoters, run.pipeline)) {
     throw new PipelineNotPromoterError(
