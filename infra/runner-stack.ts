@@ -5,6 +5,7 @@
 
 import type { CreateTableCommandInput } from '@aws-sdk/client-dynamodb';
 import { Arn, CfnOutput, Duration, RemovalPolicy, Stack, type StackProps } from 'aws-cdk-lib';
+import type * as apigateway from 'aws-cdk-lib/aws-apigateway';
 import * as iam from 'aws-cdk-lib/aws-iam';
 import type * as kms from 'aws-cdk-lib/aws-kms';
 import * as lambda from 'aws-cdk-lib/aws-lambda';
@@ -61,6 +62,9 @@ const STAGE_TABLE_ACTIONS = [
   'dynamodb:Query',
 ];
 
+/** The API routes step code promotes through (`arnPath` form): stage moves and production. */
+export const PROMOTION_ROUTES = ['/models/*/versions/*/stage', '/models/*/versions/*/production'];
+
 /** What `S3ArtifactStore` does with objects: get/head, put (also multipart and copy), delete, abort uploads. */
 const OBJECT_ACTIONS = ['s3:GetObject', 's3:PutObject', 's3:DeleteObject', 's3:AbortMultipartUpload'];
 
@@ -84,6 +88,7 @@ const OBJECT_ACTIONS = ['s3:GetObject', 's3:PutObject', 's3:DeleteObject', 's3:A
  */
 export class RunnerStack extends Stack {
   readonly function: lambda.Function;
+  readonly functionRole: iam.Role;
   readonly stateMachinePrefix: string;
 
   constructor(scope: Construct, id: string, props: RunnerStackProps) {
@@ -115,9 +120,12 @@ export class RunnerStack extends Stack {
     });
     // Our own role instead of AWSLambdaBasicExecutionRole: it logs only to its own group.
     const functionRole = new iam.Role(this, 'StepRunnerRole', {
+      // A known name: the API recognizes the runner by it (`assumed-role/<name>/`) without a cross-stack reference.
+      roleName: `${props.tablePrefix}-step-runner`,
       assumedBy: new iam.ServicePrincipal('lambda.amazonaws.com'),
       description: `Stackline step runner (${props.stacklineStack})`,
     });
+    this.functionRole = functionRole;
     logGroup.grantWrite(functionRole);
     functionRole.addToPolicy(new iam.PolicyStatement({ actions: OBJECT_ACTIONS, resources: [storeObjects] }));
     // HeadObject answers 404 rather than 403 for a missing blob only with ListBucket.
@@ -186,5 +194,23 @@ export class RunnerStack extends Stack {
         `--region ${this.region}`,
       ].join(' '),
     });
+  }
+
+  /**
+   * Sends model promotions from step code to the environment's API (`STACKLINE_API_URL`), signed with
+   * the runner role, which may invoke exactly the two promotion routes: the API then records the run's
+   * pipeline as the actor and applies the environment's `promoters`.
+   */
+  useApi(api: apigateway.RestApi, stageName: string): void {
+    this.function.addEnvironment('STACKLINE_API_URL', api.urlForPath('/'));
+    const routes = PROMOTION_ROUTES.map((path) => api.arnForExecuteApi('POST', path, stageName));
+    this.functionRole.addToPolicy(new iam.PolicyStatement({ actions: ['execute-api:Invoke'], resources: routes }));
+    for (const route of routes) {
+      acknowledgeWildcardResource(
+        this.functionRole,
+        route,
+        'execute-api ARNs name routes; * stands for path parameters.',
+      );
+    }
   }
 }

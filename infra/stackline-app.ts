@@ -125,8 +125,13 @@ export async function addStacklineStages(app: App, options: StacklineStagesOptio
       ...(data.encryptionKey ? { encryptionKey: data.encryptionKey } : {}),
       tablePrefix: environment.tablePrefix,
       codeDirectory: apiBundle,
+      pipelines: Object.fromEntries(pipelines.deployed.map((d) => [d.pipeline.name, d.definitionHash])),
+      stateMachinePrefix: runner.stateMachinePrefix,
+      promoters: environment.promoters,
     });
     api.addStackDependency(data, 'the API uses the bucket and tables by name');
+    // Promotions from step code go through the API (the runner then depends on the API stack).
+    runner.useApi(api.api, api.stageName);
     return { environment, data, runner, pipelines, api };
   });
 }
