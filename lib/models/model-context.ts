@@ -54,6 +54,11 @@ export interface StepIdentity {
   runId: string;
   /** The stack's `promoters`: pipelines that may promote to production (`*` = all). */
   promoters: readonly string[];
+  /**
+   * The environment's API: promotions go there, signed with the runner's AWS identity, and the API
+   * applies the promoters. Default: `STACKLINE_API_URL` (set on AWS by the CDK runner stack).
+   */
+  apiUrl?: string;
 }
 
 /** The actor recorded on stage changes a pipeline step makes: the pipeline and its run, never a caller's value. */
@@ -84,6 +89,12 @@ export function createModelControl(stores: ModelStores, identity: StepIdentity):
       }
     },
     async promote(model, version, stage, options = {}) {
+      const apiUrl = identity.apiUrl ?? process.env.STACKLINE_API_URL;
+      if (apiUrl) {
+        // Loaded only on AWS: local runs never pay for the signer.
+        const { promoteThroughApi } = await import('../api/runner-promotion.ts');
+        return promoteThroughApi(apiUrl, identity.runId, { model, version, stage, options });
+      }
       if (stage === 'production' && !isPromoter(identity.promoters, identity.pipeline)) {
         throw new PipelineNotPromoterError(
           `Pipeline "${identity.pipeline}" may not promote to production on this stack (promoters: ${identity.promoters.length === 0 ? 'none' : identity.promoters.join(', ')}); add it to the stack's "promoters" (for an AWS environment: "promoters" in cdk.json) or promote by hand`,
