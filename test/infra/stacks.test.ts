@@ -277,7 +277,9 @@ describe('the runner stack', () => {
   });
 
   it('gives dev an environment the step runner accepts', () => {
-    const variables = stepRunner(synthesized.dev.runner)[1].Properties!.Environment.Variables;
+    // The API's URL is a reference to the API stack until deployment; checked in the next test.
+    const { STACKLINE_API_URL: _apiUrl, ...variables } = stepRunner(synthesized.dev.runner)[1].Properties!.Environment
+      .Variables;
     expect(readStepRunnerEnvironment({ ...variables, AWS_REGION: REGION })).toEqual({
       STACKLINE_STACK: 'dev',
       STACKLINE_ARTIFACT_BUCKET: `stackline-dev-artifacts-${ACCOUNT}-${REGION}`,
@@ -286,6 +288,19 @@ describe('the runner stack', () => {
       STACKLINE_PROMOTERS: ['iris_training'],
       AWS_REGION: REGION,
     });
+  });
+
+  it("sends step code's promotions to the environment's API, which the runner may invoke on exactly the promotion routes", () => {
+    const { runner } = synthesized.dev;
+    const url = JSON.stringify(stepRunner(runner)[1].Properties!.Environment.Variables.STACKLINE_API_URL);
+    expect(url).toContain('Stackline-dev-Api');
+    const role = stepRunner(runner)[1].Properties!.Role['Fn::GetAtt'][0];
+    const invoke = allowedFor(runner, role).filter((a) => a.action.startsWith('execute-api:'));
+    expect(invoke.map((a) => a.action)).toEqual(['execute-api:Invoke', 'execute-api:Invoke']);
+    expect(invoke.map((a) => a.resource.replace(/^.*\/api\//, '')).sort()).toEqual([
+      'POST/models/*/versions/*/production',
+      'POST/models/*/versions/*/stage',
+    ]);
   });
 
   it('lets only the pipelines an environment names promote to production, none by default', () => {
