@@ -66,6 +66,8 @@ export class ApiStack extends Stack {
   readonly membersPolicy: iam.ManagedPolicy;
   readonly releaseManagersPolicy: iam.ManagedPolicy;
   readonly stageName: string;
+  /** The export holding the REST API's id (the runner's execute-api grant imports it). */
+  readonly restApiIdExportName: string;
 
   constructor(scope: Construct, id: string, props: ApiStackProps) {
     super(scope, id, props);
@@ -256,6 +258,8 @@ export class ApiStack extends Stack {
     }
 
     this.stageName = stageName;
+    this.restApiIdExportName = `${this.stackName}-RestApiId`;
+    new CfnOutput(this, 'RestApiId', { value: this.api.restApiId, exportName: this.restApiIdExportName });
     new CfnOutput(this, 'ApiUrl', { value: this.api.url, description: 'Stackline API base URL' });
     new CfnOutput(this, 'MembersPolicyArn', { value: this.membersPolicy.managedPolicyArn });
     new CfnOutput(this, 'ReleaseManagersPolicyArn', { value: this.releaseManagersPolicy.managedPolicyArn });

@@ -4,8 +4,7 @@
  */
 
 import type { CreateTableCommandInput } from '@aws-sdk/client-dynamodb';
-import { Arn, CfnOutput, Duration, RemovalPolicy, Stack, type StackProps } from 'aws-cdk-lib';
-import type * as apigateway from 'aws-cdk-lib/aws-apigateway';
+import { Arn, ArnFormat, CfnOutput, Duration, Fn, RemovalPolicy, Stack, type StackProps } from 'aws-cdk-lib';
 import * as iam from 'aws-cdk-lib/aws-iam';
 import type * as kms from 'aws-cdk-lib/aws-kms';
 import * as lambda from 'aws-cdk-lib/aws-lambda';
@@ -201,9 +200,18 @@ export class RunnerStack extends Stack {
    * the runner role, which may invoke exactly the two promotion routes: the API then records the run's
    * pipeline as the actor and applies the environment's `promoters`.
    */
-  useApi(api: apigateway.RestApi, stageName: string): void {
-    this.function.addEnvironment('STACKLINE_API_URL', api.urlForPath('/'));
-    const routes = PROMOTION_ROUTES.map((path) => api.arnForExecuteApi('POST', path, stageName));
+  useApi(api: { url: string; restApiIdExportName: string; stageName: string }): void {
+    this.function.addEnvironment('STACKLINE_API_URL', api.url);
+    // Through a named export (not an automatic reference), so the ARN renders the same for cdk-nag.
+    const restApiId = Fn.importValue(api.restApiIdExportName);
+    const routes = PROMOTION_ROUTES.map((path) =>
+      this.formatArn({
+        service: 'execute-api',
+        resource: restApiId,
+        resourceName: `${api.stageName}/POST${path}`,
+        arnFormat: ArnFormat.SLASH_RESOURCE_NAME,
+      }),
+    );
     this.functionRole.addToPolicy(new iam.PolicyStatement({ actions: ['execute-api:Invoke'], resources: routes }));
     for (const route of routes) {
       acknowledgeWildcardResource(

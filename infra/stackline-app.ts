@@ -131,7 +131,8 @@ export async function addStacklineStages(app: App, options: StacklineStagesOptio
     });
     api.addStackDependency(data, 'the API uses the bucket and tables by name');
     // Promotions from step code go through the API (the runner then depends on the API stack).
-    runner.useApi(api.api, api.stageName);
+    runner.useApi({ url: api.api.url, restApiIdExportName: api.restApiIdExportName, stageName: api.stageName });
+    runner.addStackDependency(api, "the runner imports the API's id for its execute-api grant");
     return { environment, data, runner, pipelines, api };
   });
 }
