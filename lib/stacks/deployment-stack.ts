@@ -66,8 +66,8 @@ export function withDeploymentStack(
   return {
     put: (stack) => stacks.put(stack),
     delete: (name) => stacks.delete(name),
-    get: async (name) => (await ensure(), stacks.get(name)),
-    find: async (name) => (await ensure(), stacks.find(name)),
-    list: async (filter) => (await ensure(), stacks.list(filter)),
+    get: (name) => ensure().then(() => stacks.get(name)),
+    find: (name) => ensure().then(() => stacks.find(name)),
+    list: (filter) => ensure().then(() => stacks.list(filter)),
   };
 }

@@ -139,10 +139,10 @@ describe('ApiStack', () => {
     const fn = Object.values(template.findResources('AWS::Lambda::Function'))[0] as Json;
     const variables = fn.Properties.Environment.Variables;
     expect(render(variables.STACKLINE_RUNNER_ROLE_ARNS)).toBe(
-      'arn:${AWS::Partition}:sts::123456789012:assumed-role/stackline-prod-step-runner/',
+      `arn:\${AWS::Partition}:sts::123456789012:assumed-role/stackline-prod-step-runner/`,
     );
     expect(render(variables.STACKLINE_STATE_MACHINE_ARN_PREFIX)).toBe(
-      'arn:${AWS::Partition}:states:eu-west-1:123456789012:stateMachine:stackline-prod-',
+      `arn:\${AWS::Partition}:states:eu-west-1:123456789012:stateMachine:stackline-prod-`,
     );
   });
 
@@ -164,8 +164,8 @@ describe('ApiStack', () => {
       [
         ['states:StartExecution'],
         [
-          'arn:${AWS::Partition}:states:eu-west-1:123456789012:stateMachine:stackline-prod-iris_inference:live',
-          'arn:${AWS::Partition}:states:eu-west-1:123456789012:stateMachine:stackline-prod-iris_training:live',
+          `arn:\${AWS::Partition}:states:eu-west-1:123456789012:stateMachine:stackline-prod-iris_inference:live`,
+          `arn:\${AWS::Partition}:states:eu-west-1:123456789012:stateMachine:stackline-prod-iris_training:live`,
         ],
       ],
     ]);

@@ -41,8 +41,8 @@ export function logoutCommand(options: { json?: boolean }, io: CliIo): void {
   const home = resolveHome(io.cwd, io.env);
   const saved = readSavedConnection(home);
   const removed = removeApiConnection(home);
-  if (options.json) return printJson(io, { loggedOut: removed, url: saved?.url ?? null });
-  io.stdout.write(removed ? `Disconnected from ${saved?.url}.\n` : 'Not logged in to an API.\n');
+  if (options.json) printJson(io, { loggedOut: removed, url: saved?.url ?? null });
+  else io.stdout.write(removed ? `Disconnected from ${saved?.url}.\n` : 'Not logged in to an API.\n');
 }
 
 export function describeAuth(connection: ApiConnection): string {

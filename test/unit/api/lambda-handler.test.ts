@@ -99,9 +99,10 @@ beforeAll(async () => {
     promoters: ['iris_training'],
     runs: new StepFunctionsRunStarter({
       sfn: {
-        send: async (command: StartExecutionCommand) => (
-          started.push(command.input), { executionArn: `exec:${command.input.name}` }
-        ),
+        send: async (command: StartExecutionCommand) => {
+          started.push(command.input);
+          return { executionArn: `exec:${command.input.name}` };
+        },
       } as never,
       stack: 'prod',
       stateMachineArnPrefix: 'arn:aws:states:eu-west-1:123456789012:stateMachine:stackline-prod-',
