@@ -46,10 +46,6 @@ export class StacklineApiClient {
     this.headers = options.headers ?? {};
   }
 
-  /** The API's base URL. */
-  get baseUrl(): string {
-    return this.url;
-  }
 
   private async call<R extends z.ZodType>(
     operationId: string,

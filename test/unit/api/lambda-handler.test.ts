@@ -2,7 +2,9 @@ import type { StartExecutionCommand } from '@aws-sdk/client-sfn';
 import type { LambdaContext, LambdaEvent } from 'hono/aws-lambda';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { createApiLambdaHandler } from '../../../functions/api/index.ts';
+import { readApiLambdaEnvironment } from '../../../lib/api/aws-api-config.ts';
 import { StepFunctionsRunStarter } from '../../../lib/api/runs/step-functions-run-starter.ts';
+import { deploymentStackRecord, withDeploymentStack } from '../../../lib/stacks/deployment-stack.ts';
 import { newId } from '../../../lib/util/ids.ts';
 import { FIXTURE_MODEL } from '../../support/api-fixture.ts';
 import { type ApiHarness, createApiHarness } from '../../support/api-harness.ts';
@@ -87,7 +89,20 @@ beforeAll(async () => {
   handler = createApiLambdaHandler(() => ({
     metadata: api.metadata,
     artifacts: api.artifacts,
-    stacks: api.metadata.stacks,
+    stacks: withDeploymentStack(
+      api.metadata.stacks,
+      deploymentStackRecord(
+        readApiLambdaEnvironment({
+          STACKLINE_STACK: 'prod',
+          STACKLINE_ARTIFACT_BUCKET: 'ml-artifacts',
+          STACKLINE_ARTIFACT_PREFIX: 'stackline',
+          STACKLINE_TABLE_PREFIX: 'stackline-prod',
+          STACKLINE_PROMOTERS: 'iris_training',
+          STACKLINE_STATE_MACHINE_ARN_PREFIX: 'arn:aws:states:eu-west-1:123456789012:stateMachine:stackline-prod-',
+          AWS_REGION: 'eu-west-1',
+        }),
+      ),
+    ),
     downloads: {
       issue: async (v) => ({
         url: `https://bucket.s3.amazonaws.com/${v.contentHash}?X-Amz-Signature=x`,
@@ -322,5 +337,39 @@ describe('POST /runs on AWS (StartExecution on the live alias)', () => {
     expect(missing.statusCode).toBe(404);
     expect(missing.json.error.message).toContain('known: iris_training');
     expect(started.length).toBe(count);
+  });
+});
+
+describe("the team-wide stack registry (the deployment's stacks table)", () => {
+  it('lists the stack the API serves, written into the registry at its first read', async () => {
+    const res = await invoke(restEvent('GET', '/stacks'));
+    expect(res.statusCode).toBe(200);
+    const prod = res.json.items.find((s: { name: string }) => s.name === 'prod');
+    expect(prod).toMatchObject({
+      tags: ['environment:prod'],
+      components: {
+        orchestrator: { type: 'step-functions', region: 'eu-west-1', stateMachinePrefix: 'stackline-prod-' },
+        stepRunner: { type: 'lambda', functionName: 'stackline-prod-step-runner' },
+        artifactStore: { type: 's3', bucket: 'ml-artifacts', prefix: 'stackline', region: 'eu-west-1' },
+        metadataStore: { type: 'dynamodb', tablePrefix: 'stackline-prod', region: 'eu-west-1' },
+        promoters: ['iris_training'],
+      },
+    });
+    expect((await api.metadata.stacks.get('prod')).components).toEqual(prod.components);
+    const again = await invoke(restEvent('GET', '/stacks/prod'));
+    expect(again.json.updatedAt).toBe(prod.updatedAt);
+  });
+
+  it('refuses a malformed deployed-pipelines variable with a message naming it', () => {
+    expect(() =>
+      readApiLambdaEnvironment({
+        STACKLINE_STACK: 'prod',
+        STACKLINE_ARTIFACT_BUCKET: 'b',
+        STACKLINE_ARTIFACT_PREFIX: '',
+        STACKLINE_TABLE_PREFIX: 'p',
+        STACKLINE_DEPLOYED_PIPELINES: '{not json',
+        AWS_REGION: 'eu-west-1',
+      }),
+    ).toThrow(/STACKLINE_DEPLOYED_PIPELINES: not JSON/);
   });
 });
