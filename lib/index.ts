@@ -3,10 +3,10 @@
  * @packageDocumentation
  */
 
+export type { RemoteOpenOptions, RemoteStackline } from './api/remote-stackline.ts';
 export type { ArtifactStore, StoredBlob } from './artifacts/artifact-store.ts';
 export { registerMaterializer } from './artifacts/custom-materializers.ts';
 export type { MaterializedValue, Materializer, MaterializerContext } from './artifacts/materializer.ts';
-export type { RemoteOpenOptions, RemoteStackline } from './api/remote-stackline.ts';
 export type { SaveArtifactOptions } from './client.ts';
 export { Stackline } from './client.ts';
 export type { PipelineGraph, StepNode } from './dsl/builder.ts';

@@ -46,7 +46,6 @@ export class StacklineApiClient {
     this.headers = options.headers ?? {};
   }
 
-
   private async call<R extends z.ZodType>(
     operationId: string,
     response: R,
