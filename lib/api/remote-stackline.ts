@@ -48,6 +48,11 @@ export class RemoteStackline {
 
   private constructor(readonly api: StacklineApiClient) {}
 
+  /** A remote client over an existing API client (the CLI's connection). */
+  static over(api: StacklineApiClient): RemoteStackline {
+    return new RemoteStackline(api);
+  }
+
   static async connect(options: RemoteOpenOptions): Promise<RemoteStackline> {
     const token = options.token ?? process.env.STACKLINE_TOKEN;
     return new RemoteStackline(

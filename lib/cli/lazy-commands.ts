@@ -85,6 +85,7 @@ export const stackRegister = lazy(stack, 'stackRegister');
 export const stackSet = lazy(stack, 'stackSet');
 export const loginCommand = lazy(login, 'loginCommand');
 export const logoutCommand = lazy(login, 'logoutCommand');
+export const remoteArtifactsLoad = lazy(remote, 'remoteArtifactsLoad');
 export const remoteModelPromote = lazy(remote, 'remoteModelPromote');
 export const remoteRun = lazy(remote, 'remoteRun');
 export const remoteRunsList = lazy(remote, 'remoteRunsList');

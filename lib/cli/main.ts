@@ -31,6 +31,7 @@ import {
   modelShow,
   modelVersions,
   openProjectAt,
+  remoteArtifactsLoad,
   remoteModelPromote,
   remoteRun,
   remoteRunsList,
@@ -247,9 +248,11 @@ export async function main(argv: string[], io: CliIo): Promise<number> {
     .option('--out <path>', 'write the bytes to this file')
     .addOption(stackOpt())
     .addOption(json())
-    .action((name: string, version: string | undefined, opts) =>
-      withStack(opts.stack, (s) => artifactsLoad(s, name, version, opts, io)),
-    );
+    .action(async (name: string, version: string | undefined, opts) => {
+      const api = await connected();
+      if (api) return remoteArtifactsLoad(api, name, version, opts, io);
+      return withStack(opts.stack, (s) => artifactsLoad(s, name, version, opts, io));
+    });
 
   artifacts
     .command('verify')

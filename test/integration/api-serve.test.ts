@@ -330,6 +330,12 @@ describe('a workstation logged in to the API (stackline login)', () => {
 
     const listed = await runCli(workstation, 'runs', 'list', '--pipeline', 'simple', '--json');
     expect(listed.json().items.map((r: { id: string }) => r.id)).toContain(runId);
+
+    // The run's output, loaded through the download link the API hands out: 1 + 2 + 3 + 4 + 5.
+    const sum = await runCli(workstation, 'artifacts', 'load', 'stats.sum', '--json');
+    expect(sum.code).toBe(0);
+    expect(sum.json()).toBe(15);
+    expect((await runCli(workstation, 'artifacts', 'load', 'stats.label')).stdout).toBe('n=5\n');
   });
 
   it('sends the compiled definition hash: a changed pipeline is refused with 409 and exit 2', async () => {

@@ -165,3 +165,36 @@ export async function remoteModelPromote(
   for (const ch of changes)
     io.stdout.write(`${name} v${ch.versionNumber}: ${ch.fromStage ?? 'none'} → ${ch.toStage} (by ${ch.actor})\n`);
 }
+
+/**
+ * `artifacts load NAME [VERSION]` through the API: a JSON or string value, its bytes fetched through
+ * the download link the API hands out (no store credentials needed). Other kinds: load them from code.
+ */
+export async function remoteArtifactsLoad(
+  connection: ApiConnection,
+  name: string,
+  version: string | undefined,
+  options: { out?: string; json?: boolean },
+  io: CliIo,
+) {
+  if (options.out)
+    throw new ValidationError(
+      '--out is not available through the API: download the link from GET /artifacts/{name}/versions/{version}/download.',
+    );
+  if (version !== undefined && version !== 'latest' && !/^[1-9][0-9]*$/.test(version))
+    throw new ValidationError(`Version ${JSON.stringify(version)} is not a number ≥ 1 or "latest".`);
+  const { RemoteStackline } = await import('../../api/remote-stackline.ts');
+  const sl = RemoteStackline.over(await apiClientFor(connection));
+  const found = await sl.getArtifactVersion(
+    name,
+    version === undefined || version === 'latest' ? 'latest' : Number(version),
+  );
+  if (found.materializer !== 'json' && found.materializer !== 'string') {
+    throw new ValidationError(
+      `${found.name} v${found.version} is ${found.dataType} (materializer "${found.materializer}"): load it from code (Stackline.open({ api }).loadArtifact).`,
+    );
+  }
+  const value = await sl.loadArtifact(found.name, found.version);
+  if (options.json || found.materializer !== 'string') printJson(io, value);
+  else io.stdout.write(`${String(value)}\n`);
+}
