@@ -15,13 +15,14 @@ import * as iam from 'aws-cdk-lib/aws-iam';
 import type * as kms from 'aws-cdk-lib/aws-kms';
 import * as lambda from 'aws-cdk-lib/aws-lambda';
 import * as logs from 'aws-cdk-lib/aws-logs';
+import * as ssm from 'aws-cdk-lib/aws-ssm';
 import type { Construct } from 'constructs';
 import { DEFAULT_PROTECTED_ALIASES } from '../lib/api/caller.ts';
 import { API_ROUTES } from '../lib/api/routes.ts';
 import { tableDefinitions, tableNamesFor } from '../lib/metadata/dynamodb/table-definitions.ts';
 import { DEPLOYED_ALIAS } from '../lib/orchestrators/deployed-pipelines.ts';
 import { acknowledgeRule, acknowledgeWildcardResource } from './nag.ts';
-import { TABLE_DATA_ACTIONS } from './runner-stack.ts';
+import { apiUrlParameterName, PROMOTION_ROUTES, runnerRoleName, TABLE_DATA_ACTIONS } from './runner-stack.ts';
 
 /** Props of {@link ApiStack}. */
 export interface ApiStackProps extends StackProps {
@@ -66,8 +67,6 @@ export class ApiStack extends Stack {
   readonly membersPolicy: iam.ManagedPolicy;
   readonly releaseManagersPolicy: iam.ManagedPolicy;
   readonly stageName: string;
-  /** The export holding the REST API's id (the runner's execute-api grant imports it). */
-  readonly restApiIdExportName: string;
 
   constructor(scope: Construct, id: string, props: ApiStackProps) {
     super(scope, id, props);
@@ -118,7 +117,8 @@ export class ApiStack extends Stack {
     if (aliasArns.length > 0) {
       role.addToPolicy(new iam.PolicyStatement({ actions: ['states:StartExecution'], resources: aliasArns }));
     }
-    const runnerRoleArns = (props.runnerRoleNames ?? [`${props.tablePrefix}-step-runner`]).map((name) =>
+    const runnerRoleNames = props.runnerRoleNames ?? [runnerRoleName(props.tablePrefix)];
+    const runnerRoleArns = runnerRoleNames.map((name) =>
       Arn.format({ service: 'sts', region: '', resource: 'assumed-role', resourceName: `${name}/` }, this),
     );
     acknowledgeWildcardResource(
@@ -258,8 +258,27 @@ export class ApiStack extends Stack {
     }
 
     this.stageName = stageName;
-    this.restApiIdExportName = `${this.stackName}-RestApiId`;
-    new CfnOutput(this, 'RestApiId', { value: this.api.restApiId, exportName: this.restApiIdExportName });
+
+    // Promotions from step code: the runner roles may invoke exactly the two promotion routes, and
+    // find this API's URL in SSM. Granted here (the roles by name), so the runner stack does not
+    // depend on the API stack and deploys without it.
+    const promotionRoutes = PROMOTION_ROUTES.map((path) => invoke('POST', path));
+    const runnerPromotions = new iam.Policy(this, 'RunnerPromotions', {
+      roles: runnerRoleNames.map((name, i) => iam.Role.fromRoleName(this, `RunnerRole${i}`, name)),
+      statements: [new iam.PolicyStatement({ actions: ['execute-api:Invoke'], resources: promotionRoutes })],
+    });
+    for (const route of promotionRoutes) {
+      acknowledgeWildcardResource(
+        runnerPromotions,
+        route,
+        'execute-api ARNs name routes; * stands for path parameters.',
+      );
+    }
+    new ssm.StringParameter(this, 'ApiUrlParameter', {
+      parameterName: apiUrlParameterName(props.tablePrefix),
+      stringValue: this.api.url,
+      description: `Stackline ${props.stacklineStack} API URL, for the step runner's promotions`,
+    });
     new CfnOutput(this, 'ApiUrl', { value: this.api.url, description: 'Stackline API base URL' });
     new CfnOutput(this, 'MembersPolicyArn', { value: this.membersPolicy.managedPolicyArn });
     new CfnOutput(this, 'ReleaseManagersPolicyArn', { value: this.releaseManagersPolicy.managedPolicyArn });

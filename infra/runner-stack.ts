@@ -64,6 +64,16 @@ const STAGE_TABLE_ACTIONS = [
 /** The API routes step code promotes through (`arnPath` form): stage moves and production. */
 export const PROMOTION_ROUTES = ['/models/*/versions/*/stage', '/models/*/versions/*/production'];
 
+/** The SSM parameter the API stack writes its URL to, for the step runner (`STACKLINE_API_URL_PARAMETER`). */
+export function apiUrlParameterName(tablePrefix: string): string {
+  return `/stackline/${tablePrefix}/api-url`;
+}
+
+/** The step runner's role name: the API recognizes the runner by it (`assumed-role/<name>/`). */
+export function runnerRoleName(tablePrefix: string): string {
+  return `${tablePrefix}-step-runner`;
+}
+
 /** What `S3ArtifactStore` does with objects: get/head, put (also multipart and copy), delete, abort uploads. */
 const OBJECT_ACTIONS = ['s3:GetObject', 's3:PutObject', 's3:DeleteObject', 's3:AbortMultipartUpload'];
 
@@ -120,7 +130,7 @@ export class RunnerStack extends Stack {
     // Our own role instead of AWSLambdaBasicExecutionRole: it logs only to its own group.
     const functionRole = new iam.Role(this, 'StepRunnerRole', {
       // A known name: the API recognizes the runner by it (`assumed-role/<name>/`) without a cross-stack reference.
-      roleName: `${props.tablePrefix}-step-runner`,
+      roleName: runnerRoleName(props.tablePrefix),
       assumedBy: new iam.ServicePrincipal('lambda.amazonaws.com'),
       description: `Stackline step runner (${props.stacklineStack})`,
     });
@@ -133,6 +143,18 @@ export class RunnerStack extends Stack {
     // Stage holders and history: read only. Step code cannot move a stage or write the audit trail;
     // a promotion gate goes through the control plane (the API), which records who promoted.
     functionRole.addToPolicy(new iam.PolicyStatement({ actions: STAGE_TABLE_ACTIONS, resources: arnsOf(stages) }));
+    // Where the environment's API is: promotions from step code go there (the API stack grants the invoke).
+    functionRole.addToPolicy(
+      new iam.PolicyStatement({
+        actions: ['ssm:GetParameter'],
+        resources: [
+          Arn.format(
+            { service: 'ssm', resource: 'parameter', resourceName: apiUrlParameterName(props.tablePrefix).slice(1) },
+            this,
+          ),
+        ],
+      }),
+    );
     if (props.encryptionKey) {
       functionRole.addToPolicy(
         new iam.PolicyStatement({
@@ -164,6 +186,7 @@ export class RunnerStack extends Stack {
         STACKLINE_ARTIFACT_PREFIX: artifactPrefix,
         STACKLINE_TABLE_PREFIX: props.tablePrefix,
         STACKLINE_PROMOTERS: (props.promoters ?? []).join(','),
+        STACKLINE_API_URL_PARAMETER: apiUrlParameterName(props.tablePrefix),
         ...(props.encryptionKey ? { STACKLINE_SSE: 'aws:kms', STACKLINE_KMS_KEY_ID: props.encryptionKey.keyArn } : {}),
         ...(props.distributedMapThreshold !== undefined
           ? { STACKLINE_DISTRIBUTED_MAP_THRESHOLD: String(props.distributedMapThreshold) }
@@ -193,32 +216,5 @@ export class RunnerStack extends Stack {
         `--region ${this.region}`,
       ].join(' '),
     });
-  }
-
-  /**
-   * Sends model promotions from step code to the environment's API (`STACKLINE_API_URL`), signed with
-   * the runner role, which may invoke exactly the two promotion routes: the API then records the run's
-   * pipeline as the actor and applies the environment's `promoters`.
-   */
-  useApi(api: { url: string; restApiIdExportName: string; stageName: string }): void {
-    this.function.addEnvironment('STACKLINE_API_URL', api.url);
-    // Through a named export (not an automatic reference), so the ARN renders the same for cdk-nag.
-    const restApiId = Fn.importValue(api.restApiIdExportName);
-    const routes = PROMOTION_ROUTES.map((path) =>
-      this.formatArn({
-        service: 'execute-api',
-        resource: restApiId,
-        resourceName: `${api.stageName}/POST${path}`,
-        arnFormat: ArnFormat.SLASH_RESOURCE_NAME,
-      }),
-    );
-    this.functionRole.addToPolicy(new iam.PolicyStatement({ actions: ['execute-api:Invoke'], resources: routes }));
-    for (const route of routes) {
-      acknowledgeWildcardResource(
-        this.functionRole,
-        route,
-        'execute-api ARNs name routes; * stands for path parameters.',
-      );
-    }
   }
 }

@@ -130,9 +130,7 @@ export async function addStacklineStages(app: App, options: StacklineStagesOptio
       promoters: environment.promoters,
     });
     api.addStackDependency(data, 'the API uses the bucket and tables by name');
-    // Promotions from step code go through the API (the runner then depends on the API stack).
-    runner.useApi({ url: api.api.url, restApiIdExportName: api.restApiIdExportName, stageName: api.stageName });
-    runner.addStackDependency(api, "the runner imports the API's id for its execute-api grant");
+    api.addStackDependency(runner, 'the API grants the runner role (by name) the promotion routes');
     return { environment, data, runner, pipelines, api };
   });
 }

@@ -5,11 +5,48 @@
  * records `pipeline:<name> run <id>` and applies the environment's `promoters`.
  */
 
+import { StackConfigError } from '../errors.ts';
 import { PromotionRefusedError, StageHeldError } from '../metadata/promotion-rules.ts';
 import type { ModelStage } from '../metadata/types.ts';
 import { ApiRequestError, StacklineApiClient } from './client.ts';
 import { RUN_HEADER } from './runner-caller.ts';
 import { createSigV4Fetch } from './sigv4-fetch.ts';
+
+let parameterUrl: Promise<string> | undefined;
+
+/**
+ * The API's URL for the step runner: `STACKLINE_API_URL`, else the SSM parameter named by
+ * `STACKLINE_API_URL_PARAMETER` (the API stack writes it; the runner stack cannot refer to the API
+ * without depending on it), read once per process.
+ *
+ * @throws StackConfigError when neither is set
+ */
+export function resolveRunnerApiUrl(env: NodeJS.ProcessEnv = process.env): Promise<string> {
+  if (env.STACKLINE_API_URL) return Promise.resolve(env.STACKLINE_API_URL);
+  const name = env.STACKLINE_API_URL_PARAMETER;
+  if (!name) {
+    return Promise.reject(
+      new StackConfigError(
+        'The step runner knows no API: set STACKLINE_API_URL or STACKLINE_API_URL_PARAMETER (the CDK runner stack does).',
+      ),
+    );
+  }
+  parameterUrl ??= (async () => {
+    const { SSMClient, GetParameterCommand } = await import('@aws-sdk/client-ssm');
+    const ssm = new SSMClient({});
+    try {
+      const { Parameter } = await ssm.send(new GetParameterCommand({ Name: name }));
+      if (!Parameter?.Value) throw new StackConfigError(`SSM parameter ${name} has no value: deploy the API stack.`);
+      return Parameter.Value;
+    } finally {
+      ssm.destroy();
+    }
+  })().catch((error: unknown) => {
+    parameterUrl = undefined;
+    throw error;
+  });
+  return parameterUrl;
+}
 
 /**
  * Moves `model` version `version` into `stage` through the API at `apiUrl`, for run `runId`.

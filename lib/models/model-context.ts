@@ -56,7 +56,8 @@ export interface StepIdentity {
   promoters: readonly string[];
   /**
    * The environment's API: promotions go there, signed with the runner's AWS identity, and the API
-   * applies the promoters. Default: `STACKLINE_API_URL` (set on AWS by the CDK runner stack).
+   * applies the promoters. Default: `STACKLINE_API_URL`, or the SSM parameter `STACKLINE_API_URL_PARAMETER`
+   * names (set on AWS by the CDK runner stack).
    */
   apiUrl?: string;
 }
@@ -89,10 +90,10 @@ export function createModelControl(stores: ModelStores, identity: StepIdentity):
       }
     },
     async promote(model, version, stage, options = {}) {
-      const apiUrl = identity.apiUrl ?? process.env.STACKLINE_API_URL;
-      if (apiUrl) {
+      if (identity.apiUrl || process.env.STACKLINE_API_URL || process.env.STACKLINE_API_URL_PARAMETER) {
         // Loaded only on AWS: local runs never pay for the signer.
-        const { promoteThroughApi } = await import('../api/runner-promotion.ts');
+        const { promoteThroughApi, resolveRunnerApiUrl } = await import('../api/runner-promotion.ts');
+        const apiUrl = identity.apiUrl ?? (await resolveRunnerApiUrl());
         return promoteThroughApi(apiUrl, identity.runId, { model, version, stage, options });
       }
       if (stage === 'production' && !isPromoter(identity.promoters, identity.pipeline)) {

@@ -277,30 +277,44 @@ describe('the runner stack', () => {
   });
 
   it('gives dev an environment the step runner accepts', () => {
-    // The API's URL is a reference to the API stack until deployment; checked in the next test.
-    const { STACKLINE_API_URL: _apiUrl, ...variables } = stepRunner(synthesized.dev.runner)[1].Properties!.Environment
-      .Variables;
+    const variables = stepRunner(synthesized.dev.runner)[1].Properties!.Environment.Variables;
     expect(readStepRunnerEnvironment({ ...variables, AWS_REGION: REGION })).toEqual({
       STACKLINE_STACK: 'dev',
       STACKLINE_ARTIFACT_BUCKET: `stackline-dev-artifacts-${ACCOUNT}-${REGION}`,
       STACKLINE_ARTIFACT_PREFIX: 'stackline',
       STACKLINE_TABLE_PREFIX: 'stackline-dev',
       STACKLINE_PROMOTERS: ['iris_training'],
+      STACKLINE_API_URL_PARAMETER: '/stackline/stackline-dev/api-url',
       AWS_REGION: REGION,
     });
   });
 
-  it("sends step code's promotions to the environment's API, which the runner may invoke on exactly the promotion routes", () => {
-    const { runner } = synthesized.dev;
-    const url = JSON.stringify(stepRunner(runner)[1].Properties!.Environment.Variables.STACKLINE_API_URL);
-    expect(url).toContain('Stackline-dev-Api');
+  it("finds the environment's API in SSM and may invoke exactly its two promotion routes, granted by the API stack", () => {
+    const { runner, stage } = synthesized.dev;
     const role = stepRunner(runner)[1].Properties!.Role['Fn::GetAtt'][0];
-    const invoke = allowedFor(runner, role).filter((a) => a.action.startsWith('execute-api:'));
-    expect(invoke.map((a) => a.action)).toEqual(['execute-api:Invoke', 'execute-api:Invoke']);
-    expect(invoke.map((a) => a.resource.replace(/^.*\/api\//, '')).sort()).toEqual([
-      'POST/models/*/versions/*/production',
-      'POST/models/*/versions/*/stage',
+    const ssmGrants = allowedFor(runner, role).filter((a) => a.action.startsWith('ssm:'));
+    expect(ssmGrants).toEqual([
+      {
+        action: 'ssm:GetParameter',
+        resource: `arn:aws:ssm:${REGION}:${ACCOUNT}:parameter/stackline/stackline-dev/api-url`,
+      },
     ]);
+    expect(allowedFor(runner, role).some((a) => a.action.startsWith('execute-api:'))).toBe(false);
+    const api = Template.fromStack(stage.api);
+    const policies = Object.values(api.findResources('AWS::IAM::Policy') as Record<string, Resource>).filter((p) =>
+      (p.Properties!.Roles as unknown[]).includes('stackline-dev-step-runner'),
+    );
+    const statements = policies.flatMap((p) => p.Properties!.PolicyDocument.Statement as Statement[]);
+    expect(statements.map((s) => asArray(s.Action))).toEqual([['execute-api:Invoke']]);
+    expect(
+      asArray(statements[0]!.Resource)
+        .map((r) => render(r).replace(/^.*\/api\//, ''))
+        .sort(),
+    ).toEqual(['POST/models/*/versions/*/production', 'POST/models/*/versions/*/stage']);
+    api.hasResourceProperties('AWS::SSM::Parameter', { Name: '/stackline/stackline-dev/api-url' });
+    // The runner deploys without the API (the API stack depends on it, not the other way round).
+    expect(stage.runner.dependencies).not.toContain(stage.api);
+    expect(stage.api.dependencies).toContain(stage.runner);
   });
 
   it('lets only the pipelines an environment names promote to production, none by default', () => {

@@ -5,7 +5,7 @@
  */
 import { createHash, createHmac } from 'node:crypto';
 import { describe, expect, it } from 'vitest';
-import { promoteThroughApi } from '../../../lib/api/runner-promotion.ts';
+import { promoteThroughApi, resolveRunnerApiUrl } from '../../../lib/api/runner-promotion.ts';
 import { createSigV4Fetch, regionOfApiUrl } from '../../../lib/api/sigv4-fetch.ts';
 import { AuthenticationError } from '../../../lib/errors.ts';
 import { PromotionRefusedError, StageHeldError } from '../../../lib/metadata/promotion-rules.ts';
@@ -145,5 +145,12 @@ describe('promoteThroughApi (step code on AWS)', () => {
     const error = await promoteThroughApi(URL_, 'r', request, refused.fetchImpl).catch((e: unknown) => e);
     expect(error).toBeInstanceOf(PromotionRefusedError);
     expect(error).not.toBeInstanceOf(StageHeldError);
+  });
+});
+
+describe('resolveRunnerApiUrl', () => {
+  it('takes STACKLINE_API_URL as it is, and names both variables when neither is set', async () => {
+    await expect(resolveRunnerApiUrl({ STACKLINE_API_URL: URL_ })).resolves.toBe(URL_);
+    await expect(resolveRunnerApiUrl({})).rejects.toThrow(/STACKLINE_API_URL or STACKLINE_API_URL_PARAMETER/);
   });
 });
