@@ -12,16 +12,19 @@ import { ApiRequestError, StacklineApiClient } from './client.ts';
 import { RUN_HEADER } from './runner-caller.ts';
 import { createSigV4Fetch } from './sigv4-fetch.ts';
 
-let parameterUrl: Promise<string> | undefined;
+let parameterUrl: Promise<string | undefined> | undefined;
 
 /**
  * The API's URL for the step runner: `STACKLINE_API_URL`, else the SSM parameter named by
  * `STACKLINE_API_URL_PARAMETER` (the API stack writes it; the runner stack cannot refer to the API
- * without depending on it), read once per process.
+ * without depending on it), read once per process. Undefined when that parameter does not exist:
+ * the environment was deployed without its API stack (the moto deploy tier does this), and the
+ * promotion is written directly — which on AWS the runner role's read-only access to the stages
+ * table refuses.
  *
- * @throws StackConfigError when neither is set
+ * @throws StackConfigError when neither variable is set
  */
-export function resolveRunnerApiUrl(env: NodeJS.ProcessEnv = process.env): Promise<string> {
+export function resolveRunnerApiUrl(env: NodeJS.ProcessEnv = process.env): Promise<string | undefined> {
   if (env.STACKLINE_API_URL) return Promise.resolve(env.STACKLINE_API_URL);
   const name = env.STACKLINE_API_URL_PARAMETER;
   if (!name) {
@@ -38,6 +41,9 @@ export function resolveRunnerApiUrl(env: NodeJS.ProcessEnv = process.env): Promi
       const { Parameter } = await ssm.send(new GetParameterCommand({ Name: name }));
       if (!Parameter?.Value) throw new StackConfigError(`SSM parameter ${name} has no value: deploy the API stack.`);
       return Parameter.Value;
+    } catch (error) {
+      if ((error as { name?: string }).name === 'ParameterNotFound') return undefined;
+      throw error;
     } finally {
       ssm.destroy();
     }

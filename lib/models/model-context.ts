@@ -94,7 +94,7 @@ export function createModelControl(stores: ModelStores, identity: StepIdentity):
         // Loaded only on AWS: local runs never pay for the signer.
         const { promoteThroughApi, resolveRunnerApiUrl } = await import('../api/runner-promotion.ts');
         const apiUrl = identity.apiUrl ?? (await resolveRunnerApiUrl());
-        return promoteThroughApi(apiUrl, identity.runId, { model, version, stage, options });
+        if (apiUrl) return promoteThroughApi(apiUrl, identity.runId, { model, version, stage, options });
       }
       if (stage === 'production' && !isPromoter(identity.promoters, identity.pipeline)) {
         throw new PipelineNotPromoterError(
