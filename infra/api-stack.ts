@@ -9,19 +9,21 @@
  * (`POST /models/{model}/versions/{version}/production`), so the members' policy simply leaves it
  * out, and denies the protected aliases' paths.
  */
-import { Arn, CfnOutput, Duration, RemovalPolicy, Stack, type StackProps } from 'aws-cdk-lib';
+import { Arn, ArnFormat, CfnOutput, Duration, RemovalPolicy, Stack, type StackProps } from 'aws-cdk-lib';
 import * as apigateway from 'aws-cdk-lib/aws-apigateway';
 import * as iam from 'aws-cdk-lib/aws-iam';
 import type * as kms from 'aws-cdk-lib/aws-kms';
 import * as lambda from 'aws-cdk-lib/aws-lambda';
 import * as logs from 'aws-cdk-lib/aws-logs';
+import * as ssm from 'aws-cdk-lib/aws-ssm';
 import type { Construct } from 'constructs';
 import { DEFAULT_PROTECTED_ALIASES } from '../lib/api/caller.ts';
 import { API_ROUTES } from '../lib/api/routes.ts';
 import { DASHBOARD_PATHS } from '../lib/api/static-dashboard.ts';
 import { tableDefinitions, tableNamesFor } from '../lib/metadata/dynamodb/table-definitions.ts';
+import { DEPLOYED_ALIAS } from '../lib/orchestrators/deployed-pipelines.ts';
 import { acknowledgeRule, acknowledgeWildcardResource } from './nag.ts';
-import { TABLE_DATA_ACTIONS } from './runner-stack.ts';
+import { apiUrlParameterName, PROMOTION_ROUTES, runnerRoleName, TABLE_DATA_ACTIONS } from './runner-stack.ts';
 
 /** Props of {@link ApiStack}. */
 export interface ApiStackProps extends StackProps {
@@ -35,6 +37,20 @@ export interface ApiStackProps extends StackProps {
   codeDirectory: string;
   /** ARN prefixes of release managers' principals (`STACKLINE_RELEASE_MANAGER_ARNS`): who may `force`. */
   releaseManagerArns?: string[];
+  /**
+   * The environment's deployed pipelines, by name, with their definition hash (`pipelineDefinitionHash`):
+   * `POST /runs` starts their state machines' `live` alias and checks callers' hashes against these.
+   */
+  pipelines?: Readonly<Record<string, string>>;
+  /** The state machines are `<stateMachinePrefix><pipeline>`. Default `<tablePrefix>-`. */
+  stateMachinePrefix?: string;
+  /** Pipelines whose steps may promote to production through the API (`STACKLINE_PROMOTERS`). */
+  promoters?: readonly string[];
+  /**
+   * The step runner's IAM role names: requests they sign act for the run they name (`x-stackline-run`).
+   * Default `[<tablePrefix>-step-runner]` (the runner stack's role).
+   */
+  runnerRoleNames?: readonly string[];
   /** API Gateway stage name. Default `api`. */
   stageName?: string;
   /** Steady-state requests per second and burst. Default 50 / 100. */
@@ -51,6 +67,7 @@ export class ApiStack extends Stack {
   readonly function: lambda.Function;
   readonly membersPolicy: iam.ManagedPolicy;
   readonly releaseManagersPolicy: iam.ManagedPolicy;
+  readonly stageName: string;
 
   constructor(scope: Construct, id: string, props: ApiStackProps) {
     super(scope, id, props);
@@ -83,6 +100,28 @@ export class ApiStack extends Stack {
     if (props.encryptionKey) {
       role.addToPolicy(new iam.PolicyStatement({ actions: ['kms:Decrypt'], resources: [props.encryptionKey.keyArn] }));
     }
+    // POST /runs: start the deployed pipelines' live aliases, and nothing else of Step Functions.
+    const stateMachinePrefix = props.stateMachinePrefix ?? `${props.tablePrefix}-`;
+    const stateMachineArnPrefix = Arn.format(
+      {
+        service: 'states',
+        resource: 'stateMachine',
+        resourceName: stateMachinePrefix,
+        arnFormat: ArnFormat.COLON_RESOURCE_NAME,
+      },
+      this,
+    );
+    const pipelines = props.pipelines ?? {};
+    const aliasArns = Object.keys(pipelines)
+      .sort()
+      .map((name) => `${stateMachineArnPrefix}${name}:${DEPLOYED_ALIAS}`);
+    if (aliasArns.length > 0) {
+      role.addToPolicy(new iam.PolicyStatement({ actions: ['states:StartExecution'], resources: aliasArns }));
+    }
+    const runnerRoleNames = props.runnerRoleNames ?? [runnerRoleName(props.tablePrefix)];
+    const runnerRoleArns = runnerRoleNames.map((name) =>
+      Arn.format({ service: 'sts', region: '', resource: 'assumed-role', resourceName: `${name}/` }, this),
+    );
     acknowledgeWildcardResource(
       role,
       storeObjects,
@@ -106,6 +145,10 @@ export class ApiStack extends Stack {
         STACKLINE_ARTIFACT_PREFIX: artifactPrefix,
         STACKLINE_TABLE_PREFIX: props.tablePrefix,
         STACKLINE_RELEASE_MANAGER_ARNS: (props.releaseManagerArns ?? []).join(','),
+        STACKLINE_PROMOTERS: (props.promoters ?? []).join(','),
+        STACKLINE_RUNNER_ROLE_ARNS: runnerRoleArns.join(','),
+        STACKLINE_STATE_MACHINE_ARN_PREFIX: stateMachineArnPrefix,
+        STACKLINE_DEPLOYED_PIPELINES: JSON.stringify(pipelines),
         POWERTOOLS_SERVICE_NAME: 'stackline-api',
       },
     });
@@ -217,6 +260,28 @@ export class ApiStack extends Stack {
       }
     }
 
+    this.stageName = stageName;
+
+    // Promotions from step code: the runner roles may invoke exactly the two promotion routes, and
+    // find this API's URL in SSM. Granted here (the roles by name), so the runner stack does not
+    // depend on the API stack and deploys without it.
+    const promotionRoutes = PROMOTION_ROUTES.map((path) => invoke('POST', path));
+    const runnerPromotions = new iam.Policy(this, 'RunnerPromotions', {
+      roles: runnerRoleNames.map((name, i) => iam.Role.fromRoleName(this, `RunnerRole${i}`, name)),
+      statements: [new iam.PolicyStatement({ actions: ['execute-api:Invoke'], resources: promotionRoutes })],
+    });
+    for (const route of promotionRoutes) {
+      acknowledgeWildcardResource(
+        runnerPromotions,
+        route,
+        'execute-api ARNs name routes; * stands for path parameters.',
+      );
+    }
+    new ssm.StringParameter(this, 'ApiUrlParameter', {
+      parameterName: apiUrlParameterName(props.tablePrefix),
+      stringValue: this.api.url,
+      description: `Stackline ${props.stacklineStack} API URL, for the step runner's promotions`,
+    });
     new CfnOutput(this, 'ApiUrl', { value: this.api.url, description: 'Stackline API base URL' });
     new CfnOutput(this, 'MembersPolicyArn', { value: this.membersPolicy.managedPolicyArn });
     new CfnOutput(this, 'ReleaseManagersPolicyArn', { value: this.releaseManagersPolicy.managedPolicyArn });

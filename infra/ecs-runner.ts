@@ -26,6 +26,11 @@ export interface ImportedVpc {
 }
 
 /** Props of {@link EcsRunner}. */
+/** The ECS step runner's task role name: a runner principal for the API, like the Lambda's role. */
+export function ecsTaskRoleName(tablePrefix: string): string {
+  return `${tablePrefix}-ecs-step-runner`;
+}
+
 export interface EcsRunnerProps {
   /** The Stackline stack name (descriptions). */
   stacklineStack: string;
@@ -132,6 +137,8 @@ export class EcsRunner extends Construct {
       removalPolicy: RemovalPolicy.DESTROY,
     });
     this.taskRole = new iam.Role(this, 'TaskRole', {
+      // Named, so the API stack can grant it the promotion routes and recognise it as a runner (like the Lambda's role).
+      roleName: ecsTaskRoleName(props.tablePrefix),
       assumedBy: new iam.ServicePrincipal('ecs-tasks.amazonaws.com', {
         conditions: { StringEquals: { 'aws:SourceAccount': stack.account } },
       }),

@@ -61,6 +61,19 @@ const STAGE_TABLE_ACTIONS = [
   'dynamodb:Query',
 ];
 
+/** The API routes step code promotes through (`arnPath` form): stage moves and production. */
+export const PROMOTION_ROUTES = ['/models/*/versions/*/stage', '/models/*/versions/*/production'];
+
+/** The SSM parameter the API stack writes its URL to, for the step runner (`STACKLINE_API_URL_PARAMETER`). */
+export function apiUrlParameterName(tablePrefix: string): string {
+  return `/stackline/${tablePrefix}/api-url`;
+}
+
+/** The step runner's role name: the API recognizes the runner by it (`assumed-role/<name>/`). */
+export function runnerRoleName(tablePrefix: string): string {
+  return `${tablePrefix}-step-runner`;
+}
+
 /** What `S3ArtifactStore` does with objects: get/head, put (also multipart and copy), delete, abort uploads. */
 const OBJECT_ACTIONS = ['s3:GetObject', 's3:PutObject', 's3:DeleteObject', 's3:AbortMultipartUpload'];
 
@@ -84,6 +97,7 @@ const OBJECT_ACTIONS = ['s3:GetObject', 's3:PutObject', 's3:DeleteObject', 's3:A
  */
 export class RunnerStack extends Stack {
   readonly function: lambda.Function;
+  readonly functionRole: iam.Role;
   readonly stateMachinePrefix: string;
   /** The metadata tables (and their indexes) but the stages table: what the runner writes. */
   readonly dataTableArns: string[];
@@ -129,9 +143,12 @@ export class RunnerStack extends Stack {
     });
     // Our own role instead of AWSLambdaBasicExecutionRole: it logs only to its own group.
     const functionRole = new iam.Role(this, 'StepRunnerRole', {
+      // A known name: the API recognizes the runner by it (`assumed-role/<name>/`) without a cross-stack reference.
+      roleName: runnerRoleName(props.tablePrefix),
       assumedBy: new iam.ServicePrincipal('lambda.amazonaws.com'),
       description: `Stackline step runner (${props.stacklineStack})`,
     });
+    this.functionRole = functionRole;
     logGroup.grantWrite(functionRole);
     this.storeObjectsArn = storeObjects;
     this.dataStatements = [
@@ -142,6 +159,16 @@ export class RunnerStack extends Stack {
       // Stage holders and history: read only. Step code cannot move a stage or write the audit trail;
       // a promotion gate goes through the control plane (the API), which records who promoted.
       new iam.PolicyStatement({ actions: STAGE_TABLE_ACTIONS, resources: arnsOf(stages) }),
+      // Where the environment's API is: promotions from step code go there (the API stack grants the invoke).
+      new iam.PolicyStatement({
+        actions: ['ssm:GetParameter'],
+        resources: [
+          Arn.format(
+            { service: 'ssm', resource: 'parameter', resourceName: apiUrlParameterName(props.tablePrefix).slice(1) },
+            this,
+          ),
+        ],
+      }),
       ...(props.encryptionKey
         ? [
             new iam.PolicyStatement({
@@ -164,6 +191,7 @@ export class RunnerStack extends Stack {
       STACKLINE_ARTIFACT_PREFIX: artifactPrefix,
       STACKLINE_TABLE_PREFIX: props.tablePrefix,
       STACKLINE_PROMOTERS: (props.promoters ?? []).join(','),
+      STACKLINE_API_URL_PARAMETER: apiUrlParameterName(props.tablePrefix),
       ...(props.encryptionKey ? { STACKLINE_SSE: 'aws:kms', STACKLINE_KMS_KEY_ID: props.encryptionKey.keyArn } : {}),
       ...(props.distributedMapThreshold !== undefined
         ? { STACKLINE_DISTRIBUTED_MAP_THRESHOLD: String(props.distributedMapThreshold) }

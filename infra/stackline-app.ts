@@ -15,11 +15,11 @@ import type { PipelineDefinition } from '../lib/dsl/pipeline.ts';
 import { pipelinesOfModule } from '../lib/runtime/step-runner.ts';
 import { ApiStack } from './api-stack.ts';
 import { DataStack } from './data-stack.ts';
-import { EcsRunner, hasEcsSteps } from './ecs-runner.ts';
+import { EcsRunner, ecsTaskRoleName, hasEcsSteps } from './ecs-runner.ts';
 import type { StacklineEnvironment } from './environments.ts';
 import { PipelineStateMachines } from './pipeline-state-machines.ts';
 import { PipelineTriggers } from './pipeline-triggers.ts';
-import { RunnerStack, TABLE_DATA_ACTIONS } from './runner-stack.ts';
+import { RunnerStack, runnerRoleName, TABLE_DATA_ACTIONS } from './runner-stack.ts';
 
 /** Options of {@link addStacklineStages}. */
 export interface StacklineStagesOptions {
@@ -146,11 +146,19 @@ export async function addStacklineStages(app: App, options: StacklineStagesOptio
       env,
       description: `Stackline ${environment.name}: the platform API (API Gateway, AWS_IAM) and its team policies`,
       stacklineStack: environment.name,
+      // Step code promotes through the API as its runner: the Lambda's role, and the ECS task role when there is one.
+      runnerRoleNames: [
+        runnerRoleName(environment.tablePrefix),
+        ...(ecsRunner ? [ecsTaskRoleName(environment.tablePrefix)] : []),
+      ],
       bucketName: data.bucketName,
       artifactPrefix: data.artifactPrefix,
       ...(data.encryptionKey ? { encryptionKey: data.encryptionKey } : {}),
       tablePrefix: environment.tablePrefix,
       codeDirectory: apiBundle,
+      pipelines: Object.fromEntries(pipelines.deployed.map((d) => [d.pipeline.name, d.definitionHash])),
+      stateMachinePrefix: runner.stateMachinePrefix,
+      promoters: environment.promoters,
     });
     api.addStackDependency(data, 'the API uses the bucket and tables by name');
     const deployed = pipelines.deployed;
@@ -174,6 +182,7 @@ export async function addStacklineStages(app: App, options: StacklineStagesOptio
         tableActions: TABLE_DATA_ACTIONS,
       },
     });
+    api.addStackDependency(runner, 'the API grants the runner role (by name) the promotion routes');
     return { environment, data, runner, pipelines, triggers, api, ...(ecsRunner ? { ecsRunner } : {}) };
   });
 }

@@ -1,3 +1,4 @@
+import type { RemoteOpenOptions, RemoteStackline } from './api/remote-stackline.ts';
 import { loadArtifactVersion } from './artifacts/load-artifact.ts';
 import type { PipelineDefinition } from './dsl/pipeline.ts';
 import type { NewModel } from './metadata/metadata-store.ts';
@@ -46,7 +47,23 @@ export class Stackline {
     private readonly actor: string,
   ) {}
 
-  static async open(options: { home?: string; stack?: string; actor?: string } = {}): Promise<Stackline> {
+  /**
+   * Opens a stack directly (its stores, with this process's credentials), or — with `api` — connects
+   * to a Stackline API and returns a {@link RemoteStackline} that does everything through it.
+   */
+  static open(options: RemoteOpenOptions): Promise<RemoteStackline>;
+  static open(options?: { home?: string; stack?: string; actor?: string }): Promise<Stackline>;
+  static async open(
+    options: { home?: string; stack?: string; actor?: string } | RemoteOpenOptions = {},
+  ): Promise<Stackline | RemoteStackline> {
+    if ('api' in options && options.api) {
+      const { RemoteStackline } = await import('./api/remote-stackline.ts');
+      return RemoteStackline.connect(options);
+    }
+    return Stackline.openDirect(options as { home?: string; stack?: string; actor?: string });
+  }
+
+  private static async openDirect(options: { home?: string; stack?: string; actor?: string }): Promise<Stackline> {
     const project = await Project.open(options.home ?? resolveHome());
     try {
       const stack = await project.openStack(options.stack ?? project.activeStackName());

@@ -3,6 +3,7 @@
  * @packageDocumentation
  */
 
+export type { RemoteOpenOptions, RemoteStackline } from './api/remote-stackline.ts';
 export type { ArtifactStore, StoredBlob } from './artifacts/artifact-store.ts';
 export { registerMaterializer } from './artifacts/custom-materializers.ts';
 export type { MaterializedValue, Materializer, MaterializerContext } from './artifacts/materializer.ts';

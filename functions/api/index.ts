@@ -18,7 +18,8 @@ import { injectLambdaContext } from '@aws-lambda-powertools/logger/middleware';
 import middy, { type MiddlewareObj } from '@middy/core';
 import { handle, type LambdaContext, type LambdaEvent } from 'hono/aws-lambda';
 import { createApiApp } from '../../lib/api/app.ts';
-import { callerFromIamEvent, createAwsApiOptions, IamIdentitySchema } from '../../lib/api/aws-api-config.ts';
+import { createAwsApiOptions, IamIdentitySchema, resolveIamCaller } from '../../lib/api/aws-api-config.ts';
+import { RUN_HEADER } from '../../lib/api/runner-caller.ts';
 import { isDashboardBuild } from '../../lib/api/static-dashboard.ts';
 import { errorMessage } from '../../lib/errors.ts';
 
@@ -70,8 +71,9 @@ export function createApiLambdaHandler(
     const app = createApiApp({
       ...options,
       ...(dashboardDir ? { dashboardDir } : {}),
-      authenticate: (c) => {
-        const caller = callerFromIamEvent((c.env as { event?: unknown }).event, options.releaseManagerArns);
+      authenticate: async (c) => {
+        const event = (c.env as { event?: unknown }).event;
+        const caller = await resolveIamCaller(event, c.req.header(RUN_HEADER), options, options.metadata);
         logger.appendKeys({ actor: caller.actor });
         return caller;
       },

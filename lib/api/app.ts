@@ -7,7 +7,7 @@ import type { ArtifactStore } from '../artifacts/artifact-store.ts';
 import { ValidationError } from '../errors.ts';
 import type { MetadataStore, StackRepository } from '../metadata/metadata-store.ts';
 import { type Caller, DEFAULT_PROTECTED_ALIASES } from './caller.ts';
-import type { ApiContext, DownloadLinkIssuer } from './context.ts';
+import type { ApiContext, DownloadLinkIssuer, RunStarter } from './context.ts';
 import type { SignedLocalDownloadLinks } from './download-links.ts';
 import { httpErrorFor } from './http-errors.ts';
 import { API_ROUTES } from './routes.ts';
@@ -22,6 +22,10 @@ export interface ApiAppOptions {
   /** Under `stackline serve`: serve `GET /downloads/{contentHash}` for the links it signs. */
   localDownloads?: SignedLocalDownloadLinks;
   protectedAliases?: readonly string[];
+  /** Starts runs for `POST /runs`; without it, that route answers 404 naming how to enable it. */
+  runs?: RunStarter;
+  /** Pipelines whose steps may promote to production through the API (the stack's `promoters`). */
+  promoters?: readonly string[];
   /**
    * Who is calling: from a bearer token locally, from the API Gateway request context on AWS.
    * @throws AuthenticationError

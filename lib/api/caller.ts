@@ -15,6 +15,12 @@ export type ApiRole = (typeof API_ROLES)[number];
 export interface Caller {
   actor: string;
   role: ApiRole;
+  /**
+   * Set when the caller is the environment's step runner acting for one of its runs (see
+   * `runner-caller.ts`): `actor` is then `pipeline:<name> run <id>` and promotions follow the
+   * pipeline rules (production only for the environment's `promoters`).
+   */
+  run?: { pipeline: string; runId: string };
 }
 
 /** Aliases only release managers may move: they name what serves traffic. */

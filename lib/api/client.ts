@@ -34,11 +34,17 @@ export class StacklineApiClient {
   private readonly url: string;
   private readonly token: string | undefined;
   private readonly fetch: typeof fetch;
+  private readonly headers: Record<string, string>;
 
-  constructor(options: { url: string; token?: string; fetch?: typeof fetch }) {
+  /**
+   * @param options.fetch e.g. `createSigV4Fetch()` for an API Gateway deployment (AWS_IAM)
+   * @param options.headers sent with every request (the step runner names its run in `x-stackline-run`)
+   */
+  constructor(options: { url: string; token?: string; fetch?: typeof fetch; headers?: Record<string, string> }) {
     this.url = options.url.replace(/\/+$/, '');
     this.token = options.token;
     this.fetch = options.fetch ?? globalThis.fetch;
+    this.headers = options.headers ?? {};
   }
 
   private async call<R extends z.ZodType>(
@@ -59,6 +65,7 @@ export class StacklineApiClient {
     const res = await this.fetch(`${this.url}${path}${query ? `?${query}` : ''}`, {
       method: route.method.toUpperCase(),
       headers: {
+        ...this.headers,
         ...(this.token ? { authorization: `Bearer ${this.token}` } : {}),
         ...(input.body === undefined ? {} : { 'content-type': 'application/json' }),
       },
@@ -84,6 +91,9 @@ export class StacklineApiClient {
   }
   listRuns(query: Query<typeof s.RunListQuery> = {}) {
     return this.call('listRuns', s.RunPageSchema, { query });
+  }
+  startRun(body: z.input<typeof s.StartRunRequestSchema>) {
+    return this.call('startRun', s.StartedRunSchema, { body });
   }
   getRun(params: Params<typeof s.RunParams>) {
     return this.call('getRun', s.RunDetailSchema, { params });

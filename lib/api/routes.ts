@@ -73,6 +73,17 @@ export const API_ROUTES: readonly ApiRoute[] = [
     handler: (ctx, i) => runs.listRuns(ctx, i.query),
   }),
   route({
+    method: 'post',
+    path: '/runs',
+    operationId: 'startRun',
+    summary: 'Start a run of a pipeline this API knows (409 when definitionSha256 differs from the deployed one)',
+    tag: 'runs',
+    body: s.StartRunRequestSchema,
+    response: s.StartedRunSchema,
+    writes: true,
+    handler: (ctx, i) => runs.startRun(ctx, i.body),
+  }),
+  route({
     method: 'get',
     path: '/runs/{runId}',
     operationId: 'getRun',

@@ -4,7 +4,7 @@
  * one definition, three uses.
  */
 import { z } from 'zod';
-import { ARTIFACT_NAME } from '../dsl/names.ts';
+import { ARTIFACT_NAME, IDENTIFIER } from '../dsl/names.ts';
 import { MAX_PAGE_LIMIT } from '../metadata/store-rules.ts';
 
 // ---------- Shared pieces ----------
@@ -262,6 +262,23 @@ export const MetadataPatchSchema = z
   .meta({ id: 'MetadataPatch' });
 export const TagsRequestSchema = z.strictObject({ tags: z.array(Tag).min(1).max(50) }).meta({ id: 'TagsRequest' });
 
+/** SHA-256 of a compiled state machine definition (`pipelineDefinitionHash`), 64 hex digits. */
+export const DefinitionSha256 = z.string().regex(/^[0-9a-f]{64}$/, '64 lowercase hex digits (sha256)');
+
+export const StartRunRequestSchema = z
+  .strictObject({
+    pipeline: z.string().regex(IDENTIFIER, 'a pipeline name (letters, digits, "_" or "-")'),
+    stack: Name.optional().meta({ description: 'The stack to run on: must be the one this API serves' }),
+    params: z.record(z.string(), JsonValue).optional(),
+    tags: z.array(Tag).max(50).optional(),
+    cache: z.boolean().optional(),
+    definitionSha256: DefinitionSha256.optional().meta({
+      description:
+        "The caller's locally compiled definition hash: 409 when it differs from the one the server runs (drift check)",
+    }),
+  })
+  .meta({ id: 'StartRunRequest' });
+
 // ---------- Responses ----------
 
 export const StackPageSchema = pageOf(StackSchema, 'StackPage');
@@ -316,4 +333,13 @@ export const ComparisonSchema = z
   .meta({ id: 'Comparison' });
 
 export const StageChangesSchema = z.object({ changes: z.array(StageChangeSchema) }).meta({ id: 'StageChanges' });
+export const StartedRunSchema = z
+  .object({
+    runId: z.string(),
+    pipeline: z.string(),
+    /** `trigger:user <actor>`: who started it, as the API authenticated them. */
+    trigger: z.string(),
+    executionArn: z.string().nullable().meta({ description: 'The Step Functions execution (AWS stacks)' }),
+  })
+  .meta({ id: 'StartedRun' });
 export const OkSchema = z.object({ ok: z.literal(true) }).meta({ id: 'Ok' });

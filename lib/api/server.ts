@@ -2,11 +2,13 @@ import { randomBytes } from 'node:crypto';
 import type { AddressInfo } from 'node:net';
 import { join } from 'node:path';
 import { serve } from '@hono/node-server';
+import type { PipelineDefinition } from '../dsl/pipeline.ts';
 import { errorMessage } from '../errors.ts';
 import type { Project, StackRuntime } from '../stacks/project.ts';
 import { createApiApp } from './app.ts';
 import type { DownloadLinkIssuer } from './context.ts';
 import { S3DownloadLinks, SignedLocalDownloadLinks } from './download-links.ts';
+import { LocalRunStarter } from './runs/local-run-starter.ts';
 import { builtDashboardDirectory } from './static-dashboard.ts';
 import { ApiTokenStore } from './tokens/token-store.ts';
 
@@ -34,6 +36,8 @@ export async function startApiServer(
     log?: (line: string) => void;
     /** The built dashboard to serve at `/`; default `dist/dashboard` when built, `false` for none. */
     dashboardDir?: string | false;
+    /** Pipelines `POST /runs` may start, by name (`stackline serve --pipelines FILE`). */
+    pipelines?: ReadonlyMap<string, PipelineDefinition>;
   } = {},
 ): Promise<RunningApiServer> {
   const tokens = ApiTokenStore.open(tokenStorePath(project));
@@ -45,7 +49,10 @@ export async function startApiServer(
     typeof s3.presignedDownloadUrl === 'function'
       ? new S3DownloadLinks(s3 as ConstructorParameters<typeof S3DownloadLinks>[0])
       : localDownloads;
+  const runs = new LocalRunStarter(options.pipelines ?? new Map(), stack, options.log);
   const app = createApiApp({
+    runs,
+    ...(stack.promoters === undefined ? {} : { promoters: stack.promoters }),
     metadata: stack.metadata,
     artifacts: stack.artifacts,
     stacks: project.registry.stacks,
@@ -64,14 +71,16 @@ export async function startApiServer(
   baseUrl = `http://${host.includes(':') ? `[${host}]` : host}:${address.port}`;
   return {
     url: baseUrl,
-    close: () =>
-      new Promise<void>((resolve, reject) => {
+    close: async () => {
+      await runs.close();
+      await new Promise<void>((resolve, reject) => {
         server.close((error) => {
           tokens.close();
           if (error) reject(error);
           else resolve();
         });
-      }),
+      });
+    },
   };
 }
 

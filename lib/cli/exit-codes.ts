@@ -36,6 +36,11 @@ export function exitCodeFor(error: unknown): number {
   ) {
     return ExitCode.Usage;
   }
+  // An API's refusal (StacklineApiClient): the API's 4xx are the caller's input, as they are locally.
+  if (error instanceof StacklineError && error.code === 'API_REQUEST') {
+    const status = error.context.status;
+    return typeof status === 'number' && status < 500 ? ExitCode.Usage : ExitCode.Failed;
+  }
   if (error instanceof IntegrityError || error instanceof MetadataStoreDamagedError) return ExitCode.Damaged;
   if (error instanceof MetadataStoreLockedError) return ExitCode.Locked;
   if (error instanceof StacklineError && error.code === 'RUN_CANCELLED') return ExitCode.Interrupted;

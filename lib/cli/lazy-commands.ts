@@ -28,6 +28,17 @@ const model = () => import('./commands/model.ts');
 const run = () => import('./commands/run.ts');
 const runs = () => import('./commands/runs.ts');
 const stack = () => import('./commands/stack.ts');
+const login = () => import('./commands/login.ts');
+const remote = () => import('./commands/remote.ts');
+
+/** The API connection of a command (`--api`, `STACKLINE_API_URL`, or the saved login), if any. */
+export async function apiConnectionAt(cwd: string, env: NodeJS.ProcessEnv, apiOption: string | undefined) {
+  const [{ resolveApiConnection }, { resolveHome }] = await Promise.all([
+    import('../stacks/api-connection.ts'),
+    import('../stacks/project.ts'),
+  ]);
+  return resolveApiConnection(resolveHome(cwd, env), env, apiOption);
+}
 
 /** Opens the project (`.stackline/`) that `cwd` and `env` point at. */
 export async function openProjectAt(cwd: string, env: NodeJS.ProcessEnv): Promise<Project> {
@@ -74,3 +85,11 @@ export const stackList = lazy(stack, 'stackList');
 export const stackProvision = lazy(stack, 'stackProvision');
 export const stackRegister = lazy(stack, 'stackRegister');
 export const stackSet = lazy(stack, 'stackSet');
+export const loginCommand = lazy(login, 'loginCommand');
+export const logoutCommand = lazy(login, 'logoutCommand');
+export const remoteArtifactsLoad = lazy(remote, 'remoteArtifactsLoad');
+export const remoteModelPromote = lazy(remote, 'remoteModelPromote');
+export const remoteRun = lazy(remote, 'remoteRun');
+export const remoteRunsList = lazy(remote, 'remoteRunsList');
+export const remoteStackDescribe = lazy(remote, 'remoteStackDescribe');
+export const remoteStackList = lazy(remote, 'remoteStackList');

@@ -25,6 +25,25 @@ export function loadTypeScript(): Promise<void> {
  * to run: the one named by `--pipeline`, or the only one the file exports.
  */
 export async function loadPipeline(file: string, cwd: string, name?: string): Promise<PipelineDefinition> {
+  const pipelines = await loadPipelineModule(file, cwd);
+  if (name) {
+    const found = pipelines.get(name);
+    if (!found)
+      throw new ValidationError(
+        `${file} has no pipeline named "${name}" (it exports: ${[...pipelines.keys()].join(', ')}).`,
+      );
+    return found;
+  }
+  if (pipelines.size > 1) {
+    throw new ValidationError(
+      `${file} exports several pipelines (${[...pipelines.keys()].join(', ')}): choose one with --pipeline NAME.`,
+    );
+  }
+  return [...pipelines.values()][0]!;
+}
+
+/** Imports a pipeline file and returns every pipeline it exports, by name (at least one). */
+export async function loadPipelineModule(file: string, cwd: string): Promise<Map<string, PipelineDefinition>> {
   const path = resolve(cwd, file);
   const info = statSync(path, { throwIfNoEntry: false });
   if (!info) throw new ValidationError(`Pipeline file not found: ${path}`, { context: { file: path } });
@@ -50,20 +69,7 @@ export async function loadPipeline(file: string, cwd: string, name?: string): Pr
       `${file} exports no pipeline. Export one: \`export const training = pipeline({ name: 'training' }, () => { ... })\`.`,
     );
   }
-  if (name) {
-    const found = pipelines.get(name);
-    if (!found)
-      throw new ValidationError(
-        `${file} has no pipeline named "${name}" (it exports: ${[...pipelines.keys()].join(', ')}).`,
-      );
-    return found;
-  }
-  if (pipelines.size > 1) {
-    throw new ValidationError(
-      `${file} exports several pipelines (${[...pipelines.keys()].join(', ')}): choose one with --pipeline NAME.`,
-    );
-  }
-  return [...pipelines.values()][0]!;
+  return pipelines;
 }
 
 /**

@@ -6,6 +6,7 @@ import { ExitCode, exitCodeFor } from './exit-codes.ts';
 import { type CliIo, printJson } from './io.ts';
 // Commands load when they run (see lazy-commands.ts), so starting the CLI stays cheap.
 import {
+  apiConnectionAt,
   artifactsGc,
   artifactsList,
   artifactsLoad,
@@ -18,6 +19,8 @@ import {
   dashboardCommand,
   deployCommand,
   destroyCommand,
+  loginCommand,
+  logoutCommand,
   modelAliasRemove,
   modelAliasSet,
   modelCompare,
@@ -29,6 +32,12 @@ import {
   modelShow,
   modelVersions,
   openProjectAt,
+  remoteArtifactsLoad,
+  remoteModelPromote,
+  remoteRun,
+  remoteRunsList,
+  remoteStackDescribe,
+  remoteStackList,
   restoreCommand,
   runCommand,
   runsCancel,
@@ -85,7 +94,10 @@ export async function main(argv: string[], io: CliIo): Promise<number> {
     .version('0.1.0')
     .exitOverride()
     .configureOutput({ writeOut: (s) => io.stdout.write(s), writeErr: (s) => io.stderr.write(s) })
-    .showHelpAfterError('(run with --help for usage)');
+    .showHelpAfterError('(run with --help for usage)')
+    .option('--api <url>', 'use this Stackline API (default: STACKLINE_API_URL, else `stackline login`)');
+  /** The API this command goes through, when connected (see `stackline login`). */
+  const connected = () => apiConnectionAt(io.cwd, io.env, program.opts<{ api?: string }>().api);
   const json = () => new Option('--json', 'print machine-readable JSON only');
   const stackOpt = () => new Option('--stack <name>', 'stack to use (default: the active stack)');
   const limit = () => new Option('--limit <n>', 'maximum rows').argParser(positiveInt).default(50);
@@ -114,7 +126,8 @@ export async function main(argv: string[], io: CliIo): Promise<number> {
     .addOption(stackOpt())
     .addOption(json())
     .action(async (file: string, opts) => {
-      exitCode = await runCommand(await openProject(), file, opts, io);
+      const api = await connected();
+      exitCode = api ? await remoteRun(api, file, opts, io) : await runCommand(await openProject(), file, opts, io);
     });
 
   program
@@ -168,7 +181,11 @@ export async function main(argv: string[], io: CliIo): Promise<number> {
     .addOption(limit())
     .addOption(stackOpt())
     .addOption(json())
-    .action((opts) => withStack(opts.stack, (s) => runsList(s, opts, io)));
+    .action(async (opts) => {
+      const api = await connected();
+      if (api) return remoteRunsList(api, opts, io);
+      return withStack(opts.stack, (s) => runsList(s, opts, io));
+    });
   runs
     .command('show')
     .argument('<run-id>')
@@ -233,9 +250,11 @@ export async function main(argv: string[], io: CliIo): Promise<number> {
     .option('--out <path>', 'write the bytes to this file')
     .addOption(stackOpt())
     .addOption(json())
-    .action((name: string, version: string | undefined, opts) =>
-      withStack(opts.stack, (s) => artifactsLoad(s, name, version, opts, io)),
-    );
+    .action(async (name: string, version: string | undefined, opts) => {
+      const api = await connected();
+      if (api) return remoteArtifactsLoad(api, name, version, opts, io);
+      return withStack(opts.stack, (s) => artifactsLoad(s, name, version, opts, io));
+    });
 
   artifacts
     .command('verify')
@@ -260,12 +279,20 @@ export async function main(argv: string[], io: CliIo): Promise<number> {
   stack
     .command('list')
     .addOption(json())
-    .action(async (opts) => stackList(await openProject(), opts, io));
+    .action(async (opts) => {
+      const api = await connected();
+      if (api) return remoteStackList(api, opts, io);
+      return stackList(await openProject(), opts, io);
+    });
   stack
     .command('describe')
     .argument('[name]')
     .addOption(json())
-    .action(async (name: string | undefined, opts) => stackDescribe(await openProject(), name, opts, io));
+    .action(async (name: string | undefined, opts) => {
+      const api = await connected();
+      if (api) return remoteStackDescribe(api, name, opts, io);
+      return stackDescribe(await openProject(), name, opts, io);
+    });
   stack
     .command('set')
     .description('make a stack the active one')
@@ -415,9 +442,11 @@ export async function main(argv: string[], io: CliIo): Promise<number> {
     .option('--reason <text>', 'recorded in the history')
     .addOption(stackOpt())
     .addOption(json())
-    .action((name: string, version: string, stage: string, opts) =>
-      withStack(opts.stack, (s) => modelPromote(s, name, version, stage, opts, io)),
-    );
+    .action(async (name: string, version: string, stage: string, opts) => {
+      const api = await connected();
+      if (api) return remoteModelPromote(api, name, version, stage, opts, io);
+      return withStack(opts.stack, (s) => modelPromote(s, name, version, stage, opts, io));
+    });
   const alias = model.command('alias').description('named pointers such as champion / challenger');
   alias
     .command('set')
@@ -452,6 +481,7 @@ export async function main(argv: string[], io: CliIo): Promise<number> {
         .default(8787),
     )
     .option('--host <address>', 'address to bind; other hosts than loopback expose the API to the network', '127.0.0.1')
+    .option('--pipelines <file>', 'pipeline file whose pipelines POST /runs may start (repeatable)', collect, [])
     .addOption(stackOpt())
     .addOption(json())
     .action(async (opts) => serveCommand(await openProject(), opts, io));
@@ -477,6 +507,20 @@ export async function main(argv: string[], io: CliIo): Promise<number> {
     .addOption(stackOpt())
     .addOption(json())
     .action(async (opts) => dashboardCommand(opts.api ? undefined : await openProject(), opts, io));
+  program
+    .command('login')
+    .description('connect this project to a Stackline API: bearer token for `stackline serve`, SigV4 for API Gateway')
+    .argument('<api-url>', 'e.g. http://127.0.0.1:8787 or https://abc.execute-api.eu-west-1.amazonaws.com/api')
+    .option('--token <token>', 'bearer token from `stackline token create` (default: STACKLINE_TOKEN)')
+    .option('--sigv4', 'sign with the default AWS credentials even though the URL is not an execute-api one')
+    .option('--region <region>', "the API's AWS region (with --sigv4 on a custom domain)")
+    .addOption(json())
+    .action((url: string, opts) => loginCommand(url, opts, io));
+  program
+    .command('logout')
+    .description('forget the API connection; commands use local stacks again')
+    .addOption(json())
+    .action((opts) => logoutCommand(opts, io));
   const token = program.command('token').description('bearer tokens for `stackline serve` (stored hashed)');
   token
     .command('create')

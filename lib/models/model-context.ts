@@ -54,11 +54,22 @@ export interface StepIdentity {
   runId: string;
   /** The stack's `promoters`: pipelines that may promote to production (`*` = all). */
   promoters: readonly string[];
+  /**
+   * The environment's API: promotions go there, signed with the runner's AWS identity, and the API
+   * applies the promoters. Default: `STACKLINE_API_URL`, or the SSM parameter `STACKLINE_API_URL_PARAMETER`
+   * names (set on AWS by the CDK runner stack).
+   */
+  apiUrl?: string;
 }
 
 /** The actor recorded on stage changes a pipeline step makes: the pipeline and its run, never a caller's value. */
 export function pipelineActor(identity: Pick<StepIdentity, 'pipeline' | 'runId'>): string {
   return `pipeline:${identity.pipeline} run ${identity.runId}`;
+}
+
+/** Whether a stack's or environment's `promoters` let `pipeline` promote to production (`*` = all). */
+export function isPromoter(promoters: readonly string[], pipeline: string): boolean {
+  return promoters.some((name) => name === '*' || name === pipeline);
 }
 
 /**
@@ -79,7 +90,13 @@ export function createModelControl(stores: ModelStores, identity: StepIdentity):
       }
     },
     async promote(model, version, stage, options = {}) {
-      if (stage === 'production' && !identity.promoters.some((name) => name === '*' || name === identity.pipeline)) {
+      if (identity.apiUrl || process.env.STACKLINE_API_URL || process.env.STACKLINE_API_URL_PARAMETER) {
+        // Loaded only on AWS: local runs never pay for the signer.
+        const { promoteThroughApi, resolveRunnerApiUrl } = await import('../api/runner-promotion.ts');
+        const apiUrl = identity.apiUrl ?? (await resolveRunnerApiUrl());
+        if (apiUrl) return promoteThroughApi(apiUrl, identity.runId, { model, version, stage, options });
+      }
+      if (stage === 'production' && !isPromoter(identity.promoters, identity.pipeline)) {
         throw new PipelineNotPromoterError(
           `Pipeline "${identity.pipeline}" may not promote to production on this stack (promoters: ${identity.promoters.length === 0 ? 'none' : identity.promoters.join(', ')}); add it to the stack's "promoters" (for an AWS environment: "promoters" in cdk.json) or promote by hand`,
           { context: { pipeline: identity.pipeline, runId: identity.runId, model, version, stage } },

@@ -45,6 +45,10 @@ export const StepRunnerEnvironment = z.object({
     ),
   /** When set, run status and stage changes are published to this EventBridge bus (`source: "stackline"`). */
   STACKLINE_EVENT_BUS: z.string().min(1).optional(),
+  /** The environment's API: step code's promotions go there, SigV4-signed (read by `lib/models/model-context.ts`). */
+  STACKLINE_API_URL: z.url().optional(),
+  /** Else the SSM parameter holding the API's URL (what the CDK runner stack sets). */
+  STACKLINE_API_URL_PARAMETER: z.string().min(1).optional(),
   AWS_REGION: required('set by Lambda and ECS; set it yourself elsewhere'),
   /** Read by the SDK itself; here only to switch S3 to path-style addressing (emulators). */
   AWS_ENDPOINT_URL: z.url().optional(),

@@ -6,6 +6,7 @@ import { App } from 'aws-cdk-lib';
 import { Template } from 'aws-cdk-lib/assertions';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { ApiStack } from '../../infra/api-stack.ts';
+import { TABLE_DATA_ACTIONS } from '../../infra/runner-stack.ts';
 import { API_ROUTES } from '../../lib/api/routes.ts';
 import { DASHBOARD_PATHS } from '../../lib/api/static-dashboard.ts';
 import { bundleApiLambda } from '../../lib/bundle/bundle-api-lambda.ts';
@@ -28,6 +29,8 @@ beforeAll(async () => {
     tablePrefix: 'stackline-prod',
     codeDirectory: join(dir, 'api'),
     releaseManagerArns: ['arn:aws:sts::123456789012:assumed-role/ml-release-managers/'],
+    pipelines: { iris_training: 'a'.repeat(64), iris_inference: 'b'.repeat(64) },
+    promoters: ['iris_training'],
   });
   template = Template.fromStack(stack);
 }, 120_000);
@@ -72,6 +75,7 @@ describe('ApiStack', () => {
           arn('PATCH', '/artifacts/*/versions/*/metadata'),
           arn('PATCH', '/models/*/versions/*/metadata'),
           arn('PATCH', '/runs/*/metadata'),
+          arn('POST', '/runs'),
           arn('POST', '/artifacts/*/versions/*/tags'),
           arn('POST', '/models/*/versions/*/stage'),
           arn('PUT', '/models/*/aliases/*'),
@@ -121,10 +125,54 @@ describe('ApiStack', () => {
           STACKLINE_ARTIFACT_PREFIX: 'stackline',
           STACKLINE_TABLE_PREFIX: 'stackline-prod',
           STACKLINE_RELEASE_MANAGER_ARNS: 'arn:aws:sts::123456789012:assumed-role/ml-release-managers/',
+          STACKLINE_PROMOTERS: 'iris_training',
+          STACKLINE_DEPLOYED_PIPELINES: JSON.stringify({
+            iris_training: 'a'.repeat(64),
+            iris_inference: 'b'.repeat(64),
+          }),
           POWERTOOLS_SERVICE_NAME: 'stackline-api',
         },
       },
     });
+  });
+
+  it('names the runner role and the state machines in the environment the Lambda entry reads', () => {
+    const fn = Object.values(template.findResources('AWS::Lambda::Function'))[0] as Json;
+    const variables = fn.Properties.Environment.Variables;
+    expect(render(variables.STACKLINE_RUNNER_ROLE_ARNS)).toBe(
+      `arn:\${AWS::Partition}:sts::123456789012:assumed-role/stackline-prod-step-runner/`,
+    );
+    expect(render(variables.STACKLINE_STATE_MACHINE_ARN_PREFIX)).toBe(
+      `arn:\${AWS::Partition}:states:eu-west-1:123456789012:stateMachine:stackline-prod-`,
+    );
+  });
+
+  it("gives the function exactly: the tables' data actions, GetObject, logs and StartExecution on the live aliases", () => {
+    // The function role's policies (the API stack also holds the runner role's promotion grant).
+    const policies = (Object.values(template.findResources('AWS::IAM::Policy')) as Json[]).filter((p) =>
+      p.Properties.Roles.some((r: Json) => r.Ref?.startsWith('ApiFunctionRole')),
+    );
+    const statements = policies.flatMap((p) => p.Properties.PolicyDocument.Statement);
+    const actions = [...new Set(statements.flatMap((s: Json) => [s.Action].flat()))].sort();
+    expect(actions).toEqual(
+      [
+        ...TABLE_DATA_ACTIONS,
+        's3:GetObject',
+        'logs:CreateLogStream',
+        'logs:PutLogEvents',
+        'states:StartExecution',
+      ].sort(),
+    );
+    const states = statements.filter((s: Json) => [s.Action].flat().some((a: string) => a.startsWith('states:')));
+    expect(states.map((s: Json) => [[s.Action].flat(), [s.Resource].flat().map(render).sort()])).toEqual([
+      [
+        ['states:StartExecution'],
+        [
+          `arn:\${AWS::Partition}:states:eu-west-1:123456789012:stateMachine:stackline-prod-iris_inference:live`,
+          `arn:\${AWS::Partition}:states:eu-west-1:123456789012:stateMachine:stackline-prod-iris_training:live`,
+        ],
+      ],
+    ]);
   });
 
   it("gives the function only GetObject on the store's keys (for presigned downloads)", () => {

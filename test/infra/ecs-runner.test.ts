@@ -163,6 +163,24 @@ describe('an environment with ECS steps (dev: a new VPC)', () => {
     expect(lambdaData.map((p) => p.action)).toEqual(expect.arrayContaining(['s3:GetObject', 'dynamodb:PutItem']));
   });
 
+  it('lets the task role promote through the API as a runner: the same promotion routes as the Lambda role', () => {
+    const api = Template.fromStack(stages.dev.stage.api);
+    const routesFor = (roleName: string) =>
+      Object.values(api.findResources('AWS::IAM::Policy') as Record<string, Resource>)
+        .filter((p) => (p.Properties!.Roles as unknown[]).includes(roleName))
+        .flatMap((p) => p.Properties!.PolicyDocument.Statement as Json[])
+        .flatMap((s) => [s.Resource].flat().map((r: unknown) => `${s.Action} ${render(r).replace(/^.*\/api\//, '')}`))
+        .sort();
+    expect(routesFor('stackline-dev-ecs-step-runner')).toEqual([
+      'execute-api:Invoke POST/models/*/versions/*/production',
+      'execute-api:Invoke POST/models/*/versions/*/stage',
+    ]);
+    expect(routesFor('stackline-dev-ecs-step-runner')).toEqual(routesFor('stackline-dev-step-runner'));
+    // prod has no ECS steps: only the Lambda's role is a runner there.
+    const prodApi = Template.fromStack(stages.prod.stage.api);
+    expect(JSON.stringify(prodApi.toJSON())).not.toContain('ecs-step-runner');
+  });
+
   it('lets the execution role pull the image and write the task logs, nothing else', () => {
     const { runner } = stages.dev;
     const executionRole = roleOf(runner, /Pulls the Stackline step-runner image/);

@@ -15,7 +15,15 @@ import { compileToAsl } from '../../lib/compiler/compile-to-asl.ts';
 import { tableDefinitions, tableNamesFor } from '../../lib/metadata/dynamodb/table-definitions.ts';
 import { pipelineDefinitionHash } from '../../lib/orchestrators/deployed-pipelines.ts';
 import { readStepRunnerEnvironment, StepRunnerEnvironment } from '../../lib/runtime/aws-step-runner-config.ts';
-import { allowedFor, type Json, type Resource, render, stateMachine } from '../support/cfn-template.ts';
+import {
+  allowedFor,
+  asArray,
+  type Json,
+  type Resource,
+  render,
+  type Statement,
+  stateMachine,
+} from '../support/cfn-template.ts';
 
 const ACCOUNT = '123456789012';
 const REGION = 'eu-west-1';
@@ -226,8 +234,37 @@ describe('the runner stack', () => {
       STACKLINE_TABLE_PREFIX: 'stackline-dev',
       STACKLINE_PROMOTERS: ['iris_training'],
       STACKLINE_EVENT_BUS: 'default',
+      STACKLINE_API_URL_PARAMETER: '/stackline/stackline-dev/api-url',
       AWS_REGION: REGION,
     });
+  });
+
+  it("finds the environment's API in SSM and may invoke exactly its two promotion routes, granted by the API stack", () => {
+    const { runner, stage } = synthesized.dev;
+    const role = stepRunner(runner)[1].Properties!.Role['Fn::GetAtt'][0];
+    const ssmGrants = allowedFor(runner, role).filter((a) => a.action.startsWith('ssm:'));
+    expect(ssmGrants).toEqual([
+      {
+        action: 'ssm:GetParameter',
+        resource: `arn:aws:ssm:${REGION}:${ACCOUNT}:parameter/stackline/stackline-dev/api-url`,
+      },
+    ]);
+    expect(allowedFor(runner, role).some((a) => a.action.startsWith('execute-api:'))).toBe(false);
+    const api = Template.fromStack(stage.api);
+    const policies = Object.values(api.findResources('AWS::IAM::Policy') as Record<string, Resource>).filter((p) =>
+      (p.Properties!.Roles as unknown[]).includes('stackline-dev-step-runner'),
+    );
+    const statements = policies.flatMap((p) => p.Properties!.PolicyDocument.Statement as Statement[]);
+    expect(statements.map((s) => asArray(s.Action))).toEqual([['execute-api:Invoke']]);
+    expect(
+      asArray(statements[0]!.Resource)
+        .map((r) => render(r).replace(/^.*\/api\//, ''))
+        .sort(),
+    ).toEqual(['POST/models/*/versions/*/production', 'POST/models/*/versions/*/stage']);
+    api.hasResourceProperties('AWS::SSM::Parameter', { Name: '/stackline/stackline-dev/api-url' });
+    // The runner deploys without the API (the API stack depends on it, not the other way round).
+    expect(stage.runner.dependencies).not.toContain(stage.api);
+    expect(stage.api.dependencies).toContain(stage.runner);
   });
 
   it('lets only the pipelines an environment names promote to production, none by default', () => {

@@ -3,6 +3,7 @@
  * HTTP with fetch and with a Python notebook script that uses only `requests`.
  */
 import { type ChildProcess, execFile, spawn } from 'node:child_process';
+import { existsSync, statSync } from 'node:fs';
 import { mkdtemp, rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
@@ -15,6 +16,7 @@ import { runCli } from '../support/cli.ts';
 
 const run = promisify(execFile);
 const MODEL = 'iris_classifier';
+const PIPELINE_FILE = 'test/fixtures/pipelines/simple.ts';
 
 let home: string;
 let server: ChildProcess;
@@ -59,10 +61,14 @@ async function call(method: string, path: string, options: { token?: string | nu
 }
 
 async function startServe(): Promise<{ child: ChildProcess; url: string }> {
-  const child = spawn(process.execPath, ['bin/stackline.js', 'serve', '--port', '0', '--json'], {
-    env: { ...process.env, STACKLINE_HOME: home, NO_COLOR: '1' },
-    stdio: ['ignore', 'pipe', 'pipe'],
-  });
+  const child = spawn(
+    process.execPath,
+    ['bin/stackline.js', 'serve', '--port', '0', '--json', '--pipelines', PIPELINE_FILE],
+    {
+      env: { ...process.env, STACKLINE_HOME: home, NO_COLOR: '1' },
+      stdio: ['ignore', 'pipe', 'pipe'],
+    },
+  );
   let out = '';
   let err = '';
   child.stderr!.on('data', (d) => (err += d));
@@ -229,6 +235,19 @@ describe('every documented route', () => {
     expect((await call('GET', `/runs/${runId}/artifacts`)).json.items.length).toBeGreaterThan(0);
     expect((await call('GET', '/whoami')).json).toEqual({ actor: 'alice', role: 'member' });
 
+    const started = await call('POST', '/runs', {
+      body: { pipeline: 'simple', params: { count: 2 }, tags: ['via:api'] },
+    });
+    expect(started.status).toBe(200);
+    expect(started.json.trigger).toBe('trigger:user alice');
+    let startedRun = (await call('GET', `/runs/${started.json.runId}`)).json.run;
+    for (let i = 0; i < 100 && startedRun.status === 'running'; i++) {
+      await new Promise((r) => setTimeout(r, 50));
+      startedRun = (await call('GET', `/runs/${started.json.runId}`)).json.run;
+    }
+    expect(startedRun).toMatchObject({ status: 'completed', createdBy: 'alice', pipeline: 'simple' });
+    expect(startedRun.tags).toEqual(expect.arrayContaining(['via:api', 'trigger:user alice']));
+
     expect((await call('GET', '/stacks')).json.items.map((x: { name: string }) => x.name)).toContain('default');
     expect((await call('GET', '/stacks/default')).json.name).toBe('default');
     const pipelines = (await call('GET', '/pipelines')).json.items;
@@ -275,7 +294,84 @@ describe('every documented route', () => {
     const documented = Object.entries(openapiPaths).flatMap(([path, methods]) =>
       Object.keys(methods).map((m) => `${m.toUpperCase()} ${path}`),
     );
-    expect(documented.length).toBeGreaterThanOrEqual(27);
+    expect(documented.length).toBeGreaterThanOrEqual(28);
     expect([...routesHit].sort()).toEqual(documented.sort());
+  });
+});
+
+describe('a workstation logged in to the API (stackline login)', () => {
+  let workstation: string;
+  beforeAll(async () => {
+    workstation = await mkdtemp(join(tmpdir(), 'stackline-workstation-'));
+  });
+  afterAll(() => rm(workstation, { recursive: true, force: true }));
+
+  it('refuses a wrong token with exit 2 and saves nothing', async () => {
+    const result = await runCli(workstation, 'login', url, '--token', 'slt_wrong');
+    expect(result.code).toBe(2);
+    expect(result.stderr).toContain('token');
+    expect(existsSync(join(workstation, 'api.json'))).toBe(false);
+  });
+
+  it("lists the server's stacks, runs a pipeline through POST /runs and lists runs, with no local stack involved", async () => {
+    const login = await runCli(workstation, 'login', url, '--token', member, '--json');
+    expect(login.code).toBe(0);
+    expect(login.json()).toMatchObject({ url, auth: 'bearer', stacks: ['default'] });
+    expect(statSync(join(workstation, 'api.json')).mode & 0o777).toBe(0o600);
+
+    const stacks = await runCli(workstation, 'stack', 'list', '--json');
+    expect(stacks.json()).toMatchObject({ api: url, stacks: [expect.objectContaining({ name: 'default' })] });
+
+    const run = await runCli(workstation, 'run', PIPELINE_FILE, '--stack', 'default', '--param', 'count=5', '--json');
+    expect(run.code).toBe(0);
+    const { runId, run: record } = run.json();
+    expect(record).toMatchObject({ status: 'completed', createdBy: 'alice', parameters: { count: 5 } });
+    expect((await metadata.runs.get(runId)).tags).toContain('trigger:user alice');
+    // Recorded on the server's store only: the workstation's own registry has no runs.
+    const local = SqliteMetadataStore.open(join(workstation, 'metadata.db'));
+    try {
+      expect((await local.runs.list({ limit: 10 })).items).toEqual([]);
+    } finally {
+      await local.close();
+    }
+
+    const listed = await runCli(workstation, 'runs', 'list', '--pipeline', 'simple', '--json');
+    expect(listed.json().items.map((r: { id: string }) => r.id)).toContain(runId);
+
+    // The run's output, loaded through the download link the API hands out: 1 + 2 + 3 + 4 + 5.
+    const sum = await runCli(workstation, 'artifacts', 'load', 'stats.sum', '--json');
+    expect(sum.code).toBe(0);
+    expect(sum.json()).toBe(15);
+    expect((await runCli(workstation, 'artifacts', 'load', 'stats.label')).stdout).toBe('n=5\n');
+  });
+
+  it('sends the compiled definition hash: a changed pipeline is refused with 409 and exit 2', async () => {
+    const result = await runCli(workstation, 'run', 'test/fixtures/pipelines/simple-copy.ts', '--json');
+    expect(result.code).toBe(2);
+    expect(result.stdout).toContain('Pipeline \\"simple\\" differs from the one stack \\"default\\" runs');
+  });
+
+  it("promotes with the token's role: a member gets exit 2 for production and nothing changes", async () => {
+    const before = await historyOf(MODEL);
+    const result = await runCli(workstation, 'model', 'promote', MODEL, '1', 'production', '--force');
+    expect(result.code).toBe(2);
+    expect(result.stderr).toContain('may not');
+    expect(await historyOf(MODEL)).toEqual(before);
+  });
+
+  it('--api with STACKLINE_TOKEN works without a login, and logout returns to the local stacks', async () => {
+    expect((await runCli(workstation, 'logout', '--json')).json()).toEqual({ loggedOut: true, url });
+    const local = await runCli(workstation, 'stack', 'list', '--json');
+    expect(local.json()).toMatchObject({ active: 'default' });
+    const saved = process.env.STACKLINE_TOKEN;
+    process.env.STACKLINE_TOKEN = member;
+    try {
+      const remote = await runCli(workstation, '--api', url, 'runs', 'list', '--limit', '1', '--json');
+      expect(remote.code).toBe(0);
+      expect(remote.json().items).toHaveLength(1);
+    } finally {
+      if (saved === undefined) delete process.env.STACKLINE_TOKEN;
+      else process.env.STACKLINE_TOKEN = saved;
+    }
   });
 });

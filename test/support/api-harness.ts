@@ -16,7 +16,9 @@ export type JsonResponse = Omit<Response, 'json'> & { json(): Promise<any> };
  * The API app in-process over a seeded local stack (SQLite + disk), with one member and one
  * release-manager token. `request` goes through Hono's `app.request`, no socket.
  */
-export async function createApiHarness(options: { versions?: number } = {}) {
+export async function createApiHarness(
+  options: { versions?: number; app?: Pick<Parameters<typeof createApiApp>[0], 'runs' | 'promoters'> } = {},
+) {
   const dir = await mkdtemp(join(tmpdir(), 'stackline-api-'));
   const metadata = SqliteMetadataStore.open(join(dir, 'metadata.db'));
   const artifacts = new LocalArtifactStore(join(dir, 'artifacts'));
@@ -28,6 +30,7 @@ export async function createApiHarness(options: { versions?: number } = {}) {
   const localDownloads = new SignedLocalDownloadLinks(() => 'http://localhost', randomBytes(32));
   const internalErrors: unknown[] = [];
   const app = createApiApp({
+    ...options.app,
     metadata,
     artifacts,
     stacks: metadata.stacks,

@@ -12,7 +12,7 @@ import { expect } from 'vitest';
 // biome-ignore lint/suspicious/noExplicitAny: template JSON, checked by the assertions themselves
 export type Json = any;
 export type Resource = { Type: string; Properties?: Record<string, Json>; DeletionPolicy?: string };
-interface Statement {
+export interface Statement {
   Effect: string;
   Action: string | string[];
   Resource: unknown;
@@ -28,7 +28,7 @@ export function render(value: unknown): string {
   return JSON.stringify(value);
 }
 
-const asArray = <T>(value: T | T[]): T[] => (Array.isArray(value) ? value : [value]);
+export const asArray = <T>(value: T | T[]): T[] => (Array.isArray(value) ? value : [value]);
 
 /** The (action, resource) pairs the role's policies allow, resources rendered. */
 export function allowedFor(template: Template, roleLogicalId: string): Array<{ action: string; resource: string }> {

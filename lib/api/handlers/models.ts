@@ -1,7 +1,9 @@
 import type { z } from 'zod';
+import { PipelineNotPromoterError } from '../../metadata/promotion-rules.ts';
 import type { Metadata } from '../../metadata/types.ts';
 import { compareModelVersions } from '../../models/compare.ts';
-import { requireReleaseManager } from '../caller.ts';
+import { isPromoter } from '../../models/model-context.ts';
+import { type Caller, requireReleaseManager } from '../caller.ts';
 import type { ApiContext } from '../context.ts';
 import { toWirePage } from '../context.ts';
 import type {
@@ -71,15 +73,39 @@ export function getModelVersion(
   return ctx.metadata.models.getVersion(params.model, versionRef(params.version));
 }
 
+/** What a stage change records of its caller: the actor, and for a step runner its run (see `checkPromotion`). */
+function changedBy(caller: Caller): { actor: string; runId?: string } {
+  return { actor: caller.actor, ...(caller.run ? { runId: caller.run.runId } : {}) };
+}
+
+/**
+ * Who may move a version into production, or force a stage: release managers, and a step runner
+ * acting for a run of a pipeline in the environment's `promoters` (a promotion gate).
+ */
+function requireProductionRights(ctx: ApiContext, what: string): void {
+  const run = ctx.caller.run;
+  if (run === undefined) {
+    requireReleaseManager(ctx.caller, what);
+    return;
+  }
+  const promoters = ctx.promoters ?? [];
+  if (!isPromoter(promoters, run.pipeline)) {
+    throw new PipelineNotPromoterError(
+      `Pipeline "${run.pipeline}" may not ${what} on this stack (promoters: ${promoters.length === 0 ? 'none' : promoters.join(', ')}); add it to the environment's "promoters" in cdk.json or promote by hand`,
+      { context: { pipeline: run.pipeline, runId: run.runId } },
+    );
+  }
+}
+
 /** Moves a version to `staging` or `archived`; `force` (archive the holder) is for release managers. */
 export async function setModelStage(
   ctx: ApiContext,
   params: z.output<typeof ModelVersionNumberParams>,
   body: z.output<typeof StageRequestSchema>,
 ): Promise<Out<typeof StageChangesSchema>> {
-  if (body.force) requireReleaseManager(ctx.caller, `force a version into ${body.stage}`);
+  if (body.force) requireProductionRights(ctx, `force a version into ${body.stage}`);
   const changes = await ctx.metadata.models.setStage(params.model, params.version, body.stage, {
-    actor: ctx.caller.actor,
+    ...changedBy(ctx.caller),
     ...(body.force ? { force: true } : {}),
     ...(body.reason ? { reason: body.reason } : {}),
     ...(body.expectedHolder !== undefined ? { expectedHolder: body.expectedHolder } : {}),
@@ -96,9 +122,9 @@ export async function promoteToProduction(
   params: z.output<typeof ModelVersionNumberParams>,
   body: z.output<typeof ProductionRequestSchema>,
 ): Promise<Out<typeof StageChangesSchema>> {
-  requireReleaseManager(ctx.caller, 'promote a version to production');
+  requireProductionRights(ctx, 'promote a version to production');
   const changes = await ctx.metadata.models.setStage(params.model, params.version, 'production', {
-    actor: ctx.caller.actor,
+    ...changedBy(ctx.caller),
     ...(body.force ? { force: true } : {}),
     ...(body.reason ? { reason: body.reason } : {}),
     ...(body.expectedHolder !== undefined ? { expectedHolder: body.expectedHolder } : {}),

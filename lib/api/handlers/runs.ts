@@ -11,6 +11,8 @@ import type {
   RunListQuery,
   RunPageSchema,
   RunParams,
+  StartedRunSchema,
+  StartRunRequestSchema,
   StepLogsSchema,
   StepRunListSchema,
   StepRunParams,
@@ -95,4 +97,31 @@ export async function patchRunMetadata(
   await ctx.metadata.runs.get(params.runId);
   await ctx.metadata.logMetadata({ kind: 'run', id: params.runId }, body.values as Metadata);
   return { ok: true };
+}
+
+/** The tag every run started through the API carries: who started it, as the API authenticated them. */
+export function userTrigger(actor: string): string {
+  return `trigger:user ${actor}`;
+}
+
+/**
+ * Starts a run of a pipeline the server knows (`stackline serve --pipelines`, or the environment's
+ * deployed state machines on AWS), recording the caller as its trigger. Returns when the run is
+ * recorded or its execution started; poll `GET /runs/{runId}` for its progress.
+ *
+ * @throws NotFoundError when no such pipeline is known here; ConflictError when `definitionSha256` differs
+ */
+export async function startRun(
+  ctx: ApiContext,
+  body: z.output<typeof StartRunRequestSchema>,
+): Promise<Out<typeof StartedRunSchema>> {
+  if (!ctx.runs) {
+    throw new NotFoundError(
+      `No pipeline "${body.pipeline}" here: this server was started without pipelines; start it with \`stackline serve --pipelines FILE\`.`,
+      { context: { pipeline: body.pipeline } },
+    );
+  }
+  const trigger = userTrigger(ctx.caller.actor);
+  const started = await ctx.runs.start(body, { actor: ctx.caller.actor, tags: [trigger] });
+  return { runId: started.runId, pipeline: body.pipeline, trigger, executionArn: started.executionArn ?? null };
 }

@@ -1,5 +1,7 @@
 import { startApiServer, tokenStorePath } from '../../api/server.ts';
 import { ApiTokenStore } from '../../api/tokens/token-store.ts';
+import type { PipelineDefinition } from '../../dsl/pipeline.ts';
+import { ValidationError } from '../../errors.ts';
 import type { Project } from '../../stacks/project.ts';
 import { type CliIo, printJson, table } from '../io.ts';
 
@@ -9,21 +11,23 @@ import { type CliIo, printJson, table } from '../io.ts';
  */
 export async function serveCommand(
   project: Project,
-  options: { port: number; host: string; stack?: string; json?: boolean },
+  options: { port: number; host: string; stack?: string; pipelines?: string[]; json?: boolean },
   io: CliIo,
 ): Promise<void> {
+  const pipelines = await loadServedPipelines(options.pipelines ?? [], io.cwd);
   const stack = await project.openStack(options.stack ?? project.activeStackName());
   try {
     const server = await startApiServer(project, stack, {
       port: options.port,
       host: options.host,
       log: (line) => io.stderr.write(`${line}\n`),
+      pipelines,
     });
     if (!['127.0.0.1', '::1', 'localhost'].includes(options.host))
       io.stderr.write(
         `warning: listening on ${options.host}: other machines can reach the API (tokens still required).\n`,
       );
-    if (options.json) printJson(io, { url: server.url, stack: stack.name });
+    if (options.json) printJson(io, { url: server.url, stack: stack.name, pipelines: [...pipelines.keys()] });
     else io.stdout.write(`Stackline API for stack "${stack.name}" at ${server.url} (Ctrl-C stops)\n`);
     await new Promise<void>((resolve) => {
       process.once('SIGINT', resolve);
@@ -33,6 +37,23 @@ export async function serveCommand(
   } finally {
     await stack.close();
   }
+}
+
+/**
+ * The pipelines `POST /runs` may start: every pipeline the `--pipelines` files export, by name,
+ * loaded once at start (files are resolved against the directory `serve` runs in).
+ */
+async function loadServedPipelines(files: string[], cwd: string): Promise<Map<string, PipelineDefinition>> {
+  const { loadPipelineModule } = await import('../load-pipeline.ts');
+  const byName = new Map<string, PipelineDefinition>();
+  for (const file of files) {
+    for (const [name, pipeline] of await loadPipelineModule(file, cwd)) {
+      if (byName.has(name) && byName.get(name) !== pipeline)
+        throw new ValidationError(`Two --pipelines files export a pipeline named "${name}"; names must be unique.`);
+      byName.set(name, pipeline);
+    }
+  }
+  return byName;
 }
 
 function withTokens<T>(project: Project, fn: (tokens: ApiTokenStore) => T): T {

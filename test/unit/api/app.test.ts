@@ -244,3 +244,13 @@ describe('compare-and-set over HTTP', () => {
     expect(await historyLength()).toBe(before);
   });
 });
+
+describe('POST /runs without pipelines', () => {
+  it('answers 404 naming how to serve pipelines, and records nothing', async () => {
+    const before = (await api.metadata.runs.list({ limit: 1000 })).items.length;
+    const res = await api.request('post', '/runs', { body: { pipeline: 'iris_training' } });
+    expect(res.status).toBe(404);
+    expect((await res.json()).error.message).toContain('stackline serve --pipelines FILE');
+    expect((await api.metadata.runs.list({ limit: 1000 })).items.length).toBe(before);
+  });
+});

@@ -60,6 +60,7 @@ beforeAll(async () => {
     artifacts: api.artifacts,
     stacks: api.metadata.stacks,
     downloads: { issue: async () => ({ url: 'https://example.invalid/x', expiresAt: '2026-12-01T10:15:00.000Z' }) },
+    runnerRoleArns: [],
     releaseManagerArns: [],
   }));
   const context = { awsRequestId: 'req-dashboard', getRemainingTimeInMillis: () => 10_000 } as unknown as LambdaContext;
