@@ -18,12 +18,58 @@ export interface GraphEdge {
 
 const NODE_WIDTH = 190;
 const LINE_HEIGHT = 15;
-/** Above this many nodes, rank with longest-path. */
+/** Above this many nodes, rank with longest-path and keep dagre's first ordering of each layer. */
 const LARGE_GRAPH = 150;
+
+const nodeHeight = (n: GraphNode) => 22 + LINE_HEIGHT * n.lines.length;
+
+interface Layout {
+  width: number;
+  height: number;
+  positions: Map<string, Point>;
+  edges: { key: string; points: Point[] }[];
+}
+
+/**
+ * What the layout depends on: node ids and heights, edges, direction. Selecting a node or
+ * recolouring one by status changes none of it, so neither lays the graph out again.
+ */
+function layoutKey(nodes: GraphNode[], edges: GraphEdge[], direction: string): string {
+  return JSON.stringify([direction, nodes.map((n) => [n.id, n.lines.length]), edges.map((e) => [e.from, e.to])]);
+}
+
+function layOut(nodes: GraphNode[], edges: GraphEdge[], direction: 'TB' | 'LR'): Layout {
+  const large = nodes.length > LARGE_GRAPH;
+  const g = new dagre.graphlib.Graph();
+  g.setGraph({
+    rankdir: direction,
+    nodesep: 24,
+    ranksep: 40,
+    marginx: 8,
+    marginy: 8,
+    // Network simplex (dagre's default ranker) grows steeply: minutes for 1,000 steps, where
+    // longest-path takes seconds (see `npm run bench`). Small graphs keep the tidier ranking.
+    ...(large ? { ranker: 'longest-path' } : {}),
+  });
+  g.setDefaultEdgeLabel(() => ({}));
+  for (const n of nodes) g.setNode(n.id, { width: NODE_WIDTH, height: nodeHeight(n) });
+  for (const e of edges) if (g.hasNode(e.from) && g.hasNode(e.to)) g.setEdge(e.from, e.to);
+  // Crossing minimisation (sweeps until four rounds bring no gain) is half of a large graph's
+  // layout time: large graphs keep dagre's initial depth-first order of each layer instead.
+  dagre.layout(g, large ? { disableOptimalOrderHeuristic: true } : {});
+  const graph = g.graph();
+  return {
+    width: graph.width ?? 0,
+    height: graph.height ?? 0,
+    positions: new Map(nodes.map((n) => [n.id, g.node(n.id)])),
+    edges: g.edges().map((e) => ({ key: `${e.v}->${e.w}`, points: (g.edge(e).points ?? []) as Point[] })),
+  };
+}
 
 /**
  * A directed graph laid out by dagre (top to bottom, as data flows) and drawn as SVG: one box per
- * node, one path per edge. Layout runs once per graph, not per render.
+ * node, one path per edge. Layout runs once per graph shape, not per render
+ * or selection.
  */
 export function Graph(props: {
   nodes: GraphNode[];
@@ -32,30 +78,10 @@ export function Graph(props: {
   label: string;
   direction?: 'TB' | 'LR';
 }) {
-  const layout = useMemo(() => {
-    const g = new dagre.graphlib.Graph();
-    g.setGraph({
-      rankdir: props.direction ?? 'TB',
-      nodesep: 24,
-      ranksep: 40,
-      marginx: 8,
-      marginy: 8,
-      // Network simplex (dagre's default ranker) grows steeply: minutes for 1,000 steps, where
-      // longest-path takes seconds (see `npm run bench`). Small graphs keep the tidier ranking.
-      ...(props.nodes.length > LARGE_GRAPH ? { ranker: 'longest-path' } : {}),
-    });
-    g.setDefaultEdgeLabel(() => ({}));
-    for (const n of props.nodes) g.setNode(n.id, { width: NODE_WIDTH, height: 22 + LINE_HEIGHT * n.lines.length });
-    for (const e of props.edges) if (g.hasNode(e.from) && g.hasNode(e.to)) g.setEdge(e.from, e.to);
-    dagre.layout(g);
-    const graph = g.graph();
-    return {
-      width: graph.width ?? 0,
-      height: graph.height ?? 0,
-      positions: new Map(props.nodes.map((n) => [n.id, g.node(n.id)])),
-      edges: g.edges().map((e) => ({ key: `${e.v}->${e.w}`, points: (g.edge(e).points ?? []) as Point[] })),
-    };
-  }, [props.nodes, props.edges, props.direction]);
+  const direction = props.direction ?? 'TB';
+  const key = layoutKey(props.nodes, props.edges, direction);
+  // biome-ignore lint/correctness/useExhaustiveDependencies: `key` stands for nodes, edges and direction
+  const layout = useMemo(() => layOut(props.nodes, props.edges, direction), [key]);
 
   return (
     <svg
@@ -82,7 +108,7 @@ export function Graph(props: {
       {props.nodes.map((n) => {
         const p = layout.positions.get(n.id);
         if (!p) return null;
-        const height = 22 + LINE_HEIGHT * n.lines.length;
+        const height = nodeHeight(n);
         return (
           // biome-ignore lint/a11y/useSemanticElements: an SVG group cannot be a <button>
           <g
