@@ -487,7 +487,7 @@ export async function main(argv: string[], io: CliIo): Promise<number> {
     .action(async (opts) => serveCommand(await openProject(), opts, io));
   program
     .command('dashboard')
-    .description('open the web dashboard: locally with a session token, or for an API on AWS through a signing proxy')
+    .description('open the web dashboard: locally with a session token, or (with --api URL) for an API on AWS through a signing proxy')
     .addOption(
       new Option('--port <n>', 'TCP port on 127.0.0.1 (0: any free port)')
         .argParser((v) => {
@@ -501,12 +501,16 @@ export async function main(argv: string[], io: CliIo): Promise<number> {
     .addOption(
       new Option('--role <role>', "the session token's role").choices(['member', 'release-manager']).default('member'),
     )
-    .option('--api <url>', 'an API on AWS (its URL with the stage): sign requests with your AWS credentials')
+    // `--api <url>` is the global option: for `dashboard`, an API on AWS (its URL with the stage),
+    // opened through a local proxy that signs requests with your AWS credentials.
     .option('--region <region>', 'AWS region of --api (default: from its host name, else AWS_REGION)')
     .option('--no-open', 'only print the URL (no browser is started without a display anyway)')
     .addOption(stackOpt())
     .addOption(json())
-    .action(async (opts) => dashboardCommand(opts.api ? undefined : await openProject(), opts, io));
+    .action(async (opts) => {
+      const { api } = program.opts<{ api?: string }>();
+      return dashboardCommand(api ? undefined : await openProject(), { ...opts, ...(api ? { api } : {}) }, io);
+    });
   program
     .command('login')
     .description('connect this project to a Stackline API: bearer token for `stackline serve`, SigV4 for API Gateway')
