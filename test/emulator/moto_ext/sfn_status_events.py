@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import datetime
 import json
+import sys
 from typing import Any
 
 _ENDED = ("FAILED", "TIMED_OUT", "ABORTED")
@@ -42,7 +43,8 @@ def status_change_event(execution: Any, status: str) -> dict[str, Any]:
     """The PutEvents entry AWS emits when ``execution`` changes to ``status``."""
     detail = {
         "executionArn": execution.exec_arn,
-        "stateMachineArn": execution.state_machine.arn,
+        # A version's or alias's execution reports the state machine's own ARN, as on AWS.
+        "stateMachineArn": ":".join(execution.state_machine.arn.split(":")[:7]),
         "name": execution.name,
         "status": status,
         "startDate": _millis(execution.start_date),
@@ -69,7 +71,10 @@ def _emit(execution: Any, status: str) -> None:
     if getattr(execution, "_moto_ext_status_emitted", False):
         return
     execution._moto_ext_status_emitted = True
-    events_backends[execution.account_id][execution.region_name].put_events([status_change_event(execution, status)])
+    try:
+        events_backends[execution.account_id][execution.region_name].put_events([status_change_event(execution, status)])
+    except Exception as error:  # the execution's own outcome must not depend on EventBridge
+        print(f"moto_ext: status change of {execution.exec_arn}: {error}", file=sys.stderr)
 
 
 def apply() -> None:
