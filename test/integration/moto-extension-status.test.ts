@@ -17,7 +17,7 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { awsTestClientConfig, createRole, type MotoServer, startMoto } from '../support/moto.ts';
 
 // moto_ext's sfn_status_events patch (test/emulator/README.md) against real SDK v3 clients:
-// executions ending ABORTED / FAILED put "Step Functions Execution Status Change" events on the
+// executions ending ABORTED / FAILED / TIMED_OUT put "Step Functions Execution Status Change" events on the
 // default bus, and rules deliver them (events_delivery: to Step Functions and Lambda targets).
 // `MOTO_EXT_SKIP=sfn_status_events` shows plain moto 5.2.1: no event, these tests fail.
 
@@ -115,6 +115,20 @@ describe('moto_ext sfn_status_events: execution status changes reach EventBridge
     const { executionArn } = await sfn.send(new StartExecutionCommand({ stateMachineArn: machine, input: '{}' }));
     const event = await recorded(executionArn!);
     expect(event.detail).toMatchObject({ status: 'FAILED', error: 'StepFailed', cause: 'train exploded' });
+  });
+
+  it('puts a TIMED_OUT event when an execution exceeds its TimeoutSeconds', async () => {
+    const definition = JSON.stringify({
+      StartAt: 'Wait',
+      TimeoutSeconds: 1,
+      States: { Wait: { Type: 'Wait', Seconds: 30, End: true } },
+    });
+    const { stateMachineArn } = await sfn.send(
+      new CreateStateMachineCommand({ name: 'times-out', definition, roleArn: ROLE }),
+    );
+    const { executionArn } = await sfn.send(new StartExecutionCommand({ stateMachineArn, input: '{}' }));
+    const event = await recorded(executionArn!);
+    expect(event.detail).toMatchObject({ status: 'TIMED_OUT', stateMachineArn });
   });
 
   it('invokes a Lambda target of the rule asynchronously with the event (events_delivery)', async () => {
