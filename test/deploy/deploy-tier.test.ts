@@ -10,6 +10,7 @@
  * One environment, synthesized once. Deploy and run times are printed.
  */
 import { execFile } from 'node:child_process';
+import { randomUUID } from 'node:crypto';
 import { mkdtemp, rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
@@ -20,8 +21,10 @@ import {
   GetExecutionHistoryCommand,
   SFNClient,
   StartExecutionCommand,
+  StopExecutionCommand,
 } from '@aws-sdk/client-sfn';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { triggeredRunId } from '../../lib/events/trigger-input.ts';
 import { type PipelineRun, Stackline } from '../../lib/index.ts';
 import { runCli } from '../support/cli.ts';
 import { awsTestClientConfig, type MotoServer, startMoto } from '../support/moto.ts';
@@ -293,6 +296,42 @@ describe('deploy tier: cdk deploy of the reference environment onto moto, then t
       sfn.destroy();
     }
     expect(await countRuns('iris_training')).toBe(before);
+  }, 240_000);
+
+  it('ends the run cancelled when its execution is stopped outside the CLI, through the deployed status-change rule and Lambda', async () => {
+    // Started like a schedule would (no CLI), stopped with the SDK: only the EventBridge rule on
+    // execution status changes (moto_ext sfn_status_events emits them) and the execution-status
+    // Lambda can end the run.
+    const trigger = { kind: 'schedule', name: 'stackline-dev-iris_training-schedule-0', id: randomUUID() } as const;
+    const runId = triggeredRunId('iris_training', trigger);
+    const input = { pipeline: 'iris_training', parameters: { trees: 25 }, tags: ['trigger:schedule'], trigger };
+    const sfn = new SFNClient(awsTestClientConfig(moto.endpoint));
+    const aws = await Stackline.open({ home, stack: 'dev' });
+    try {
+      const { executionArn } = await sfn.send(
+        new StartExecutionCommand({
+          stateMachineArn: outputs[aliasOutput('IrisTraining')]!,
+          input: JSON.stringify(input),
+        }),
+      );
+      const statusOf = async () => (await aws.stack.metadata.runs.get(runId).catch(() => undefined))?.status;
+      for (let i = 0; i < 600 && (await statusOf()) !== 'running'; i++) await new Promise((r) => setTimeout(r, 100));
+      expect(await statusOf()).toBe('running');
+      await sfn.send(new StopExecutionCommand({ executionArn }));
+      const [run] = await timed('StopExecution → run cancelled', () => waitForRuns((r) => r.id === runId, 1));
+      expect(run!.status).toBe('cancelled');
+      expect(run!.error).toMatchObject({ type: 'ExecutionAborted' });
+      // A step the interpreter was running when stopped may still finish; none is left running.
+      let steps = await aws.stack.metadata.runs.listSteps(runId);
+      for (let i = 0; i < 300 && steps.some((s) => s.status === 'running'); i++) {
+        await new Promise((r) => setTimeout(r, 200));
+        steps = await aws.stack.metadata.runs.listSteps(runId);
+      }
+      expect(steps.filter((s) => s.status === 'running')).toEqual([]);
+    } finally {
+      await aws.close();
+      sfn.destroy();
+    }
   }, 240_000);
 
   it("prints a failing step's error", async () => {

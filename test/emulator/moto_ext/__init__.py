@@ -16,6 +16,7 @@ PATCH_MODULES = (
     "lambda_node",  # Lambda Invoke runs nodejs* functions for real in a `node` subprocess
     "sfn_rlock",  # second execution in a region no longer fails with "cannot pickle '_thread.RLock'"
     "sfn_execution_name",  # StartExecution without `name` gets a uuid name instead of "None"
+    "sfn_status_events",  # executions ending FAILED / TIMED_OUT / ABORTED put a status change on EventBridge
     "sfn_deployed",  # CloudFormation-deployed state machines, versions and aliases run (after sfn_execution_name)
     "cfn_cdk_deploy",  # what `cdk deploy` needs from CloudFormation (template URL, outputs, change sets, ...)
     "dynamodb_serialize",  # one lock around DynamoDB request handling (no concurrent transactions)

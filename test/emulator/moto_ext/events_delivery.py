@@ -4,8 +4,10 @@ moto behaviour changed (moto/events/models.py, moto/s3/notifications.py, moto/s3
 
 1. ``Rule.send_to_targets`` raises ``NotImplementedError`` (PutEvents answers HTTP 500) for a
    ``states`` target. Here a matching rule starts an execution of the target ARN (a state machine,
-   version or alias: ``sfn_deployed`` resolves the latter two) with the target's input. Other
-   targets (Lambda included) keep moto's behaviour.
+   version or alias: ``sfn_deployed`` resolves the latter two) with the target's input. A
+   ``lambda`` target raises the same error in moto; here the function is invoked asynchronously
+   (``InvocationType: Event``, as EventBridge does) with the target's input. Other targets keep
+   moto's behaviour.
 2. moto's input transformer pastes string values into the template without quotes, so
    ``{"key": <key>}`` (what CDK's ``RuleTargetInput.fromObject`` renders) becomes invalid JSON.
    EventBridge inserts a placeholder outside a JSON string as a JSON value (strings quoted, a
@@ -20,6 +22,7 @@ moto behaviour changed (moto/events/models.py, moto/s3/notifications.py, moto/s3
 from __future__ import annotations
 
 import json
+import sys
 import threading
 import uuid
 from typing import Any
@@ -81,6 +84,18 @@ def _deliver(target: dict[str, Any], event: dict[str, Any]) -> None:
     from moto_ext.sfn_deployed import _active_backend
 
     arn = parse_arn(target["Arn"])
+    if arn.service == "lambda":
+        from moto.awslambda.models import lambda_backends
+
+        name = target["Arn"].split(":function:", 1)[1]
+        function, _, qualifier = name.partition(":")
+        try:
+            lambda_backends[arn.account][arn.region].invoke(
+                function, qualifier or None, transform_input(target, event), {"x-amz-invocation-type": "Event"}, {}
+            )
+        except Exception as error:  # EventBridge accepts the event even when a target cannot be invoked
+            print(f"moto_ext: events → lambda {target['Arn']}: {error}", file=sys.stderr)
+        return
     _active_backend(arn.account, arn.region).start_execution(target["Arn"], None, transform_input(target, event))
 
 
@@ -96,7 +111,7 @@ def apply() -> None:
     original_send = Rule.send_to_targets
 
     def send_to_targets(self: Any, original_event: Any, transform_input: bool = True) -> None:
-        ours = [t for t in self.targets if t["Arn"].split(":")[2] == "states"]
+        ours = [t for t in self.targets if t["Arn"].split(":")[2] in ("states", "lambda")]
         if not ours:
             return original_send(self, original_event, transform_input)
         if self.event_pattern.matches_event(original_event):
