@@ -3,7 +3,7 @@ import { dirname, join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { build } from 'esbuild';
 import { builtDashboardDirectory } from '../api/static-dashboard.ts';
-import { withEnglishZodMessagesOnly, withoutNativeModules } from './bundle-pipeline.ts';
+import { LAMBDA_BUILD_OPTIONS, withEnglishZodMessagesOnly, withoutNativeModules } from './bundle-pipeline.ts';
 
 const API_ENTRY = join(dirname(fileURLToPath(import.meta.url)), '../../functions/api/index.ts');
 
@@ -22,22 +22,12 @@ export async function bundleApiLambda(
 ): Promise<{ outfile: string; bytes: number; dashboard?: string }> {
   await mkdir(dirname(outfile), { recursive: true });
   await build({
+    ...LAMBDA_BUILD_OPTIONS,
     entryPoints: [API_ENTRY],
     outfile,
-    bundle: true,
-    platform: 'node',
-    format: 'esm',
-    target: 'node20',
-    mainFields: ['module', 'main'],
-    minify: true,
-    keepNames: true,
-    treeShaking: true,
-    legalComments: 'none',
+    // The Lambda Node.js runtime ships AWS SDK v3: the API uses that copy and stays small.
     external: ['@aws-sdk/*'],
-    // ESM output has no `require`; some dependencies still call it for Node built-ins.
-    banner: { js: "import { createRequire } from 'node:module'; const require = createRequire(import.meta.url);" },
     plugins: [withoutNativeModules, withEnglishZodMessagesOnly],
-    logLevel: 'silent',
   });
   const bytes = (await stat(outfile)).size;
   const dashboardDir = options.dashboardDir ?? builtDashboardDirectory();

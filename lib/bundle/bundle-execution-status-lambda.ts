@@ -2,7 +2,7 @@ import { mkdir, stat } from 'node:fs/promises';
 import { dirname, join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { build } from 'esbuild';
-import { withEnglishZodMessagesOnly, withoutNativeModules } from './bundle-pipeline.ts';
+import { LAMBDA_BUILD_OPTIONS, withEnglishZodMessagesOnly, withoutNativeModules } from './bundle-pipeline.ts';
 
 const ENTRY = join(dirname(fileURLToPath(import.meta.url)), '../../functions/execution-status/index.ts');
 
@@ -13,19 +13,10 @@ const ENTRY = join(dirname(fileURLToPath(import.meta.url)), '../../functions/exe
 export async function bundleExecutionStatusLambda(outfile: string): Promise<{ outfile: string; bytes: number }> {
   await mkdir(dirname(outfile), { recursive: true });
   await build({
+    ...LAMBDA_BUILD_OPTIONS,
     entryPoints: [ENTRY],
     outfile,
-    bundle: true,
-    platform: 'node',
-    format: 'esm',
-    target: 'node20',
-    mainFields: ['module', 'main'],
-    minify: true,
-    keepNames: true,
-    legalComments: 'none',
-    banner: { js: "import { createRequire } from 'node:module'; const require = createRequire(import.meta.url);" },
     plugins: [withoutNativeModules, withEnglishZodMessagesOnly],
-    logLevel: 'silent',
   });
   return { outfile, bytes: (await stat(outfile)).size };
 }

@@ -5,7 +5,7 @@
 import { mkdir, readdir, readFile, rm, stat, writeFile } from 'node:fs/promises';
 import { dirname, join, resolve } from 'node:path';
 import { fileURLToPath, pathToFileURL } from 'node:url';
-import { build, type Plugin } from 'esbuild';
+import { type BuildOptions, build, type Plugin } from 'esbuild';
 import { definedStepFingerprints, PINNED_CODE_HASHES_GLOBAL, PINNED_CODE_PARTS_GLOBAL } from '../dsl/step.ts';
 import { ValidationError } from '../errors.ts';
 
@@ -206,6 +206,25 @@ async function bundleEntry(
     });
   }
 }
+
+/**
+ * The esbuild options every Stackline Lambda bundle shares: one minified ESM file for Node, ESM
+ * builds of dependencies (they tree-shake), class names kept (error types are matched by name),
+ * `require` provided for dependencies that still call it, no native modules, English zod messages.
+ */
+export const LAMBDA_BUILD_OPTIONS = {
+  bundle: true,
+  platform: 'node',
+  format: 'esm',
+  target: 'node20',
+  mainFields: ['module', 'main'],
+  minify: true,
+  keepNames: true,
+  treeShaking: true,
+  legalComments: 'none',
+  banner: { js: "import { createRequire } from 'node:module'; const require = createRequire(import.meta.url);" },
+  logLevel: 'silent',
+} as const satisfies BuildOptions;
 
 /**
  * The local stack's SQLite store is reachable from `stackline`'s index (the `Stackline` client)

@@ -13,6 +13,7 @@ import { training } from '../../examples/reference/training.ts';
 import { resolveEnvironments } from '../../infra/environments.ts';
 import { addStacklineStages, type StacklineStage } from '../../infra/stackline-app.ts';
 import { triggered } from '../fixtures/pipelines/triggered.ts';
+import { allowedFor, render } from '../support/cfn-template.ts';
 
 const ACCOUNT = '123456789012';
 const REGION = 'eu-west-1';
@@ -60,27 +61,10 @@ function resources(template: Template, type: string): Array<[string, Resource]> 
   return Object.entries(template.findResources(type) as Record<string, Resource>);
 }
 
-/** Renders an ARN-valued intrinsic as text (`<Logical.Attr>` for references). */
-function render(value: unknown): string {
-  if (typeof value === 'string') return value;
-  const v = value as Record<string, Json>;
-  if (v.Ref === 'AWS::Partition') return 'aws';
-  if (v.Ref) return `<${v.Ref}>`;
-  if (v['Fn::GetAtt']) return `<${v['Fn::GetAtt'].join('.')}>`;
-  if (v['Fn::Join']) return v['Fn::Join'][1].map(render).join(v['Fn::Join'][0]);
-  return JSON.stringify(value);
-}
-
 /** Every (action, resource) a role's policies allow, sorted. */
 function allowed(template: Template, roleId: string): string[] {
-  const asArray = <T>(v: T | T[]) => (Array.isArray(v) ? v : [v]);
-  return resources(template, 'AWS::IAM::Policy')
-    .filter(([, p]) => p.Properties.Roles.some((r: { Ref: string }) => r.Ref === roleId))
-    .flatMap(([, p]) =>
-      (p.Properties.PolicyDocument.Statement as Json[]).flatMap((s) =>
-        asArray<string>(s.Action).flatMap((a) => asArray(s.Resource).map((r) => `${a} ${render(r)}`)),
-      ),
-    )
+  return allowedFor(template, roleId)
+    .map(({ action, resource }) => `${action} ${resource}`)
     .sort();
 }
 
