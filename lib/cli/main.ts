@@ -487,7 +487,9 @@ export async function main(argv: string[], io: CliIo): Promise<number> {
     .action(async (opts) => serveCommand(await openProject(), opts, io));
   program
     .command('dashboard')
-    .description('open the web dashboard: locally with a session token, or (with --api URL) for an API on AWS through a signing proxy')
+    .description(
+      'open the web dashboard: locally with a session token, or (with --api URL) for an API on AWS through a signing proxy',
+    )
     .addOption(
       new Option('--port <n>', 'TCP port on 127.0.0.1 (0: any free port)')
         .argParser((v) => {
