@@ -193,6 +193,25 @@ export function artifactQueueKey(name: string): string {
   return `artifact:${name}`;
 }
 
+/** The version record a draft becomes under `number` (tags deduplicated, absent fields left out). */
+function versionFromDraft(draft: ArtifactVersionDraft, number: number, createdAt: string): ArtifactVersion {
+  return withoutUndefined<ArtifactVersion>({
+    id: draft.id ?? newId('av'),
+    name: draft.name,
+    version: number,
+    contentHash: draft.contentHash,
+    uri: draft.uri,
+    size: draft.size,
+    materializer: draft.materializer,
+    dataType: draft.dataType,
+    metadata: draft.metadata,
+    tags: uniqueTags(draft.tags),
+    producerRunId: draft.producerRunId,
+    producerStepRunId: draft.producerStepRunId,
+    createdAt,
+  });
+}
+
 /**
  * Plans the creation of artifact versions (for `createVersion` and `completeStep`): reads each
  * name's summary (the version counter), numbers the drafts after it, and returns the transaction
@@ -214,21 +233,7 @@ export async function planArtifactVersions(
   const versions = drafts.map((draft) => {
     const number = latest.get(draft.name)! + 1;
     latest.set(draft.name, number);
-    return withoutUndefined<ArtifactVersion>({
-      id: draft.id ?? newId('av'),
-      name: draft.name,
-      version: number,
-      contentHash: draft.contentHash,
-      uri: draft.uri,
-      size: draft.size,
-      materializer: draft.materializer,
-      dataType: draft.dataType,
-      metadata: draft.metadata,
-      tags: uniqueTags(draft.tags),
-      producerRunId: draft.producerRunId,
-      producerStepRunId: draft.producerStepRunId,
-      createdAt,
-    });
+    return versionFromDraft(draft, number, createdAt);
   });
   const actions: TransactionAction[] = [];
   for (const name of names) {
@@ -320,21 +325,7 @@ export function planItemVersions(
   const table = db.tables.artifacts;
   const actions: TransactionAction[] = [];
   const versions = drafts.map((draft, i) => {
-    const version = withoutUndefined<ArtifactVersion>({
-      id: draft.id ?? newId('av'),
-      name: draft.name,
-      version: item.index + 1,
-      contentHash: draft.contentHash,
-      uri: draft.uri,
-      size: draft.size,
-      materializer: draft.materializer,
-      dataType: draft.dataType,
-      metadata: draft.metadata,
-      tags: uniqueTags(draft.tags),
-      producerRunId: draft.producerRunId,
-      producerStepRunId: draft.producerStepRunId,
-      createdAt,
-    });
+    const version = versionFromDraft(draft, item.index + 1, createdAt);
     const key = keys.itemVersion(version.name, item.stepRunId, item.outputNames[i]!);
     actions.push(
       {

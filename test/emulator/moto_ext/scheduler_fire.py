@@ -21,6 +21,8 @@ import json
 import uuid
 from typing import Any
 
+from .cfn_arn import ArnAttribute
+
 FIRE_PATH = "{0}/moto-api/stackline/scheduler/fire"
 
 
@@ -91,7 +93,7 @@ def apply() -> None:
             action_after_completion=None,
         )
 
-    class CfnSchedule(CloudFormationModel):
+    class CfnSchedule(ArnAttribute, CloudFormationModel):
         def __init__(self, schedule: Any) -> None:
             self.schedule = schedule
             self.arn = schedule.arn
@@ -99,13 +101,6 @@ def apply() -> None:
         @property
         def physical_resource_id(self) -> str:
             return self.schedule.name
-
-        def get_cfn_attribute(self, attribute_name: str) -> Any:
-            if attribute_name == "Arn":
-                return self.arn
-            from moto.cloudformation.exceptions import UnformattedGetAttTemplateException
-
-            raise UnformattedGetAttTemplateException()
 
         @staticmethod
         def cloudformation_type() -> str:

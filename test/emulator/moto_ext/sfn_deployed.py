@@ -27,6 +27,8 @@ import hashlib
 import threading
 from typing import Any
 
+from .cfn_arn import ArnAttribute
+
 _lock = threading.Lock()
 
 
@@ -111,7 +113,7 @@ def apply() -> None:
     models.StateMachine.get_cfn_attribute = get_cfn_attribute  # type: ignore[method-assign]
 
     # 3. Versions and aliases as CloudFormation resources.
-    class CfnStateMachineVersion(CloudFormationModel):
+    class CfnStateMachineVersion(ArnAttribute, CloudFormationModel):
         def __init__(self, version: Any) -> None:
             self.version = version
             self.arn = version.arn
@@ -119,13 +121,6 @@ def apply() -> None:
         @property
         def physical_resource_id(self) -> str:
             return self.arn
-
-        def get_cfn_attribute(self, attribute_name: str) -> Any:
-            if attribute_name == "Arn":
-                return self.arn
-            from moto.cloudformation.exceptions import UnformattedGetAttTemplateException
-
-            raise UnformattedGetAttTemplateException()
 
         @staticmethod
         def cloudformation_type() -> str:
@@ -167,7 +162,7 @@ def apply() -> None:
                 if state_machine.arn == ":".join(parts[:7]) and parts[-1].isdigit():
                     state_machine.versions.pop(int(parts[-1]), None)
 
-    class CfnStateMachineAlias(CloudFormationModel):
+    class CfnStateMachineAlias(ArnAttribute, CloudFormationModel):
         def __init__(self, alias: Any) -> None:
             self.alias = alias
             self.arn = alias.arn
@@ -175,13 +170,6 @@ def apply() -> None:
         @property
         def physical_resource_id(self) -> str:
             return self.arn
-
-        def get_cfn_attribute(self, attribute_name: str) -> Any:
-            if attribute_name == "Arn":
-                return self.arn
-            from moto.cloudformation.exceptions import UnformattedGetAttTemplateException
-
-            raise UnformattedGetAttTemplateException()
 
         @staticmethod
         def cloudformation_type() -> str:
