@@ -114,14 +114,13 @@ export function createLambdaHandler(
         const remaining =
           typeof context?.getRemainingTimeInMillis === 'function' ? context.getRemainingTimeInMillis() : undefined;
         const request = event as ParsedStepRunnerRequest;
-        const delivery =
-          request.action === 'run-step' ? `${request.runId}/${request.stepId}/${request.mapIndex ?? ''}` : undefined;
-        if (delivery) deliveryFault(delivery, 'before');
+        const delivery = request.action === 'run-step' ? `${request.stepId}/${request.mapIndex ?? ''}` : undefined;
+        if (delivery) deliveryFault(request.runId ?? '', delivery, 'before');
         const response = await handleStepRunnerRequest(request, resolveDeps(pipelines), {
           executor: 'lambda',
           ...(remaining === undefined ? {} : { deadlineMs: Date.now() + remaining }),
         });
-        if (delivery) deliveryFault(delivery, 'after');
+        if (delivery) deliveryFault(request.runId ?? '', delivery, 'after');
         return response;
       } catch (error) {
         throw toStepFunctionsError(error);

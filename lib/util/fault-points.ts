@@ -42,21 +42,23 @@ export const faultPoint: (name: string) => void = spec ? armed(spec) : () => {};
  * response is lost, so the state machine's Retry delivers it again). Each (request, phase) fails
  * at most once: a marker file in `dir` (shared by every invocation, each its own process) records
  * it, so the retries the state machine allows always suffice. The draw is a hash of the seed, the
- * request and the phase: the same faults every time for the same run.
+ * step (its id and map index, not the run id) and the phase: the same steps fail in every run, so a
+ * test's faults do not depend on the run ids it happens to get.
  */
-export function deliveryFault(key: string, phase: 'before' | 'after'): void {
-  deliveryFaults?.(key, phase);
+export function deliveryFault(runId: string, point: string, phase: 'before' | 'after'): void {
+  deliveryFaults?.(runId, point, phase);
 }
 
-function armedDelivery(spec: string): (key: string, phase: 'before' | 'after') => void {
+function armedDelivery(spec: string): (runId: string, point: string, phase: 'before' | 'after') => void {
   const settings = Object.fromEntries(spec.split(',').map((pair) => pair.split('=', 2) as [string, string]));
   const dir = settings.dir;
   if (!dir) throw new Error(`STACKLINE_DELIVERY_FAULTS needs dir=<directory>, got ${JSON.stringify(spec)}`);
-  return (key, phase) => {
+  return (runId, point, phase) => {
     const probability = Number(settings[phase] ?? 0);
     const digest = createHash('sha256')
-      .update(`${settings.seed ?? 0}\u0000${key}\u0000${phase}`)
+      .update(`${settings.seed ?? 0}\u0000${point}\u0000${phase}`)
       .digest();
+    const key = `${runId}/${point}`;
     if (digest.readUInt32BE(0) / 2 ** 32 >= probability) return;
     const marker = join(dir, `${phase}-${createHash('sha256').update(key).digest('hex').slice(0, 16)}`);
     try {

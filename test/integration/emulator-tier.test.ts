@@ -271,10 +271,11 @@ describe('emulator tier: the reference scenario on Step Functions + Lambda (moto
 });
 
 describe('emulator tier: duplicate deliveries and Lambda failures through the state machine', () => {
-  it('every run-step delivered twice by Step Functions Retry, errors injected at random steps: runs, artifacts and model versions equal a clean run', async () => {
+  it('every run-step delivered twice by Step Functions Retry, errors injected at seeded steps: runs, artifacts and model versions equal a clean run', async () => {
     // The deployed runner fails each run-step once after completing it (its response "lost": the
-    // state machine's Retry delivers it again) and, at random steps, once before running it. It
-    // marks each injected failure in `faults`, which every invocation (its own process) shares.
+    // state machine's Retry delivers it again) and, at steps drawn from the seed (the same steps
+    // whatever the run ids), once before running it. It marks each injected failure in `faults`,
+    // which every invocation (its own process) shares.
     const faults = await mkdtemp(join(tmpdir(), 'stackline-faults-'));
     const cleanHome = await mkdtemp(join(tmpdir(), 'stackline-clean-'));
     try {
