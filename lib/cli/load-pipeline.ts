@@ -1,5 +1,5 @@
 import { readFileSync, statSync } from 'node:fs';
-import { register } from 'node:module';
+import nodeModule from 'node:module';
 import { dirname, join, resolve } from 'node:path';
 import { pathToFileURL } from 'node:url';
 import { isPipelineDefinition, type PipelineDefinition } from '../dsl/pipeline.ts';
@@ -13,19 +13,25 @@ let typescriptLoader: Promise<void> | undefined;
  * (commands that load none start without it). Not needed when this module is itself running as
  * TypeScript source: a loader that can (tsx, vitest) is then already in place.
  *
- * Once hooks are registered, Node 20 sends every later import through the hooks thread, so
- * Stackline's public API (what a pipeline file imports as 'stackline') is loaded first: the
- * pipeline file then reuses these very modules (one materializer registry, one zod). tsx's hooks
- * module is registered directly rather than through `tsx/esm/api`, which would also load tsx's
- * CommonJS loader and esbuild on this thread for nothing (the hooks thread loads its own).
+ * Node 20 runs module hooks on a separate thread, and once any are registered it sends every later
+ * import there and back, so Stackline's public API (what a pipeline file imports as 'stackline') is
+ * loaded first: the pipeline file then reuses these very modules (one materializer registry, one
+ * zod). There tsx's hooks module is registered directly rather than through `tsx/esm/api`, which
+ * would also load tsx's CommonJS loader and esbuild on this thread for nothing (the hooks thread
+ * loads its own). Where Node runs hooks in-thread (`module.registerHooks`, Node 22.15+), tsx's
+ * own `register()` uses that, so it is called instead.
  */
 export function loadTypeScript(): Promise<void> {
   if (import.meta.url.endsWith('.ts')) return Promise.resolve();
-  typescriptLoader ??= import('../index.ts').then(() => {
-    // What tsx's register() does for ESM: source-mapped stack traces, and its hooks (`data` is
-    // required by their initialize; an empty object means tsx's defaults, as for `--import tsx`).
+  typescriptLoader ??= import('../index.ts').then(async () => {
+    if ('registerHooks' in nodeModule) {
+      (await import('tsx/esm/api')).register();
+      return;
+    }
+    // What tsx's register() does for ESM on Node 20: source-mapped stack traces, and its hooks
+    // (their initialize requires `data`; an empty object means tsx's defaults, as `--import tsx`).
     process.setSourceMapsEnabled(true);
-    register('tsx/esm', { parentURL: import.meta.url, data: {} });
+    nodeModule.register('tsx/esm', { parentURL: import.meta.url, data: {} });
   });
   return typescriptLoader;
 }

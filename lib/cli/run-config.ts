@@ -1,6 +1,5 @@
 import { readFileSync } from 'node:fs';
 import { resolve } from 'node:path';
-import { parse as parseYaml } from 'yaml';
 import { z } from 'zod';
 import { closestName, displayValue } from '../dsl/names.ts';
 import { ValidationError } from '../errors.ts';
@@ -23,7 +22,11 @@ export const RunConfigSchema = z
 
 export type RunConfig = z.output<typeof RunConfigSchema>;
 
-export function readRunConfig(file: string, cwd: string): RunConfig {
+/**
+ * Reads and validates a `--config` file. The YAML parser loads only here: most runs have no config
+ * file, and importing it costs a run's start-up more than parsing any config does.
+ */
+export async function readRunConfig(file: string, cwd: string): Promise<RunConfig> {
   const path = resolve(cwd, file);
   let raw: unknown;
   let text: string;
@@ -38,6 +41,7 @@ export function readRunConfig(file: string, cwd: string): RunConfig {
       },
     );
   }
+  const { parse: parseYaml } = await import('yaml');
   try {
     raw = parseYaml(text);
   } catch (error) {

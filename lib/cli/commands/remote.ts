@@ -65,7 +65,7 @@ export async function remoteRun(
   },
   io: CliIo,
 ): Promise<number> {
-  const config = options.config ? readRunConfig(options.config, io.cwd) : undefined;
+  const config = options.config ? await readRunConfig(options.config, io.cwd) : undefined;
   const pipeline = await loadPipeline(file, io.cwd, options.pipeline);
   const params = mergeParams(config?.parameters ?? {}, parseParamPairs(options.param));
   pipeline.parseParameters(params);

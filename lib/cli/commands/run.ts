@@ -10,7 +10,7 @@ import { ExitCode } from '../exit-codes.ts';
 import { type CliIo, colors, printJson } from '../io.ts';
 import { loadPipeline } from '../load-pipeline.ts';
 import { progressPrinter } from '../progress.ts';
-import { mergeParams, parseParamPairs, readRunConfig } from '../run-config.ts';
+import { mergeParams, parseParamPairs, type RunConfig, readRunConfig } from '../run-config.ts';
 import { printExplanations } from './runs.ts';
 
 export interface RunCommandOptions {
@@ -74,7 +74,7 @@ export async function runCommand(
   options: RunCommandOptions,
   io: CliIo,
 ): Promise<number> {
-  const config = options.config ? readRunConfig(options.config, io.cwd) : undefined;
+  const config = options.config ? await readRunConfig(options.config, io.cwd) : undefined;
   const pipeline: PipelineDefinition = await loadPipeline(file, io.cwd, options.pipeline);
   const params = mergeParams(config?.parameters ?? {}, parseParamPairs(options.param));
   // Checked before the stack opens and before anything is recorded.
@@ -164,7 +164,7 @@ function explainedStep(e: StepExplanation | undefined) {
 }
 
 /** The run's cache settings from `--no-cache` and the config file, as both orchestrators take them. */
-function runCacheOptions(options: RunCommandOptions, config: ReturnType<typeof readRunConfig> | undefined) {
+function runCacheOptions(options: RunCommandOptions, config: RunConfig | undefined) {
   const cache = options.cache === false ? false : (config?.cache ?? undefined);
   const stepCache = Object.fromEntries(
     Object.entries(config?.steps ?? {}).flatMap(([id, s]) => (s.cache === undefined ? [] : [[id, s.cache]])),
