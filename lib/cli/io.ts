@@ -3,6 +3,7 @@ import { dirname } from 'node:path';
 import pc from 'picocolors';
 import { escapeForTerminal } from '../dsl/names.ts';
 import { ValidationError } from '../errors.ts';
+import type { StepExplanation } from '../runtime/explain.ts';
 
 /** Where a command writes. Tests pass buffers; the binary passes process streams. */
 export interface CliIo {
@@ -14,6 +15,12 @@ export interface CliIo {
 
 export function printJson(io: CliIo, value: unknown): void {
   io.stdout.write(`${JSON.stringify(value, null, 2)}\n`);
+}
+
+/** One line per step: `  train  miss since run_…: parameter trees: 1 → 25`. */
+export function printExplanations(io: CliIo, explanations: StepExplanation[]): void {
+  const width = Math.max(0, ...explanations.map((e) => e.stepId.length));
+  for (const e of explanations) io.stdout.write(`  ${e.stepId.padEnd(width)}  ${e.summary}\n`);
 }
 
 export function colors(io: CliIo) {

@@ -8,19 +8,23 @@ import { formatZodIssues } from '../util/zod-format.ts';
 /** Keys that would reach an object's prototype if assigned. */
 const UNSAFE_KEYS = new Set(['__proto__', 'constructor', 'prototype']);
 
-/** The `--config FILE.yaml` format. */
-export const RunConfigSchema = z
-  .object({
-    parameters: z.record(z.string(), z.unknown()).default({}),
-    cache: z.boolean().optional(),
-    concurrency: z.number().int().min(1).max(256).optional(),
-    stack: z.string().optional(),
-    tags: z.array(z.string()).default([]),
-    steps: z.record(z.string(), z.object({ cache: z.boolean().optional() }).strict()).default({}),
-  })
-  .strict();
+/**
+ * The `--config FILE.yaml` format, built on first use: most runs have no config file, and building
+ * zod schemas at import time is part of every run's start-up.
+ */
+const runConfigSchema = () =>
+  z
+    .object({
+      parameters: z.record(z.string(), z.unknown()).default({}),
+      cache: z.boolean().optional(),
+      concurrency: z.number().int().min(1).max(256).optional(),
+      stack: z.string().optional(),
+      tags: z.array(z.string()).default([]),
+      steps: z.record(z.string(), z.object({ cache: z.boolean().optional() }).strict()).default({}),
+    })
+    .strict();
 
-export type RunConfig = z.output<typeof RunConfigSchema>;
+export type RunConfig = z.output<ReturnType<typeof runConfigSchema>>;
 
 /**
  * Reads and validates a `--config` file. The YAML parser loads only here: most runs have no config
@@ -57,12 +61,13 @@ export async function readRunConfig(file: string, cwd: string): Promise<RunConfi
   if (unsafe !== undefined) {
     throw new ValidationError(`Config file ${path}: "${unsafe}" cannot be a key.`, { context: { file: path } });
   }
-  const parsed = RunConfigSchema.safeParse(raw ?? {});
+  const schema = runConfigSchema();
+  const parsed = schema.safeParse(raw ?? {});
   if (!parsed.success) {
     const unknown = parsed.error.issues.find((issue) => issue.code === 'unrecognized_keys');
     if (unknown && unknown.code === 'unrecognized_keys') {
       const key = unknown.keys[0]!;
-      const allowed = unknown.path.length === 0 ? Object.keys(RunConfigSchema.shape) : ['cache'];
+      const allowed = unknown.path.length === 0 ? Object.keys(schema.shape) : ['cache'];
       const guess = closestName(key, allowed);
       throw new ValidationError(
         `Config file ${path}: unknown key ${displayValue([...unknown.path, key].join('.'))}${guess ? ` (did you mean "${guess}"?)` : ''}. Allowed keys: parameters, cache, concurrency, stack, tags, steps.<id>.cache.`,

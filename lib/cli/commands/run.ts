@@ -7,11 +7,10 @@ import { validateRunOptions } from '../../runtime/run-options.ts';
 import type { Project } from '../../stacks/project.ts';
 import { nowIso } from '../../util/ids.ts';
 import { ExitCode } from '../exit-codes.ts';
-import { type CliIo, colors, printJson } from '../io.ts';
+import { type CliIo, colors, printExplanations, printJson } from '../io.ts';
 import { loadPipeline } from '../load-pipeline.ts';
 import { progressPrinter } from '../progress.ts';
 import { mergeParams, parseParamPairs, type RunConfig, readRunConfig } from '../run-config.ts';
-import { printExplanations } from './runs.ts';
 
 export interface RunCommandOptions {
   pipeline?: string;

@@ -1,11 +1,11 @@
 import { NotFoundError, ValidationError } from '../../errors.ts';
 import { NOT_RUN, type PipelineRun, type RunStatus, type StepRun } from '../../metadata/types.ts';
 import { cancelRun } from '../../orchestrators/cancel-run.ts';
-import { explainRun, type StepExplanation } from '../../runtime/explain.ts';
+import { explainRun } from '../../runtime/explain.ts';
 import { executorLoss } from '../../runtime/liveness.ts';
 import { EXECUTOR_LOST, type ReapedRun, reapAbandonedRuns } from '../../runtime/reaper.ts';
 import type { StackRuntime } from '../../stacks/project.ts';
-import { type CliIo, colors, formatDuration, printJson, table } from '../io.ts';
+import { type CliIo, colors, formatDuration, printExplanations, printJson, table } from '../io.ts';
 
 const STATUSES: RunStatus[] = ['pending', 'running', 'completed', 'failed', 'cancelled'];
 
@@ -150,12 +150,6 @@ export async function runsExplain(
   }
   if (options.json) printJson(io, { runId, steps: explanations });
   else printExplanations(io, explanations);
-}
-
-/** One line per step: `  train  miss since run_…: parameter trees: 1 → 25`. */
-export function printExplanations(io: CliIo, explanations: StepExplanation[]): void {
-  const width = Math.max(0, ...explanations.map((e) => e.stepId.length));
-  for (const e of explanations) io.stdout.write(`  ${e.stepId.padEnd(width)}  ${e.summary}\n`);
 }
 
 /**
