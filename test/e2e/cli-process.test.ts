@@ -21,6 +21,23 @@ describe('the stackline binary', () => {
     expect(JSON.parse(result.stdout).status).toBe('completed');
   });
 
+  it('runs a step isolated in a worker thread, which loads the TypeScript pipeline file on its own', async () => {
+    const { exited } = startCli(home, [
+      'run',
+      'test/fixtures/isolation/stubborn-steps.ts',
+      '--pipeline',
+      'isolated_echo',
+      '--json',
+    ]);
+    const result = await exited;
+    expect(result.code).toBe(0);
+    const steps = JSON.parse(result.stdout).steps.map((s: { name: string; status: string }) => [s.name, s.status]);
+    expect(steps).toEqual([
+      ['make_inputs', 'completed'],
+      ['isolated_echo', 'completed'],
+    ]);
+  });
+
   it('marks the run cancelled, not running, when interrupted with SIGINT mid-step', async () => {
     const marker = join(home, 'started');
     const { child, exited } = startCli(home, ['run', 'test/fixtures/pipelines/hang.ts'], { HANG_MARKER: marker });
