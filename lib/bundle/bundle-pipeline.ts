@@ -7,7 +7,13 @@ import { isBuiltin } from 'node:module';
 import { dirname, join, resolve } from 'node:path';
 import { fileURLToPath, pathToFileURL } from 'node:url';
 import { type BuildOptions, build, type Plugin } from 'esbuild';
-import { definedStepFingerprints, PINNED_CODE_HASHES_GLOBAL, PINNED_CODE_PARTS_GLOBAL } from '../dsl/step.ts';
+import {
+  definedStepFingerprints,
+  definedStepsNamed,
+  PINNED_CODE_HASHES_GLOBAL,
+  PINNED_CODE_PARTS_GLOBAL,
+  stepDefinitionFile,
+} from '../dsl/step.ts';
 import { ValidationError } from '../errors.ts';
 import { withSideEffectFreeModules, withTreeShakableZod } from './tree-shaking.ts';
 
@@ -114,14 +120,24 @@ export async function bundlePipeline(options: BundleOptions): Promise<BundleResu
   // record; the bundle pins them (see `pinnedCodeHash` in lib/dsl/step.ts).
   await import(pathToFileURL(pipelineFile).href);
   const fingerprints = Object.entries(definedStepFingerprints());
-  const hashes = Object.fromEntries(fingerprints.map(([name, f]) => [name, f.hash]));
-  const parts = Object.fromEntries(fingerprints.map(([name, f]) => [name, f.parts]));
-  const banner = [
-    CJS_SHIM,
-    `globalThis.${PINNED_CODE_HASHES_GLOBAL} = ${JSON.stringify(hashes)};`,
-    `globalThis.${PINNED_CODE_PARTS_GLOBAL} = ${JSON.stringify(parts)};`,
-  ].join('\n');
-  const [runtimeImports] = await Promise.all([
+  /**
+   * Pins for the steps whose defining file is part of a bundle: this process may have defined other
+   * modules' steps too (the CDK app bundles several environments, the CLI and tests several files).
+   */
+  const bannerFor = (inputs: ReadonlySet<string>) => {
+    const inBundle = (name: string) =>
+      definedStepsNamed(name).some((spec) => {
+        const file = stepDefinitionFile(spec);
+        return file === undefined || inputs.has(file);
+      });
+    const own = fingerprints.filter(([name]) => inBundle(name));
+    return [
+      CJS_SHIM,
+      `globalThis.${PINNED_CODE_HASHES_GLOBAL} = ${JSON.stringify(Object.fromEntries(own.map(([n, f]) => [n, f.hash])))};`,
+      `globalThis.${PINNED_CODE_PARTS_GLOBAL} = ${JSON.stringify(Object.fromEntries(own.map(([n, f]) => [n, f.parts])))};`,
+    ].join('\n');
+  };
+  const [lambda] = await Promise.all([
     bundleEntry(
       [
         `import * as pipelineModule from ${module};`,
@@ -132,7 +148,7 @@ export async function bundlePipeline(options: BundleOptions): Promise<BundleResu
       {
         pipelineFile,
         minify,
-        banner,
+        bannerFor,
         external: options.bundleAwsSdk ? [] : [...LAMBDA_RUNTIME_PACKAGES],
       },
     ),
@@ -143,14 +159,14 @@ export async function bundlePipeline(options: BundleOptions): Promise<BundleResu
         'process.exitCode = await runEcsTask(pipelineModule);',
       ].join('\n'),
       join(containerDir, 'index.mjs'),
-      { pipelineFile, minify, banner, external: [] },
+      { pipelineFile, minify, bannerFor, external: [] },
     ),
   ]);
   await writeFile(join(containerDir, 'Dockerfile'), DOCKERFILE);
 
   const lambdaPath = join(lambdaDir, 'index.mjs');
   return {
-    lambda: { path: lambdaPath, bytes: (await stat(lambdaPath)).size, runtimeImports },
+    lambda: { path: lambdaPath, bytes: (await stat(lambdaPath)).size, runtimeImports: lambda.runtimeImports },
     container: { dir: containerDir, bytes: await directoryBytes(containerDir) },
   };
 }
@@ -182,18 +198,29 @@ async function claimOutDir(outDir: string): Promise<void> {
   );
 }
 
-/** Bundles `contents`; returns the packages the output imports (Node built-ins left out), sorted. */
+/**
+ * Bundles `contents` into `outfile`, headed by `bannerFor(the absolute paths of its input files)`;
+ * returns the packages the output imports (Node built-ins left out), sorted.
+ */
 async function bundleEntry(
   contents: string,
   outfile: string,
-  options: { pipelineFile: string; minify: boolean; banner: string; external: string[] },
-): Promise<string[]> {
-  const { pipelineFile, minify, banner, external } = options;
+  options: {
+    pipelineFile: string;
+    minify: boolean;
+    bannerFor: (inputs: ReadonlySet<string>) => string;
+    external: string[];
+  },
+): Promise<{ runtimeImports: string[] }> {
+  const { pipelineFile, minify, bannerFor, external } = options;
   await mkdir(dirname(outfile), { recursive: true });
   try {
-    const { metafile } = await build({
+    const workingDir = process.cwd();
+    const { metafile, outputFiles } = await build({
       stdin: { contents, loader: 'ts', resolveDir: dirname(pipelineFile), sourcefile: 'stackline-entry.ts' },
       outfile,
+      absWorkingDir: workingDir,
+      write: false,
       bundle: true,
       platform: 'node',
       format: 'esm',
@@ -206,7 +233,6 @@ async function bundleEntry(
       keepNames: true,
       treeShaking: true,
       legalComments: 'none',
-      banner: { js: banner },
       // The user's `import … from 'stackline'` must be the runner's copy: one materializer
       // registry, one set of error classes.
       alias: { stackline: STACKLINE_INDEX },
@@ -220,9 +246,11 @@ async function bundleEntry(
       metafile: true,
       logLevel: 'silent',
     });
+    const inputs = new Set(Object.keys(metafile.inputs).map((file) => resolve(workingDir, file)));
+    await writeFile(outfile, `${bannerFor(inputs)}\n${outputFiles[0]!.text}`);
     const imports = Object.values(metafile.outputs).flatMap((output) => output.imports);
     const packages = imports.filter((i) => i.external && !isBuiltin(i.path)).map((i) => i.path);
-    return [...new Set(packages)].sort();
+    return { runtimeImports: [...new Set(packages)].sort() };
   } catch (error) {
     const messages = (error as { errors?: Array<{ text: string; location?: { file: string; line: number } | null }> })
       .errors;
