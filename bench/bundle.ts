@@ -59,18 +59,27 @@ export async function benchBundle(
     const runner = await bundlePipeline({ pipelineFile: trivialFile, outDir: join(dir, 'trivial') });
     const bundleMs = performance.now() - started;
     const runnerKB = runner.lambda.bytes / KB;
+    // The same runner with the SDK inside: what the runtime's SDK saves in size, and costs in time.
+    const withSdk = await bundlePipeline({
+      pipelineFile: trivialFile,
+      outDir: join(dir, 'trivial-with-sdk'),
+      bundleAwsSdk: true,
+    });
     // A task root below a node_modules holding only @aws-sdk, as on Lambda (/var/runtime).
     const runtimeDir = await createLambdaRuntimeDir();
     let bundleImportMs: number;
+    let withSdkImportMs: number;
     let emptyImportMs: number;
     try {
       const taskRoot = join(runtimeDir, 'task');
       await mkdir(taskRoot);
       await copyFile(runner.lambda.path, join(taskRoot, 'index.mjs'));
+      await copyFile(withSdk.lambda.path, join(taskRoot, 'with-sdk.mjs'));
       const emptyModule = join(taskRoot, 'empty.mjs');
       await writeFile(emptyModule, 'export const handler = async () => ({});\n');
-      bundleImportMs = await coldImportMs(join(taskRoot, 'index.mjs'));
       emptyImportMs = await coldImportMs(emptyModule);
+      bundleImportMs = await coldImportMs(join(taskRoot, 'index.mjs'));
+      withSdkImportMs = await coldImportMs(join(taskRoot, 'with-sdk.mjs'));
     } finally {
       await rm(runtimeDir, { recursive: true, force: true });
     }
@@ -91,6 +100,16 @@ export async function benchBundle(
       },
       { label: 'cold import of an empty module (baseline)', value: round(emptyImportMs), unit: 'ms' },
       { label: 'cold import: bundle / empty module', value: round(bundleImportMs / emptyImportMs), unit: '×' },
+      {
+        label: 'the same with the AWS SDK inside the bundle (bundleAwsSdk), minified',
+        value: round(withSdk.lambda.bytes / KB),
+        unit: 'KB',
+      },
+      {
+        label: 'cold import with the SDK inside / with the runtime SDK',
+        value: round(withSdkImportMs / bundleImportMs),
+        unit: '×',
+      },
     ];
     if (!options.quick) {
       const training = await bundlePipeline({ pipelineFile: REFERENCE_TRAINING, outDir: join(dir, 'training') });
