@@ -182,7 +182,11 @@ describe('stackline bundle', () => {
     expect(result.code).toBe(0);
     expect(result.json()).toMatchObject({
       pipelines: ['simple'],
-      lambda: { path: join(out, 'lambda', 'index.mjs'), bytes: expect.any(Number) },
+      lambda: {
+        path: join(out, 'lambda', 'index.mjs'),
+        bytes: expect.any(Number),
+        runtimeImports: expect.arrayContaining(['@aws-sdk/client-s3', '@aws-sdk/lib-dynamodb']),
+      },
       container: { dir: join(out, 'container'), bytes: expect.any(Number) },
     });
   });

@@ -4,6 +4,7 @@ import { join } from 'node:path';
 import { pathToFileURL } from 'node:url';
 import { build, type Plugin } from 'esbuild';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { withEnglishZodMessagesOnly } from '../../../lib/bundle/bundle-pipeline.ts';
 import { withSideEffectFreeModules, withTreeShakableZod } from '../../../lib/bundle/tree-shaking.ts';
 
 let dir: string;
@@ -61,6 +62,18 @@ describe('withTreeShakableZod', () => {
     expect(loaded.ok).toEqual({ n: 2 });
     expect(loaded.isZodError).toBe(true);
     expect(loaded.message).toBe('Invalid input: expected string, received number');
+  });
+
+  it('with English-only messages, a pipeline selecting another zod locale fails saying it is not in the bundle', async () => {
+    const entry = join(dir, 'locale.ts');
+    await writeFile(
+      entry,
+      "import { z } from 'zod';\nexport function french() { z.config(z.locales.fr()); }\nexport const english = z.locales.en().localeError !== undefined;\n",
+    );
+    const shaken = await bundle(entry, [withTreeShakableZod, withEnglishZodMessagesOnly]);
+    const loaded = await import(pathToFileURL(shaken.file).href);
+    expect(loaded.english).toBe(true);
+    expect(() => loaded.french()).toThrow('zod locale "fr" is not in the step runner bundle.');
   });
 
   it('leaves files that import no `z` from zod untouched', async () => {
