@@ -239,7 +239,7 @@ async function bundleEntry(
       external,
       plugins: [
         withSideEffectFreeModules(STACKLINE_LIB),
-        withTreeShakableZod,
+        withTreeShakableZod({ packageRoots: [STACKLINE_ROOT] }),
         withoutNativeModules,
         withEnglishZodMessagesOnly,
       ],

@@ -25,6 +25,14 @@ const ZOD_INDEX_NAMESPACE = 'import * as z from "./v4/classic/external.js";';
 const ZOD_NAMESPACE_FILE = 'v4/classic/external.js';
 const MAY_IMPORT_ZOD = /\bfrom\s*['"]zod['"]/;
 
+function isInside(file: string, dir: string): boolean {
+  return file.startsWith(dir.endsWith(sep) ? dir : dir + sep);
+}
+
+function inNodeModules(file: string): boolean {
+  return file.split(/[\\/]/).includes('node_modules');
+}
+
 /**
  * `import { z } from 'zod'` brings in all of zod (~210 KB minified): esbuild tree-shakes property
  * accesses on a namespace only when the importing file itself writes `import * as z`, and zod's
@@ -35,38 +43,47 @@ const MAY_IMPORT_ZOD = /\bfrom\s*['"]zod['"]/;
  * only what the code calls. Statements are found with the TypeScript parser; a zod whose
  * `index.js` is laid out differently (another major) is left as it is.
  */
-export const withTreeShakableZod: Plugin = {
-  name: 'stackline-tree-shakable-zod',
-  setup(build) {
-    let ts: Promise<TS> | undefined;
-    const namespaceFiles = new Map<string, Promise<string | undefined>>();
-    /** The `external.js` of the zod `dir` resolves to, when that zod has the expected layout. */
-    const zodNamespaceFile = (dir: string) => {
-      let found = namespaceFiles.get(dir);
-      if (!found) {
-        found = (async () => {
-          const index = await build.resolve('zod', { kind: 'import-statement', resolveDir: dir });
-          if (index.errors.length > 0 || !index.path) return undefined;
-          const source = await readFile(index.path, 'utf8').catch(() => '');
-          return source.includes(ZOD_INDEX_NAMESPACE) ? join(dirname(index.path), ZOD_NAMESPACE_FILE) : undefined;
-        })();
-        namespaceFiles.set(dir, found);
-      }
-      return found;
-    };
-    build.onLoad({ filter: /\.[cm]?[jt]sx?$/ }, async (args) => {
-      if (args.namespace !== 'file' || args.path.split(/[\\/]/).includes('node_modules')) return undefined;
-      const source = await readFile(args.path, 'utf8');
-      if (!MAY_IMPORT_ZOD.test(source)) return undefined;
-      const namespaceFile = await zodNamespaceFile(dirname(args.path));
-      if (!namespaceFile) return undefined;
-      ts ??= import('typescript').then((m) => (m.default ?? m) as TS);
-      const contents = rewriteZodImports(await ts, args.path, source, namespaceFile);
-      const loader = LOADERS[extname(args.path)];
-      return contents === undefined || !loader ? undefined : { contents, loader, resolveDir: dirname(args.path) };
-    });
-  },
-};
+export function withTreeShakableZod(
+  options: {
+    /** Folders whose files are rewritten even inside `node_modules`: Stackline's own, when installed. */
+    packageRoots?: readonly string[];
+  } = {},
+): Plugin {
+  const packageRoots = options.packageRoots ?? [];
+  return {
+    name: 'stackline-tree-shakable-zod',
+    setup(build) {
+      let ts: Promise<TS> | undefined;
+      const namespaceFiles = new Map<string, Promise<string | undefined>>();
+      /** The `external.js` of the zod `dir` resolves to, when that zod has the expected layout. */
+      const zodNamespaceFile = (dir: string) => {
+        let found = namespaceFiles.get(dir);
+        if (!found) {
+          found = (async () => {
+            const index = await build.resolve('zod', { kind: 'import-statement', resolveDir: dir });
+            if (index.errors.length > 0 || !index.path) return undefined;
+            const source = await readFile(index.path, 'utf8').catch(() => '');
+            return source.includes(ZOD_INDEX_NAMESPACE) ? join(dirname(index.path), ZOD_NAMESPACE_FILE) : undefined;
+          })();
+          namespaceFiles.set(dir, found);
+        }
+        return found;
+      };
+      build.onLoad({ filter: /\.[cm]?[jt]sx?$/ }, async (args) => {
+        if (args.namespace !== 'file') return undefined;
+        if (inNodeModules(args.path) && !packageRoots.some((root) => isInside(args.path, root))) return undefined;
+        const source = await readFile(args.path, 'utf8');
+        if (!MAY_IMPORT_ZOD.test(source)) return undefined;
+        const namespaceFile = await zodNamespaceFile(dirname(args.path));
+        if (!namespaceFile) return undefined;
+        ts ??= import('typescript').then((m) => (m.default ?? m) as TS);
+        const contents = rewriteZodImports(await ts, args.path, source, namespaceFile);
+        const loader = LOADERS[extname(args.path)];
+        return contents === undefined || !loader ? undefined : { contents, loader, resolveDir: dirname(args.path) };
+      });
+    },
+  };
+}
 
 /** `source` with its `z` imports from 'zod' rewritten (see {@link withTreeShakableZod}); undefined if none. */
 function rewriteZodImports(ts: TS, path: string, source: string, namespaceFile: string): string | undefined {
@@ -101,13 +118,15 @@ function rewriteZodImports(ts: TS, path: string, source: string, namespaceFile: 
  * in through `stackline`'s index by the `Stackline` client.
  */
 export function withSideEffectFreeModules(libDir: string): Plugin {
-  const root = libDir.endsWith(sep) ? libDir : libDir + sep;
+  const packageRoot = dirname(libDir);
   const NESTED = Symbol('stackline-side-effect-free');
   return {
     name: 'stackline-side-effect-free-modules',
     setup(build) {
       build.onResolve({ filter: /.*/ }, async (args) => {
         if (args.pluginData === NESTED || args.kind === 'entry-point') return undefined;
+        // Other packages never import Stackline's modules: leave their imports to esbuild alone.
+        if (inNodeModules(args.importer) && !isInside(args.importer, packageRoot)) return undefined;
         const resolved = await build.resolve(args.path, {
           kind: args.kind,
           importer: args.importer,
@@ -115,7 +134,7 @@ export function withSideEffectFreeModules(libDir: string): Plugin {
           namespace: args.namespace,
           pluginData: NESTED,
         });
-        if (resolved.errors.length > 0 || resolved.external || !resolved.path.startsWith(root)) return undefined;
+        if (resolved.errors.length > 0 || resolved.external || !isInside(resolved.path, libDir)) return undefined;
         return { path: resolved.path, namespace: resolved.namespace, suffix: resolved.suffix, sideEffects: false };
       });
     },

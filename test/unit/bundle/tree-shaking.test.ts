@@ -54,7 +54,7 @@ describe('withTreeShakableZod', () => {
       ].join('\n'),
     );
     const plain = await bundle(entry, []);
-    const shaken = await bundle(entry, [withTreeShakableZod]);
+    const shaken = await bundle(entry, [withTreeShakableZod()]);
     // All of zod (with its ~60 locales) without the plugin; a fraction of it with.
     expect(plain.bytes).toBeGreaterThan(400_000);
     expect(shaken.bytes).toBeLessThan(plain.bytes / 4);
@@ -70,17 +70,30 @@ describe('withTreeShakableZod', () => {
       entry,
       "import { z } from 'zod';\nexport function french() { z.config(z.locales.fr()); }\nexport const english = z.locales.en().localeError !== undefined;\n",
     );
-    const shaken = await bundle(entry, [withTreeShakableZod, withEnglishZodMessagesOnly]);
+    const shaken = await bundle(entry, [withTreeShakableZod(), withEnglishZodMessagesOnly]);
     const loaded = await import(pathToFileURL(shaken.file).href);
     expect(loaded.english).toBe(true);
     expect(() => loaded.french()).toThrow('zod locale "fr" is not in the step runner bundle.');
+  });
+
+  it('rewrites files inside node_modules only under the given package roots (Stackline installed as a package)', async () => {
+    const installed = join(dir, 'node_modules', 'stackline-installed');
+    await mkdir(installed, { recursive: true });
+    await writeFile(join(installed, 'schema.js'), "import { z } from 'zod';\nexport const n = z.number().parse(4);\n");
+    const entry = join(dir, 'uses-installed.ts');
+    await writeFile(entry, "export { n } from './node_modules/stackline-installed/schema.js';\n");
+    const untouched = await bundle(entry, [withTreeShakableZod()]);
+    const shaken = await bundle(entry, [withTreeShakableZod({ packageRoots: [installed] })]);
+    expect(untouched.bytes).toBeGreaterThan(400_000);
+    expect(shaken.bytes).toBeLessThan(untouched.bytes / 4);
+    expect((await import(pathToFileURL(shaken.file).href)).n).toBe(4);
   });
 
   it('leaves files that import no `z` from zod untouched', async () => {
     const entry = join(dir, 'no-z.ts');
     await writeFile(entry, "import { number } from 'zod';\nexport const n = number().parse(3);\n");
     const plain = await bundle(entry, []);
-    const shaken = await bundle(entry, [withTreeShakableZod]);
+    const shaken = await bundle(entry, [withTreeShakableZod()]);
     expect(shaken.code).toBe(plain.code);
   });
 });
