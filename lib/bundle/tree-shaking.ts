@@ -33,6 +33,12 @@ function inNodeModules(file: string): boolean {
   return file.split(/[\\/]/).includes('node_modules');
 }
 
+/** Whether `file` is a project file: outside `node_modules`, or a file of a package root itself (not of its dependencies). */
+function isOwnFile(file: string, packageRoots: readonly string[]): boolean {
+  if (!inNodeModules(file)) return true;
+  return packageRoots.some((root) => isInside(file, root) && !inNodeModules(file.slice(root.length)));
+}
+
 /**
  * `import { z } from 'zod'` brings in all of zod (~210 KB minified): esbuild tree-shakes property
  * accesses on a namespace only when the importing file itself writes `import * as z`, and zod's
@@ -71,7 +77,7 @@ export function withTreeShakableZod(
       };
       build.onLoad({ filter: /\.[cm]?[jt]sx?$/ }, async (args) => {
         if (args.namespace !== 'file') return undefined;
-        if (inNodeModules(args.path) && !packageRoots.some((root) => isInside(args.path, root))) return undefined;
+        if (!isOwnFile(args.path, packageRoots)) return undefined;
         const source = await readFile(args.path, 'utf8');
         if (!MAY_IMPORT_ZOD.test(source)) return undefined;
         const namespaceFile = await zodNamespaceFile(dirname(args.path));
@@ -126,7 +132,7 @@ export function withSideEffectFreeModules(libDir: string): Plugin {
       build.onResolve({ filter: /.*/ }, async (args) => {
         if (args.pluginData === NESTED || args.kind === 'entry-point') return undefined;
         // Other packages never import Stackline's modules: leave their imports to esbuild alone.
-        if (inNodeModules(args.importer) && !isInside(args.importer, packageRoot)) return undefined;
+        if (!isOwnFile(args.importer, [packageRoot])) return undefined;
         const resolved = await build.resolve(args.path, {
           kind: args.kind,
           importer: args.importer,
