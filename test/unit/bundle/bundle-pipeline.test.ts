@@ -116,7 +116,8 @@ describe('bundlePipeline', () => {
     ]);
     const local = JSON.parse(stdout) as Record<string, string>;
     expect(Object.keys(local).length).toBeGreaterThanOrEqual(9);
-    // (The bundling process also defined the `simple` fixture's steps: only the reference ones matter.)
+    // The bundling process also defined the `simple` fixture's steps: the bundle pins only its own.
+    expect(Object.keys(pinned).sort()).toEqual(Object.keys(local).sort());
     expect(Object.fromEntries(Object.keys(local).map((name) => [name, pinned[name]]))).toEqual(local);
     // The pinned parts say what each hash covers: \`evaluate\` uses the shared preprocessing module.
     expect(Object.keys(parts.evaluate)).toEqual(
