@@ -192,6 +192,13 @@ describe('stackline bundle', () => {
     });
   });
 
+  it('puts the AWS SDK inside the Lambda bundle with --bundle-aws-sdk', async () => {
+    const out = join(outDir, 'cli-with-sdk');
+    const result = await runCli(join(outDir, 'home'), 'bundle', SIMPLE, '--out', out, '--bundle-aws-sdk', '--json');
+    expect(result.code).toBe(0);
+    expect(result.json()).toMatchObject({ lambda: { runtimeImports: [] } });
+  });
+
   it('fails with a usage error when the file exports no pipeline', async () => {
     const result = await runCli(
       join(outDir, 'home'),
