@@ -2,14 +2,19 @@
  * Size of what `stackline bundle` deploys: the minified step runner Lambda bundle, without user
  * code (a module exporting one trivial pipeline) and with the reference training pipeline, and
  * what importing it costs a fresh Node process (a Lambda cold start) next to an empty module.
+ *
+ * The Lambda bundle imports AWS SDK v3 from the Lambda runtime, so the cold import runs it from a
+ * directory that provides `@aws-sdk/*` (this project's copy) the way the runtime does: the figure
+ * includes loading the SDK clients, as a cold start on Lambda does.
  */
 
 import { execFile } from 'node:child_process';
-import { mkdir, mkdtemp, rm, writeFile } from 'node:fs/promises';
+import { copyFile, mkdir, mkdtemp, rm, writeFile } from 'node:fs/promises';
 import { dirname, join } from 'node:path';
 import { fileURLToPath, pathToFileURL } from 'node:url';
 import { promisify } from 'node:util';
 import { bundlePipeline } from '../lib/bundle/bundle-pipeline.ts';
+import { createLambdaRuntimeDir } from '../test/support/lambda-runtime.ts';
 import { type Benchmark, median, metric } from './stats.ts';
 
 const execFileAsync = promisify(execFile);
@@ -54,10 +59,30 @@ export async function benchBundle(
     const runner = await bundlePipeline({ pipelineFile: trivialFile, outDir: join(dir, 'trivial') });
     const bundleMs = performance.now() - started;
     const runnerKB = runner.lambda.bytes / KB;
-    const emptyModule = join(dir, 'empty.mjs');
-    await writeFile(emptyModule, 'export const handler = async () => ({});\n');
-    const bundleImportMs = await coldImportMs(runner.lambda.path);
-    const emptyImportMs = await coldImportMs(emptyModule);
+    // The same runner with the SDK inside: what the runtime's SDK saves in size, and costs in time.
+    const withSdk = await bundlePipeline({
+      pipelineFile: trivialFile,
+      outDir: join(dir, 'trivial-with-sdk'),
+      bundleAwsSdk: true,
+    });
+    // A task root below a node_modules holding only @aws-sdk, as on Lambda (/var/runtime).
+    const runtimeDir = await createLambdaRuntimeDir();
+    let bundleImportMs: number;
+    let withSdkImportMs: number;
+    let emptyImportMs: number;
+    try {
+      const taskRoot = join(runtimeDir, 'task');
+      await mkdir(taskRoot);
+      await copyFile(runner.lambda.path, join(taskRoot, 'index.mjs'));
+      await copyFile(withSdk.lambda.path, join(taskRoot, 'with-sdk.mjs'));
+      const emptyModule = join(taskRoot, 'empty.mjs');
+      await writeFile(emptyModule, 'export const handler = async () => ({});\n');
+      emptyImportMs = await coldImportMs(emptyModule);
+      bundleImportMs = await coldImportMs(join(taskRoot, 'index.mjs'));
+      withSdkImportMs = await coldImportMs(join(taskRoot, 'with-sdk.mjs'));
+    } finally {
+      await rm(runtimeDir, { recursive: true, force: true });
+    }
     const metrics: BundleMetric[] = [
       {
         label: 'step runner Lambda bundle, minified, without user code',
@@ -67,13 +92,24 @@ export async function benchBundle(
         ok: runnerKB < TARGET_KB,
       },
       { label: 'bundle time (Lambda and container entries)', value: Math.round(bundleMs), unit: 'ms' },
+
       {
-        label: `cold import of the bundle in a fresh node (median of ${IMPORT_RUNS})`,
+        label: `cold import of the bundle in a fresh node, runtime's AWS SDK included (median of ${IMPORT_RUNS})`,
         value: round(bundleImportMs),
         unit: 'ms',
       },
       { label: 'cold import of an empty module (baseline)', value: round(emptyImportMs), unit: 'ms' },
       { label: 'cold import: bundle / empty module', value: round(bundleImportMs / emptyImportMs), unit: '×' },
+      {
+        label: 'the same with the AWS SDK inside the bundle (bundleAwsSdk), minified',
+        value: round(withSdk.lambda.bytes / KB),
+        unit: 'KB',
+      },
+      {
+        label: 'cold import with the SDK inside / with the runtime SDK',
+        value: round(withSdkImportMs / bundleImportMs),
+        unit: '×',
+      },
     ];
     if (!options.quick) {
       const training = await bundlePipeline({ pipelineFile: REFERENCE_TRAINING, outDir: join(dir, 'training') });

@@ -3,8 +3,8 @@
  * credentials from the default AWS chain (environment, SSO, profiles, ECS/Lambda roles, IMDS): how
  * the CLI, notebooks and the step runner call an API whose methods use AWS_IAM authorization.
  */
+import { SignatureV4MultiRegion } from '@aws-sdk/signature-v4-multi-region';
 import { Hash } from '@smithy/hash-node';
-import { SignatureV4 } from '@smithy/signature-v4';
 import type { AwsCredentialIdentityProvider } from '@smithy/types';
 import { AuthenticationError, errorMessage, ValidationError } from '../errors.ts';
 
@@ -32,7 +32,9 @@ export interface SigV4FetchOptions {
  */
 export function createSigV4Fetch(options: SigV4FetchOptions = {}): typeof fetch {
   const send = options.fetch ?? globalThis.fetch;
-  let signer: SignatureV4 | undefined;
+  // The SDK's signer package (SigV4; SigV4a only for region '*'): the Lambda runtime ships it, so
+  // the step-runner bundle imports it instead of carrying a copy of @smithy/signature-v4.
+  let signer: SignatureV4MultiRegion | undefined;
   const signerFor = async (url: URL) => {
     if (signer) return signer;
     const region = options.region ?? regionOfApiUrl(url.href) ?? process.env.AWS_REGION;
@@ -42,7 +44,12 @@ export function createSigV4Fetch(options: SigV4FetchOptions = {}): typeof fetch 
       );
     }
     const credentials = options.credentials ?? (await import('@aws-sdk/credential-provider-node')).defaultProvider();
-    signer = new SignatureV4({ service: 'execute-api', region, credentials, sha256: Hash.bind(null, 'sha256') });
+    signer = new SignatureV4MultiRegion({
+      service: 'execute-api',
+      region,
+      credentials,
+      sha256: Hash.bind(null, 'sha256'),
+    });
     return signer;
   };
   return async (input, init = {}) => {

@@ -3,7 +3,12 @@ import { dirname, join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { build } from 'esbuild';
 import { builtDashboardDirectory } from '../api/static-dashboard.ts';
-import { LAMBDA_BUILD_OPTIONS, withEnglishZodMessagesOnly, withoutNativeModules } from './bundle-pipeline.ts';
+import {
+  LAMBDA_BUILD_OPTIONS,
+  LAMBDA_RUNTIME_PACKAGES,
+  withEnglishZodMessagesOnly,
+  withoutNativeModules,
+} from './bundle-pipeline.ts';
 
 const API_ENTRY = join(dirname(fileURLToPath(import.meta.url)), '../../functions/api/index.ts');
 
@@ -26,7 +31,7 @@ export async function bundleApiLambda(
     entryPoints: [API_ENTRY],
     outfile,
     // The Lambda Node.js runtime ships AWS SDK v3: the API uses that copy and stays small.
-    external: ['@aws-sdk/*'],
+    external: [...LAMBDA_RUNTIME_PACKAGES],
     plugins: [withoutNativeModules, withEnglishZodMessagesOnly],
   });
   const bytes = (await stat(outfile)).size;

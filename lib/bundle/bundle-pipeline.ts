@@ -3,11 +3,19 @@
  * function and a container directory (bundle + Dockerfile) for ECS steps.
  */
 import { mkdir, readdir, readFile, rm, stat, writeFile } from 'node:fs/promises';
+import { isBuiltin } from 'node:module';
 import { dirname, join, resolve } from 'node:path';
 import { fileURLToPath, pathToFileURL } from 'node:url';
 import { type BuildOptions, build, type Plugin } from 'esbuild';
-import { definedStepFingerprints, PINNED_CODE_HASHES_GLOBAL, PINNED_CODE_PARTS_GLOBAL } from '../dsl/step.ts';
+import {
+  definedStepFingerprints,
+  definedStepsNamed,
+  PINNED_CODE_HASHES_GLOBAL,
+  PINNED_CODE_PARTS_GLOBAL,
+  stepDefinitionFile,
+} from '../dsl/step.ts';
 import { ValidationError } from '../errors.ts';
+import { withSideEffectFreeModules, withTreeShakableZod } from './tree-shaking.ts';
 
 /** The Stackline installation the bundle takes the step runner (and `stackline` imports) from. */
 // Compiled (dist/lib/bundle/*.js) or source (lib/bundle/*.ts): the entries sit at the same places.
@@ -16,6 +24,14 @@ const EXT = import.meta.url.endsWith('.ts') ? '.ts' : '.js';
 const LAMBDA_ENTRY = join(STACKLINE_ROOT, `functions/step-runner/lambda${EXT}`);
 const ECS_ENTRY = join(STACKLINE_ROOT, `functions/step-runner/ecs${EXT}`);
 const STACKLINE_INDEX = join(STACKLINE_ROOT, `lib/index${EXT}`);
+const STACKLINE_LIB = join(STACKLINE_ROOT, 'lib');
+
+/**
+ * Packages the Lambda Node.js runtime (18 and later) ships and the Lambda bundle therefore imports
+ * rather than contains: AWS SDK v3, as CDK's `NodejsFunction` leaves out by default for these
+ * runtimes. The container image has no runtime SDK, so the ECS bundle contains it.
+ */
+export const LAMBDA_RUNTIME_PACKAGES = ['@aws-sdk/*'] as const;
 
 /**
  * Node's CommonJS globals for bundled CommonJS dependencies, which an ESM bundle does not have.
@@ -58,11 +74,19 @@ export interface BundleOptions {
   outDir: string;
   /** Default true. */
   minify?: boolean;
+  /**
+   * Put the AWS SDK into the Lambda bundle too, instead of using the one the Lambda runtime ships
+   * (to run exactly the SDK versions tested with, at the cost of ~1 MB). Default false.
+   */
+  bundleAwsSdk?: boolean;
 }
 
 export interface BundleResult {
-  /** `outDir/lambda/index.mjs`, exporting `handler`. */
-  lambda: { path: string; bytes: number };
+  /**
+   * `outDir/lambda/index.mjs`, exporting `handler`. `runtimeImports`: the packages it imports from
+   * the Lambda runtime (sorted; Node built-ins not listed).
+   */
+  lambda: { path: string; bytes: number; runtimeImports: string[] };
   /** `outDir/container/` with `index.mjs` and `Dockerfile`. */
   container: { dir: string; bytes: number };
 }
@@ -96,14 +120,24 @@ export async function bundlePipeline(options: BundleOptions): Promise<BundleResu
   // record; the bundle pins them (see `pinnedCodeHash` in lib/dsl/step.ts).
   await import(pathToFileURL(pipelineFile).href);
   const fingerprints = Object.entries(definedStepFingerprints());
-  const hashes = Object.fromEntries(fingerprints.map(([name, f]) => [name, f.hash]));
-  const parts = Object.fromEntries(fingerprints.map(([name, f]) => [name, f.parts]));
-  const banner = [
-    CJS_SHIM,
-    `globalThis.${PINNED_CODE_HASHES_GLOBAL} = ${JSON.stringify(hashes)};`,
-    `globalThis.${PINNED_CODE_PARTS_GLOBAL} = ${JSON.stringify(parts)};`,
-  ].join('\n');
-  await Promise.all([
+  /**
+   * Pins for the steps whose defining file is part of a bundle: this process may have defined other
+   * modules' steps too (the CDK app bundles several environments, the CLI and tests several files).
+   */
+  const bannerFor = (inputs: ReadonlySet<string>) => {
+    const inBundle = (name: string) =>
+      definedStepsNamed(name).some((spec) => {
+        const file = stepDefinitionFile(spec);
+        return file === undefined || inputs.has(file);
+      });
+    const own = fingerprints.filter(([name]) => inBundle(name));
+    return [
+      CJS_SHIM,
+      `globalThis.${PINNED_CODE_HASHES_GLOBAL} = ${JSON.stringify(Object.fromEntries(own.map(([n, f]) => [n, f.hash])))};`,
+      `globalThis.${PINNED_CODE_PARTS_GLOBAL} = ${JSON.stringify(Object.fromEntries(own.map(([n, f]) => [n, f.parts])))};`,
+    ].join('\n');
+  };
+  const [lambda] = await Promise.all([
     bundleEntry(
       [
         `import * as pipelineModule from ${module};`,
@@ -111,9 +145,12 @@ export async function bundlePipeline(options: BundleOptions): Promise<BundleResu
         'export const handler = createLambdaHandler(pipelineModule);',
       ].join('\n'),
       join(lambdaDir, 'index.mjs'),
-      pipelineFile,
-      minify,
-      banner,
+      {
+        pipelineFile,
+        minify,
+        bannerFor,
+        external: options.bundleAwsSdk ? [] : [...LAMBDA_RUNTIME_PACKAGES],
+      },
     ),
     bundleEntry(
       [
@@ -122,16 +159,14 @@ export async function bundlePipeline(options: BundleOptions): Promise<BundleResu
         'process.exitCode = await runEcsTask(pipelineModule);',
       ].join('\n'),
       join(containerDir, 'index.mjs'),
-      pipelineFile,
-      minify,
-      banner,
+      { pipelineFile, minify, bannerFor, external: [] },
     ),
   ]);
   await writeFile(join(containerDir, 'Dockerfile'), DOCKERFILE);
 
   const lambdaPath = join(lambdaDir, 'index.mjs');
   return {
-    lambda: { path: lambdaPath, bytes: (await stat(lambdaPath)).size },
+    lambda: { path: lambdaPath, bytes: (await stat(lambdaPath)).size, runtimeImports: lambda.runtimeImports },
     container: { dir: containerDir, bytes: await directoryBytes(containerDir) },
   };
 }
@@ -163,18 +198,29 @@ async function claimOutDir(outDir: string): Promise<void> {
   );
 }
 
+/**
+ * Bundles `contents` into `outfile`, headed by `bannerFor(the absolute paths of its input files)`;
+ * returns the packages the output imports (Node built-ins left out), sorted.
+ */
 async function bundleEntry(
   contents: string,
   outfile: string,
-  pipelineFile: string,
-  minify: boolean,
-  banner: string,
-): Promise<void> {
+  options: {
+    pipelineFile: string;
+    minify: boolean;
+    bannerFor: (inputs: ReadonlySet<string>) => string;
+    external: string[];
+  },
+): Promise<{ runtimeImports: string[] }> {
+  const { pipelineFile, minify, bannerFor, external } = options;
   await mkdir(dirname(outfile), { recursive: true });
   try {
-    await build({
+    const workingDir = process.cwd();
+    const { metafile, outputFiles } = await build({
       stdin: { contents, loader: 'ts', resolveDir: dirname(pipelineFile), sourcefile: 'stackline-entry.ts' },
       outfile,
+      absWorkingDir: workingDir,
+      write: false,
       bundle: true,
       platform: 'node',
       format: 'esm',
@@ -187,13 +233,24 @@ async function bundleEntry(
       keepNames: true,
       treeShaking: true,
       legalComments: 'none',
-      banner: { js: banner },
       // The user's `import … from 'stackline'` must be the runner's copy: one materializer
       // registry, one set of error classes.
       alias: { stackline: STACKLINE_INDEX },
-      plugins: [withoutNativeModules, withEnglishZodMessagesOnly],
+      external,
+      plugins: [
+        withSideEffectFreeModules(STACKLINE_LIB),
+        withTreeShakableZod({ packageRoots: [STACKLINE_ROOT] }),
+        withoutNativeModules,
+        withEnglishZodMessagesOnly,
+      ],
+      metafile: true,
       logLevel: 'silent',
     });
+    const inputs = new Set(Object.keys(metafile.inputs).map((file) => resolve(workingDir, file)));
+    await writeFile(outfile, `${bannerFor(inputs)}\n${outputFiles[0]!.text}`);
+    const imports = Object.values(metafile.outputs).flatMap((output) => output.imports);
+    const packages = imports.filter((i) => i.external && !isBuiltin(i.path)).map((i) => i.path);
+    return { runtimeImports: [...new Set(packages)].sort() };
   } catch (error) {
     const messages = (error as { errors?: Array<{ text: string; location?: { file: string; line: number } | null }> })
       .errors;

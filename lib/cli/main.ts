@@ -135,6 +135,7 @@ export async function main(argv: string[], io: CliIo): Promise<number> {
     .description('bundle a pipeline file with the step runner for AWS Lambda and ECS')
     .argument('<file>', 'pipeline module, e.g. examples/iris/pipeline.ts')
     .requiredOption('--out <dir>', 'writes <dir>/lambda/index.mjs and <dir>/container/{index.mjs,Dockerfile}')
+    .option('--bundle-aws-sdk', "put the AWS SDK inside the Lambda bundle instead of using the Lambda runtime's")
     .addOption(json())
     .action(async (file: string, opts) => {
       exitCode = await bundleCommand(file, opts, io);

@@ -9,6 +9,8 @@ import { loadTypeScript } from '../load-pipeline.ts';
 
 export interface BundleCommandOptions {
   out: string;
+  /** Put the AWS SDK inside the Lambda bundle (default: the Lambda runtime's). */
+  bundleAwsSdk?: boolean;
   json?: boolean;
 }
 
@@ -29,7 +31,11 @@ export async function bundleCommand(file: string, options: BundleCommandOptions,
   const pipelines = pipelinesOfModule(module).map((p) => p.name);
   // esbuild loads only for this command.
   const { bundlePipeline } = await import('../../bundle/bundle-pipeline.ts');
-  const result = await bundlePipeline({ pipelineFile, outDir: resolve(io.cwd, options.out) });
+  const result = await bundlePipeline({
+    pipelineFile,
+    outDir: resolve(io.cwd, options.out),
+    bundleAwsSdk: options.bundleAwsSdk === true,
+  });
   if (options.json) {
     printJson(io, { pipelineFile, pipelines, ...result });
     return ExitCode.Ok;
@@ -40,7 +46,9 @@ export async function bundleCommand(file: string, options: BundleCommandOptions,
   };
   io.stdout.write(
     `Bundled ${show(pipelineFile)} (pipelines: ${pipelines.join(', ')})\n` +
-      `  Lambda:    ${show(result.lambda.path)}  ${formatKiB(result.lambda.bytes)}  (handler index.handler)\n` +
+      `  Lambda:    ${show(result.lambda.path)}  ${formatKiB(result.lambda.bytes)}  (handler index.handler${
+        result.lambda.runtimeImports.length > 0 ? '; AWS SDK from the Lambda runtime' : ''
+      })\n` +
       `  Container: ${show(result.container.dir)}/  ${formatKiB(result.container.bytes)}  (index.mjs, Dockerfile)\n`,
   );
   return ExitCode.Ok;

@@ -11,7 +11,8 @@ API of this same server through boto3 at ``localhost:$MOTO_PORT``
 
 For a ``Zip`` function whose runtime starts with ``nodejs`` the replacement ``invoke``:
   1. unzips ``LambdaFunction.code_bytes`` (moto keeps the uploaded zip there) once into a cache
-     directory keyed by the code's sha256;
+     directory keyed by the code's sha256, below a ``node_modules/@aws-sdk`` that stands in for
+     the AWS SDK v3 the Lambda Node.js runtime ships (see ``_runtime_root``);
   2. runs ``node node_bootstrap.mjs`` with the event JSON on stdin, the function's environment
      variables plus AWS_REGION, test credentials and ``AWS_ENDPOINT_URL`` pointing back at this moto
      (so SDK clients inside the handler talk to the emulator); the bootstrap imports the file and
@@ -86,9 +87,45 @@ def _cache_root() -> Path:
     return Path(tempfile.gettempdir()) / f"moto-ext-lambda-{os.getuid()}"
 
 
+def _runtime_modules() -> Path | None:
+    """The ``node_modules`` whose ``@aws-sdk`` stands in for the SDK the Lambda runtime ships.
+
+    ``MOTO_EXT_LAMBDA_RUNTIME_MODULES`` if set (empty: none), else this project's ``node_modules``.
+    """
+    configured = os.environ.get("MOTO_EXT_LAMBDA_RUNTIME_MODULES")
+    if configured is not None:
+        return Path(configured) if configured else None
+    project = Path(__file__).resolve().parents[3] / "node_modules"
+    return project if (project / "@aws-sdk").is_dir() else None
+
+
+def _runtime_root() -> Path:
+    """Where task roots are unzipped, beside a ``node_modules`` holding only the runtime's SDK.
+
+    Real Lambda Node.js runtimes (18 and later) ship AWS SDK v3 in ``/var/runtime/node_modules``
+    and resolve imports there, ES modules included, so bundles leave ``@aws-sdk/*`` out (CDK's
+    ``NodejsFunction`` default). Here the code's imports find it by walking up from the task
+    root: ``<cache>/runtime-<hash>/node_modules/@aws-sdk`` links to the project's ``@aws-sdk``
+    and nothing else, so a bundle that needs any other package fails as it would on AWS.
+    """
+    modules = _runtime_modules()
+    if modules is None:
+        return _cache_root() / "no-runtime-sdk"
+    key = hashlib.sha256(str(modules.resolve()).encode()).hexdigest()[:12]
+    root = _cache_root() / f"runtime-{key}"
+    link = root / "node_modules" / "@aws-sdk"
+    if not link.exists():
+        link.parent.mkdir(parents=True, exist_ok=True)
+        try:
+            link.symlink_to((modules / "@aws-sdk").resolve(), target_is_directory=True)
+        except FileExistsError:  # another thread or moto process made it first
+            pass
+    return root
+
+
 def _task_root(code_bytes: bytes) -> Path:
     """Unzips the code once per sha256; safe against other threads and other moto processes."""
-    root = _cache_root()
+    root = _runtime_root()
     target = root / hashlib.sha256(code_bytes).hexdigest()
     if target.is_dir():
         return target

@@ -1,5 +1,5 @@
 import { execFile } from 'node:child_process';
-import { mkdtemp, readFile, rm } from 'node:fs/promises';
+import { copyFile, mkdtemp, readFile, rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { pathToFileURL } from 'node:url';
@@ -8,19 +8,39 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { type BundleResult, bundlePipeline } from '../../../lib/bundle/bundle-pipeline.ts';
 import { ValidationError } from '../../../lib/errors.ts';
 import { runCli } from '../../support/cli.ts';
+import { createLambdaRuntimeDir } from '../../support/lambda-runtime.ts';
 
 const SIMPLE = join(import.meta.dirname, '../../fixtures/pipelines/simple.ts');
 
+let runtimeDir: string;
 let outDir: string;
 let result: BundleResult;
 
 beforeAll(async () => {
-  outDir = await mkdtemp(join(tmpdir(), 'stackline-bundle-'));
+  // Below a directory that provides @aws-sdk/* the way the Lambda runtime does (and nothing else).
+  runtimeDir = await createLambdaRuntimeDir();
+  outDir = join(runtimeDir, 'bundle');
   result = await bundlePipeline({ pipelineFile: SIMPLE, outDir });
 });
 afterAll(async () => {
-  if (outDir) await rm(outDir, { recursive: true, force: true });
+  if (runtimeDir) await rm(runtimeDir, { recursive: true, force: true });
 });
+
+/** Runs `file` with node from a fresh directory with no node_modules above it. */
+async function runAlone(file: string, env: Record<string, string> = {}) {
+  const alone = await mkdtemp(join(tmpdir(), 'stackline-alone-'));
+  try {
+    await copyFile(file, join(alone, 'index.mjs'));
+    return await promisify(execFile)(process.execPath, [join(alone, 'index.mjs')], {
+      env: { PATH: process.env.PATH, ...env },
+    }).then(
+      ({ stdout, stderr }) => ({ code: 0, stdout, stderr }),
+      (error: { code: number; stdout: string; stderr: string }) => error,
+    );
+  } finally {
+    await rm(alone, { recursive: true, force: true });
+  }
+}
 
 /** The Lambda handler of the bundle, loaded the way the Node.js runtime loads `index.handler`. */
 async function loadHandler(): Promise<(event: unknown, context: unknown) => Promise<unknown>> {
@@ -29,13 +49,35 @@ async function loadHandler(): Promise<(event: unknown, context: unknown) => Prom
 }
 
 describe('bundlePipeline', () => {
-  it('writes a Lambda bundle under 1.5 MB that holds no native module', async () => {
+  it('writes a Lambda bundle under 300 KB that takes only the AWS SDK from the runtime and holds no native module', async () => {
     expect(result.lambda.path).toBe(join(outDir, 'lambda', 'index.mjs'));
-    expect(result.lambda.bytes).toBeLessThan(1.5 * 1024 * 1024);
+    expect(result.lambda.bytes).toBeLessThan(300_000);
     const code = await readFile(result.lambda.path, 'utf8');
     expect(code).not.toContain('better-sqlite3');
     expect(code).not.toMatch(/\.node['"]/);
+    // Nothing of the local SQLite store (its migrations) reaches the runner through `stackline`'s index.
+    expect(code).not.toContain('CREATE TABLE');
     expect(result.lambda.bytes).toBe(Buffer.byteLength(code));
+    expect(result.lambda.runtimeImports).toEqual(
+      expect.arrayContaining(['@aws-sdk/client-dynamodb', '@aws-sdk/client-s3']),
+    );
+    for (const name of result.lambda.runtimeImports) expect(name).toMatch(/^@aws-sdk\//);
+  });
+
+  it('cannot load where no runtime provides the AWS SDK: the SDK is not inside the Lambda bundle', async () => {
+    const alone = await runAlone(result.lambda.path);
+    expect(alone.code).not.toBe(0);
+    expect(alone.stderr).toMatch(/Cannot find (package|module) '@aws-sdk\//);
+  });
+
+  it('puts the AWS SDK into the Lambda bundle on request (bundleAwsSdk)', async () => {
+    const bundled = await bundlePipeline({
+      pipelineFile: SIMPLE,
+      outDir: join(outDir, 'with-sdk'),
+      bundleAwsSdk: true,
+    });
+    expect(bundled.lambda.runtimeImports).toEqual([]);
+    expect(bundled.lambda.bytes).toBeGreaterThan(result.lambda.bytes + 500_000);
   });
 
   it('pins each step to the code hash it has when the CLI loads the module, so local and AWS runs share the cache', async () => {
@@ -74,7 +116,8 @@ describe('bundlePipeline', () => {
     ]);
     const local = JSON.parse(stdout) as Record<string, string>;
     expect(Object.keys(local).length).toBeGreaterThanOrEqual(9);
-    // (The bundling process also defined the `simple` fixture's steps: only the reference ones matter.)
+    // The bundling process also defined the `simple` fixture's steps: the bundle pins only its own.
+    expect(Object.keys(pinned).sort()).toEqual(Object.keys(local).sort());
     expect(Object.fromEntries(Object.keys(local).map((name) => [name, pinned[name]]))).toEqual(local);
     // The pinned parts say what each hash covers: \`evaluate\` uses the shared preprocessing module.
     expect(Object.keys(parts.evaluate)).toEqual(
@@ -116,14 +159,10 @@ describe('bundlePipeline', () => {
     expect(result.container.bytes).toBe(Buffer.byteLength(entry) + Buffer.byteLength(dockerfile));
   });
 
-  it('builds an ECS entry that prints the error type on stderr and exits 1 on a bad request', async () => {
-    const run = promisify(execFile)(process.execPath, [join(result.container.dir, 'index.mjs')], {
-      env: { PATH: process.env.PATH, STACKLINE_REQUEST: '{"action":"plan-map"}' },
+  it('builds an ECS entry that runs without any node_modules (SDK inside), prints the error type on stderr and exits 1 on a bad request', async () => {
+    const failure = await runAlone(join(result.container.dir, 'index.mjs'), {
+      STACKLINE_REQUEST: '{"action":"plan-map"}',
     });
-    const failure = (await run.then(
-      () => undefined,
-      (error: unknown) => error,
-    )) as { code: number; stderr: string; stdout: string };
     expect(failure.code).toBe(1);
     expect(failure.stdout).toBe('');
     expect(JSON.parse(failure.stderr.trim().split('\n').at(-1)!)).toMatchObject({
@@ -144,9 +183,20 @@ describe('stackline bundle', () => {
     expect(result.code).toBe(0);
     expect(result.json()).toMatchObject({
       pipelines: ['simple'],
-      lambda: { path: join(out, 'lambda', 'index.mjs'), bytes: expect.any(Number) },
+      lambda: {
+        path: join(out, 'lambda', 'index.mjs'),
+        bytes: expect.any(Number),
+        runtimeImports: expect.arrayContaining(['@aws-sdk/client-s3', '@aws-sdk/lib-dynamodb']),
+      },
       container: { dir: join(out, 'container'), bytes: expect.any(Number) },
     });
+  });
+
+  it('puts the AWS SDK inside the Lambda bundle with --bundle-aws-sdk', async () => {
+    const out = join(outDir, 'cli-with-sdk');
+    const result = await runCli(join(outDir, 'home'), 'bundle', SIMPLE, '--out', out, '--bundle-aws-sdk', '--json');
+    expect(result.code).toBe(0);
+    expect(result.json()).toMatchObject({ lambda: { runtimeImports: [] } });
   });
 
   it('fails with a usage error when the file exports no pipeline', async () => {
