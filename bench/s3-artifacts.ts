@@ -1,7 +1,8 @@
 /**
  * S3 artifact store throughput on one large artifact, against the plain SDK on the same bytes and
- * the same endpoint (moto, started here): `S3ArtifactStore.put(stream)` (multipart upload hashed on
- * the way, copy to the content key, temp key deleted) vs a raw `@aws-sdk/lib-storage` Upload, and
+ * the same endpoint (moto, started here): `S3ArtifactStore.put(stream)` (read to its end while hashed
+ * and spooled to local disk, then one multipart upload to its content key) vs a raw
+ * `@aws-sdk/lib-storage` Upload of the same kind of stream (no hashing, no spool), and
  * `S3ArtifactStore.get` consumed fully vs a raw GetObject — plus peak RSS during the store's
  * operations, since a streamed artifact must never be held in memory.
  */
@@ -203,7 +204,8 @@ async function measure(options: { quick?: boolean; log?: (message: string) => vo
         '×',
         RATIO_TARGET,
         `median over ${repetitions} repetitions of raw time / store time (same for put and get); a ` +
-          "stream's hash is known only at its end, so the store uploads it to a temporary key and copies it onto its content key",
+          "stream's hash is known only at its end, so the store spools it to local disk while hashing it, then " +
+          'uploads it once to its content key; its get re-hashes every byte, the raw GetObject does not',
       ),
       metric(
         `store.putFile of ${mib}`,

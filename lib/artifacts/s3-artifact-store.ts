@@ -77,12 +77,14 @@ export interface S3ArtifactStoreOptions {
 /**
  * An {@link ArtifactStore} in an S3 bucket, content-addressed by SHA-256.
  *
- * Keys: `<prefix>/blobs/<first two hex digits>/<hex>` holds each blob; `<prefix>/tmp/<uuid>` holds
- * streamed writes in progress. Since a stream's hash is known only once it has been read, a stream
- * is uploaded (multipart, hashed on the way) to a temp key, then copied onto its content key and
- * the temp key deleted. In-memory values and files are hashed first and written straight to their
- * content key (one PutObject when small, a multipart upload otherwise). Every write to a content key is conditional (`If-None-Match: *`): a blob, once
- * written, is never overwritten, and a lost race means identical content is already there.
+ * Keys: `<prefix>/blobs/<first two hex digits>/<hex>` holds each blob. Every blob is written once,
+ * straight to its content key, which needs its hash first: in-memory values and files are hashed
+ * in place; a stream is read to its end while being hashed, kept in memory while under 5 MiB and
+ * spooled to an unlinked file in `cacheDir` beyond that (one PutObject when small, a multipart
+ * upload otherwise). Only a stream larger than the spool may hold (`transfer.spoolMaxBytes`,
+ * default half the free space in `cacheDir`) goes to `<prefix>/tmp/<uuid>` first and is then
+ * copied onto its content key. Every write to a content key is conditional (`If-None-Match: *`): a
+ * blob, once written, is never overwritten, and a lost race means identical content is already there.
  *
  * Integrity: uploads carry SHA-256 checksums that S3 checks on receipt (`ChecksumSHA256` when the
  * hash is known up front, `ChecksumAlgorithm: SHA256` per part otherwise); every download is

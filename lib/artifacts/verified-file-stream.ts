@@ -13,9 +13,9 @@ interface Chunk {
 
 /**
  * Streams a file's first `size` bytes, hashing them in the same pass, and fails instead of ending
- * when they do not hash to `contentHash`. The read of the next chunk (thread pool) runs while this
- * one is hashed and consumed (this thread), so a verified read costs about what a plain read does
- * rather than a read plus a hash. The last chunk is held back until the digest matches: a consumer
+ * when they do not hash to `contentHash`. Up to `depth` reads of the next chunks (thread pool) run
+ * while this one is hashed and consumed (this thread), so a verified read costs about what a plain
+ * read does rather than a read plus a hash, where the disk rather than the CPU is the limit. The last chunk is held back until the digest matches: a consumer
  * never receives the complete bytes of a damaged blob, only a stream that errors with an
  * `IntegrityError`. Takes ownership of `handle` and closes it.
  */
