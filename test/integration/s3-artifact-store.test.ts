@@ -293,8 +293,9 @@ describe('S3ArtifactStore on moto', () => {
       const calls: { command: string; key?: string }[] = [];
       own.middlewareStack.add(
         (next, context) => async (args) => {
-          calls.push({ command: context.commandName, key: (args.input as { Key?: string }).Key });
-          await before?.(context.commandName);
+          const command = context.commandName ?? 'unknown';
+          calls.push({ command, key: (args.input as { Key?: string }).Key });
+          await before?.(command);
           return next(args);
         },
         { step: 'initialize' },
