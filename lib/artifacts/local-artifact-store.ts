@@ -16,18 +16,13 @@ import {
 } from 'node:fs';
 import { type FileHandle, open, readFile, unlink } from 'node:fs/promises';
 import { join, resolve } from 'node:path';
-import type { Readable } from 'node:stream';
+import { Readable } from 'node:stream';
 import { pathToFileURL } from 'node:url';
 import { NotFoundError } from '../errors.ts';
 import type { ArtifactStore, BlobSource, GarbageCollection, StoredBlob } from './artifact-store.ts';
-import {
-  type BlobCheck,
-  checkedBytes,
-  damagedBlobError,
-  hashFile,
-  hexOfContentHash,
-  verifyingStream,
-} from './integrity.ts';
+import { CoalescingWriter, writeFully } from './coalescing-writer.ts';
+import { type BlobCheck, checkedBytes, damagedBlobError, hashFile, hexOfContentHash } from './integrity.ts';
+import { VerifiedFileStream } from './verified-file-stream.ts';
 
 /**
  * Chunk size for file copies and read streams. Large chunks keep the per-chunk overhead (a
@@ -100,12 +95,34 @@ export class LocalArtifactStore implements ArtifactStore {
     }
   }
 
+  /**
+   * A stream of the blob, verified in the same pass that reads it (see {@link VerifiedFileStream}).
+   * Blobs up to 1 MiB are read whole, synchronously (see `getBytes`), and checked before any byte
+   * is passed on.
+   */
   async get(contentHash: string): Promise<Readable> {
     const path = this.#blobPath(contentHash);
+    let info: Stats;
+    try {
+      info = statSync(path);
+    } catch (error) {
+      throw this.#translateMissing(error, contentHash);
+    }
+    if (info.size <= SYNC_READ_LIMIT) {
+      let bytes: Buffer;
+      try {
+        bytes = readFileSync(path);
+      } catch (error) {
+        throw this.#translateMissing(error, contentHash);
+      }
+      // Checked as the stream is read, so damage fails the stream, as it does for large blobs.
+      return Readable.from(checkedChunks(bytes, contentHash, path), { objectMode: false });
+    }
     const handle = await open(path, 'r').catch((error: unknown) => {
       throw this.#translateMissing(error, contentHash);
     });
-    return verifyingStream(handle.createReadStream({ highWaterMark: CHUNK_SIZE }), contentHash, path);
+    // Reads `info.size` bytes: had the file been replaced since the stat, they are still verified.
+    return new VerifiedFileStream(handle, info.size, contentHash, path, CHUNK_SIZE);
   }
 
   async getBytes(contentHash: string): Promise<Buffer> {
@@ -424,74 +441,9 @@ async function copyHashing(source: FileHandle, target: FileHandle, hash: Hash): 
   return { hex: hash.digest('hex'), size };
 }
 
-/** Chunks at least this large are written as they are; smaller ones are batched. */
-const DIRECT_WRITE_MIN = 256 * 1024;
-
-/**
- * Writes a stream of chunks to a file in large batches. Streams commonly deliver 16–64 KiB chunks,
- * and one thread-pool write per chunk costs more than the copy into a 1 MiB batch: batching makes
- * a 64 KiB-chunk stream nearly as fast as a file copy. Small chunks are copied, so a source may
- * reuse its buffer once `write` resolves; a batch is written while the next one fills.
- */
-class CoalescingWriter {
-  readonly #target: FileHandle;
-  /** File offset of the next byte handed to `write`. */
-  size = 0;
-  #batch: Buffer | undefined;
-  #spare: Buffer | undefined;
-  #batched = 0;
-  /** The write of the previous batch, still in flight. */
-  #inFlight: Promise<void> | undefined;
-
-  constructor(target: FileHandle) {
-    this.#target = target;
-  }
-
-  async write(chunk: Uint8Array): Promise<void> {
-    if (chunk.byteLength >= DIRECT_WRITE_MIN) {
-      await this.flush();
-      await writeFully(this.#target, chunk, this.size);
-      this.size += chunk.byteLength;
-      return;
-    }
-    if (this.#batched + chunk.byteLength > CHUNK_SIZE) await this.#dispatchBatch();
-    this.#batch ??= Buffer.allocUnsafeSlow(CHUNK_SIZE);
-    this.#batch.set(chunk, this.#batched);
-    this.#batched += chunk.byteLength;
-    this.size += chunk.byteLength;
-  }
-
-  /** Writes whatever is batched and waits for every write to finish. */
-  async flush(): Promise<void> {
-    if (this.#batched > 0) await this.#dispatchBatch();
-    await this.#inFlight;
-    this.#inFlight = undefined;
-  }
-
-  /** Waits for the write in flight, ignoring its outcome — before closing the file after a failure. */
-  async settle(): Promise<void> {
-    await this.#inFlight?.catch(() => {});
-  }
-
-  async #dispatchBatch(): Promise<void> {
-    await this.#inFlight;
-    const batch = this.#batch as Buffer;
-    const position = this.size - this.#batched;
-    this.#inFlight = writeFully(this.#target, batch.subarray(0, this.#batched), position);
-    // Observed when awaited; until then, keep a failure from counting as an unhandled rejection.
-    this.#inFlight.catch(() => {});
-    this.#batch = this.#spare;
-    this.#spare = batch;
-    this.#batched = 0;
-  }
-}
-
-async function writeFully(target: FileHandle, chunk: Uint8Array, position: number): Promise<void> {
-  let offset = 0;
-  while (offset < chunk.byteLength) {
-    const { bytesWritten } = await target.write(chunk, offset, chunk.byteLength - offset, position + offset);
-    offset += bytesWritten;
-  }
+function* checkedChunks(bytes: Buffer, contentHash: string, where: string): Generator<Buffer> {
+  checkedBytes(bytes, contentHash, where);
+  if (bytes.byteLength > 0) yield bytes;
 }
 
 function fsyncDir(dir: string): void {

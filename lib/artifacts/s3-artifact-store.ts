@@ -1,6 +1,6 @@
-import { createHash, randomUUID } from 'node:crypto';
-import { createReadStream, createWriteStream } from 'node:fs';
-import { chmod, mkdir, rename, stat, unlink } from 'node:fs/promises';
+import { createHash, type Hash, randomUUID } from 'node:crypto';
+import { createWriteStream } from 'node:fs';
+import { chmod, mkdir, open, rename, stat, unlink } from 'node:fs/promises';
 import { join, resolve } from 'node:path';
 import { Readable } from 'node:stream';
 import { pipeline } from 'node:stream/promises';
@@ -21,16 +21,19 @@ import {
 } from '@aws-sdk/client-s3';
 import { Upload } from '@aws-sdk/lib-storage';
 import { getSignedUrl } from '@aws-sdk/s3-request-presigner';
-import { NotFoundError, StacklineError, ValidationError } from '../errors.ts';
+import { IntegrityError, NotFoundError, StacklineError, ValidationError } from '../errors.ts';
 import type { ArtifactStore, BlobSource, StoredBlob } from './artifact-store.ts';
 import {
   type BlobCheck,
   checkedBytes,
   damagedBlobError,
+  hashFile,
   hashStream,
   hexOfContentHash,
   verifyingStream,
 } from './integrity.ts';
+import { spoolStream } from './stream-spool.ts';
+import { VerifiedFileStream } from './verified-file-stream.ts';
 
 const MiB = 1024 * 1024;
 const GiB = 1024 * MiB;
@@ -62,18 +65,26 @@ export interface S3ArtifactStoreOptions {
     copyObjectMaxBytes?: number;
     /** Part size of such multipart copies (default 512 MiB). */
     copyPartSizeBytes?: number;
+    /**
+     * At most this many bytes of a stream are spooled to `cacheDir` to learn its hash before the
+     * upload; a longer stream goes through a temporary key and a server-side copy instead.
+     * Default: half the space free in `cacheDir` when the put starts.
+     */
+    spoolMaxBytes?: number;
   };
 }
 
 /**
  * An {@link ArtifactStore} in an S3 bucket, content-addressed by SHA-256.
  *
- * Keys: `<prefix>/blobs/<first two hex digits>/<hex>` holds each blob; `<prefix>/tmp/<uuid>` holds
- * streamed writes in progress. Since a stream's hash is known only once it has been read, a stream
- * is uploaded (multipart, hashed on the way) to a temp key, then copied onto its content key and
- * the temp key deleted. In-memory values and files are hashed first and written straight to their
- * content key (one PutObject when small, a multipart upload otherwise). Every write to a content key is conditional (`If-None-Match: *`): a blob, once
- * written, is never overwritten, and a lost race means identical content is already there.
+ * Keys: `<prefix>/blobs/<first two hex digits>/<hex>` holds each blob. Every blob is written once,
+ * straight to its content key, which needs its hash first: in-memory values and files are hashed
+ * in place; a stream is read to its end while being hashed, kept in memory while under 5 MiB and
+ * spooled to an unlinked file in `cacheDir` beyond that (one PutObject when small, a multipart
+ * upload otherwise). Only a stream larger than the spool may hold (`transfer.spoolMaxBytes`,
+ * default half the free space in `cacheDir`) goes to `<prefix>/tmp/<uuid>` first and is then
+ * copied onto its content key. Every write to a content key is conditional (`If-None-Match: *`): a
+ * blob, once written, is never overwritten, and a lost race means identical content is already there.
  *
  * Integrity: uploads carry SHA-256 checksums that S3 checks on receipt (`ChecksumSHA256` when the
  * hash is known up front, `ChecksumAlgorithm: SHA256` per part otherwise); every download is
@@ -101,6 +112,7 @@ export class S3ArtifactStore implements ArtifactStore {
   readonly #queueSize: number;
   readonly #copyObjectMax: number;
   readonly #copyPartSize: number;
+  readonly #spoolMax: number | undefined;
   /** Downloads in progress by `getFile`, so concurrent calls for one blob share one download. */
   readonly #downloads = new Map<string, Promise<string>>();
 
@@ -122,6 +134,7 @@ export class S3ArtifactStore implements ArtifactStore {
     this.#queueSize = options.transfer?.queueSize ?? 2;
     this.#copyObjectMax = options.transfer?.copyObjectMaxBytes ?? COPY_OBJECT_MAX_BYTES;
     this.#copyPartSize = Math.max(options.transfer?.copyPartSizeBytes ?? 512 * MiB, MIN_PART_BYTES);
+    this.#spoolMax = options.transfer?.spoolMaxBytes;
   }
 
   async put(source: BlobSource): Promise<StoredBlob> {
@@ -237,17 +250,24 @@ export class S3ArtifactStore implements ArtifactStore {
   /**
    * A file can be read twice, so hash it first and upload it once, straight to its content key —
    * no temporary object and no server-side copy (which costs a second full write: measured ~0.6× a
-   * raw upload on moto). Streams cannot be re-read and go through `#putStream` instead, which needs
-   * no local disk (Lambda's /tmp is small).
+   * raw upload on moto). The upload re-hashes what it reads and fails, before the upload completes,
+   * if the file changed in between: the content key never receives other bytes.
    */
   async #putHashedFile(path: string): Promise<StoredBlob> {
-    const hash = createHash('sha256');
-    let size = 0;
-    for await (const chunk of createReadStream(path, { highWaterMark: MiB })) {
-      hash.update(chunk as Buffer);
-      size += (chunk as Buffer).byteLength;
+    const { hex, size } = await hashFile(path);
+    const handle = await open(path, 'r');
+    try {
+      return await this.#uploadKnown(() => new VerifiedFileStream(handle, size, `sha256:${hex}`, path, MiB), hex, size);
+    } catch (error) {
+      if (!(error instanceof IntegrityError)) throw error;
+      throw new IntegrityError(
+        `File ${path} changed while it was being stored (it no longer hashes to sha256:${hex}); nothing was stored. ` +
+          'Store it again once nothing is writing to it.',
+        { cause: error, context: { path } },
+      );
+    } finally {
+      await handle.close();
     }
-    return this.#uploadKnown(() => createReadStream(path, { highWaterMark: MiB }), hash.digest('hex'), size);
   }
 
   /** Uploads bytes whose hash is known (a file, a buffer) to their content key, unless that key holds them. */
@@ -255,6 +275,7 @@ export class S3ArtifactStore implements ArtifactStore {
     const blobKey = this.#blobKey(hex);
     const existing = await this.#quickCheck(hex);
     if (existing === 'ok') return this.#describe(hex, size);
+    const source = body();
     try {
       // lib-storage passes If-None-Match to PutObject (one part) or CompleteMultipartUpload, so an
       // object, once written, is never overwritten; parts go up in parallel, straight from the file.
@@ -263,7 +284,7 @@ export class S3ArtifactStore implements ArtifactStore {
         params: {
           Bucket: this.bucket,
           Key: blobKey,
-          Body: body(),
+          Body: source,
           ContentLength: size,
           ChecksumAlgorithm: 'SHA256',
           // A damaged object under this key is replaced; otherwise never overwrite.
@@ -276,16 +297,57 @@ export class S3ArtifactStore implements ArtifactStore {
       await upload.done();
     } catch (error) {
       if (!isPreconditionFailed(error)) throw this.#translate(error, `storing blob sha256:${hex}`);
+    } finally {
+      if (source instanceof Readable) source.destroy();
     }
     return this.#describe(hex, size);
   }
 
+  /**
+   * A stream's hash is known only at its end, and its content key only then. So it is first read
+   * to its end while being hashed — in memory if small, else into a local spool file (see
+   * {@link spoolStream}) — and then written once, straight to its content key: no temporary
+   * object and no server-side copy (which on moto cost as much as the upload itself). A stream too
+   * large for the local disk (`transfer.spoolMaxBytes`) goes the long way instead: uploaded,
+   * hashed on the way, to a temporary key, then copied onto its content key.
+   */
   async #putStream(source: AsyncIterable<Uint8Array | string>): Promise<StoredBlob> {
-    const hash = createHash('sha256');
-    let size = 0;
-    async function* hashing(): AsyncGenerator<Buffer> {
-      for await (const item of source) {
-        const chunk = typeof item === 'string' ? Buffer.from(item, 'utf8') : Buffer.from(item);
+    const spooled = await spoolStream(source, {
+      dir: this.cacheDir,
+      memoryMaxBytes: SINGLE_PUT_MAX_BYTES,
+      ...(this.#spoolMax !== undefined && { diskMaxBytes: this.#spoolMax }),
+    });
+    try {
+      if (spooled.kind === 'memory') return await this.#putSmall(spooled.bytes);
+      const { handle, size } = spooled;
+      // The spool is this process's own unlinked file, read back as written: hashed once, while spooling.
+      const spoolContents = () =>
+        size === 0
+          ? Readable.from([])
+          : handle.createReadStream({ start: 0, end: size - 1, highWaterMark: MiB, autoClose: false });
+      if (spooled.kind === 'file') return await this.#uploadKnown(spoolContents, spooled.hex, size);
+      return await this.#putViaTempKey(spoolContents(), spooled.rest, spooled.hash, size);
+    } finally {
+      await spooled.discard();
+    }
+  }
+
+  /**
+   * Uploads `head` (already hashed into `hash`, `headSize` bytes), then `rest` (hashed on the way)
+   * to a temporary key, then copies the object onto its content key and deletes the temporary one.
+   */
+  async #putViaTempKey(
+    head: Readable,
+    rest: AsyncIterable<Uint8Array>,
+    hash: Hash,
+    headSize: number,
+  ): Promise<StoredBlob> {
+    let size = headSize;
+    async function* body(): AsyncGenerator<Buffer> {
+      yield* head as AsyncIterable<Buffer>;
+      for await (const item of rest) {
+        // A copy: lib-storage holds chunks until a part is full, and a source may reuse its buffer.
+        const chunk = Buffer.from(item);
         hash.update(chunk);
         size += chunk.byteLength;
         yield chunk;
@@ -298,7 +360,7 @@ export class S3ArtifactStore implements ArtifactStore {
         params: {
           Bucket: this.bucket,
           Key: tmpKey,
-          Body: Readable.from(hashing()),
+          Body: Readable.from(body()),
           ChecksumAlgorithm: 'SHA256',
           ...this.#encryption,
         },
@@ -320,6 +382,7 @@ export class S3ArtifactStore implements ArtifactStore {
     } catch (error) {
       throw this.#translate(error, 'streaming a blob');
     } finally {
+      head.destroy();
       await this.#client.send(new DeleteObjectCommand({ Bucket: this.bucket, Key: tmpKey })).catch(() => {});
     }
   }

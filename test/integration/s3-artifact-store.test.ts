@@ -1,5 +1,5 @@
 import { createHash, randomUUID } from 'node:crypto';
-import { mkdtemp, readFile, rm, stat, writeFile } from 'node:fs/promises';
+import { mkdtemp, readdir, readFile, rm, stat, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { Readable } from 'node:stream';
@@ -8,13 +8,14 @@ import {
   DeleteObjectCommand,
   GetObjectCommand,
   HeadObjectCommand,
+  ListMultipartUploadsCommand,
   ListObjectsV2Command,
   PutObjectCommand,
   S3Client,
 } from '@aws-sdk/client-s3';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { S3ArtifactStore, type S3ArtifactStoreOptions } from '../../lib/artifacts/s3-artifact-store.ts';
-import { NotFoundError, ValidationError } from '../../lib/errors.ts';
+import { IntegrityError, NotFoundError, ValidationError } from '../../lib/errors.ts';
 import { describeArtifactStoreConformance } from '../conformance/artifact-store.conformance.ts';
 import { awsTestClientConfig, type MotoServer, startMoto } from '../support/moto.ts';
 
@@ -68,6 +69,12 @@ async function* chunksOf(bytes: Buffer, chunkSize: number): AsyncGenerator<Uint8
 async function keysUnder(prefix: string): Promise<string[]> {
   const listed = await client.send(new ListObjectsV2Command({ Bucket: BUCKET, Prefix: prefix }));
   return (listed.Contents ?? []).map((object) => object.Key!);
+}
+
+/** Multipart uploads started and neither completed nor aborted. */
+async function openUploadsUnder(prefix: string): Promise<string[]> {
+  const listed = await client.send(new ListMultipartUploadsCommand({ Bucket: BUCKET, Prefix: prefix }));
+  return (listed.Uploads ?? []).map((upload) => upload.Key!);
 }
 
 async function readAll(stream: Readable): Promise<Buffer> {
@@ -177,7 +184,8 @@ describe('S3ArtifactStore on moto', () => {
 
   it('copies blobs above the CopyObject limit part by part', async () => {
     const store = newStore({
-      transfer: { partSizeBytes: 5 * MiB, copyObjectMaxBytes: 5 * MiB, copyPartSizeBytes: 5 * MiB },
+      // spoolMaxBytes 0: the stream goes through a temporary key and a copy.
+      transfer: { partSizeBytes: 5 * MiB, copyObjectMaxBytes: 5 * MiB, copyPartSizeBytes: 5 * MiB, spoolMaxBytes: 0 },
     });
     const bytes = bytesOf(11 * MiB, 5);
     const blob = await store.put(chunksOf(bytes, MiB));
@@ -263,13 +271,92 @@ describe('S3ArtifactStore on moto', () => {
     expect(blob).toMatchObject({ contentHash: sha256(bytes), size: bytes.length });
   });
 
-  it('fails a put whose source stream fails, leaving nothing behind', async () => {
-    const store = newStore({ transfer: { partSizeBytes: 5 * MiB } });
+  it.each([
+    ['while spooling', undefined],
+    ['while uploading to a temporary key', 0],
+  ])('fails a put whose source stream fails %s, leaving nothing behind', async (_when, spoolMaxBytes) => {
+    const store = newStore({ transfer: { partSizeBytes: 5 * MiB, spoolMaxBytes } });
     async function* failing(): AsyncGenerator<Uint8Array> {
       yield bytesOf(6 * MiB, 1);
       throw new Error('source broke');
     }
     await expect(store.put(failing())).rejects.toThrow('source broke');
     expect(await keysUnder(`${store.prefix}/`)).toEqual([]);
+    expect(await openUploadsUnder(`${store.prefix}/`)).toEqual([]);
+    expect(await readdir(store.cacheDir).catch(() => [])).toEqual([]);
+  });
+
+  describe('streams', () => {
+    /** A client of its own that records each command's name and key, and may act before sending it. */
+    function recordingClient(before?: (command: string) => Promise<void>) {
+      const own = new S3Client(awsTestClientConfig(moto.endpoint));
+      const calls: { command: string; key?: string }[] = [];
+      own.middlewareStack.add(
+        (next, context) => async (args) => {
+          const command = context.commandName ?? 'unknown';
+          calls.push({ command, key: (args.input as { Key?: string }).Key });
+          await before?.(command);
+          return next(args);
+        },
+        { step: 'initialize' },
+      );
+      return { client: own, calls };
+    }
+
+    it('writes a stream larger than one request once, straight to its content key: no temporary object, no copy, no spool file left', async () => {
+      const { client: own, calls } = recordingClient();
+      const store = newStore({ client: own, transfer: { partSizeBytes: 5 * MiB } });
+      const bytes = bytesOf(12 * MiB + 5, 21);
+      try {
+        const blob = await store.put(chunksOf(bytes, 64 * 1024));
+        expect(blob).toMatchObject({ contentHash: sha256(bytes), size: bytes.length });
+        const writes = calls.filter(({ command }) => !/^(Head|Get)Object/.test(command));
+        expect(new Set(writes.map(({ key }) => key))).toEqual(new Set([store.keyOf(blob.contentHash)]));
+        expect(writes.map(({ command }) => command)).not.toContain('CopyObjectCommand');
+        expect((await store.getBytes(blob.contentHash)).equals(bytes)).toBe(true);
+        expect(await readdir(store.cacheDir)).toEqual([]);
+      } finally {
+        own.destroy();
+      }
+    });
+
+    it('goes through a temporary key and a server-side copy when the stream outgrows transfer.spoolMaxBytes', async () => {
+      const { client: own, calls } = recordingClient();
+      const store = newStore({ client: own, transfer: { partSizeBytes: 5 * MiB, spoolMaxBytes: 6 * MiB } });
+      const bytes = bytesOf(12 * MiB + 5, 22);
+      try {
+        const blob = await store.put(chunksOf(bytes, 64 * 1024));
+        expect(blob).toMatchObject({ contentHash: sha256(bytes), size: bytes.length });
+        expect(calls.map(({ command }) => command)).toContain('CopyObjectCommand');
+        expect((await store.getBytes(blob.contentHash)).equals(bytes)).toBe(true);
+        expect(await keysUnder(`${store.prefix}/`)).toEqual([store.keyOf(blob.contentHash)]);
+        expect(await readdir(store.cacheDir)).toEqual([]);
+      } finally {
+        own.destroy();
+      }
+    });
+
+    it.each([
+      ['one request', MiB],
+      ['a multipart upload', 11 * MiB],
+    ])('refuses a putFile (%s) whose file changes after it was hashed, storing nothing', async (_how, size) => {
+      const path = join(scratch, `changing-${size}.bin`);
+      const original = bytesOf(size, 23);
+      await writeFile(path, original);
+      // HeadObject is the store's look at the content key, between hashing the file and uploading it.
+      const { client: own } = recordingClient(async (command) => {
+        if (command === 'HeadObjectCommand') await writeFile(path, bytesOf(size, 24));
+      });
+      const store = newStore({ client: own, transfer: { partSizeBytes: 5 * MiB } });
+      try {
+        const attempt = store.putFile(path);
+        await expect(attempt).rejects.toThrow(IntegrityError);
+        await expect(attempt).rejects.toThrow(`File ${path} changed while it was being stored`);
+        expect(await keysUnder(`${store.prefix}/`)).toEqual([]);
+        expect(await openUploadsUnder(`${store.prefix}/`)).toEqual([]);
+      } finally {
+        own.destroy();
+      }
+    });
   });
 });
