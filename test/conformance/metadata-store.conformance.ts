@@ -586,6 +586,16 @@ export function describeMetadataStoreConformance(name: string, factory: () => Pr
         expect(await store.runs.latestSteps(run.id, [])).toEqual(new Map());
       });
 
+      it('a leased startStep is refused while an unleased step run of the same step id is running', async () => {
+        const run = await store.runs.create(runDraft());
+        const unleased = await store.runs.startStep(stepDraft(run.id, { stepId: 'score[1]' }));
+        const refused = await rejection(
+          store.runs.startStep(stepDraft(run.id, { stepId: 'score[1]', leaseExpiresAt: future() })),
+        );
+        expect(refused).toBeInstanceOf(StepInProgressError);
+        expect((refused as StepInProgressError).context.stepRunId).toBe(unleased.id);
+      });
+
       it("latestSteps finds a fan-out's re-planned parent and its items by step id, past 100 of them", async () => {
         const run = await store.runs.create(runDraft());
         await store.runs.startStep(stepDraft(run.id, { stepId: 'square', startedAt: at(1) }));
