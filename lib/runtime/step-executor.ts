@@ -360,6 +360,7 @@ async function runAttempt(
   const timeoutMs = node.spec.options.timeoutMs;
   let timer: NodeJS.Timeout | undefined;
   let isolated: IsolatedAttempt | undefined;
+  let onRunAbort: (() => void) | undefined;
   try {
     if (request.signal?.aborted) throw new RunCancelledError(`Step "${node.id}" was cancelled.`);
     const context: StepContext = {
@@ -419,11 +420,10 @@ async function runAttempt(
     if (runSignal) {
       // The run's signal, not the attempt's: a timeout also aborts the attempt, and must stay a timeout.
       guards.push(
-        new Promise<never>((_, reject) =>
-          runSignal.addEventListener('abort', () => reject(new RunCancelledError(`Step "${node.id}" was cancelled.`)), {
-            once: true,
-          }),
-        ),
+        new Promise<never>((_, reject) => {
+          onRunAbort = () => reject(new RunCancelledError(`Step "${node.id}" was cancelled.`));
+          runSignal.addEventListener('abort', onRunAbort, { once: true });
+        }),
       );
     }
     call.catch(() => {}); // the race below reports it; avoid an unhandled rejection when a guard wins
@@ -431,6 +431,9 @@ async function runAttempt(
   } finally {
     if (timer) clearTimeout(timer);
     request.signal?.removeEventListener('abort', onAbort);
+    // The run's signal outlives its steps: a listener left on it would keep every attempt (its
+    // closure, inputs and result) alive until the run ends, memory growing with the pipeline.
+    if (onRunAbort) request.signal?.removeEventListener('abort', onRunAbort);
     // The hard stop: the attempt's thread is gone before its scratch directory is removed or a retry starts.
     await isolated?.stop();
   }

@@ -30,7 +30,7 @@ import {
 import { canonicalJson } from '../util/canonical-json.ts';
 import { nowIso } from '../util/ids.ts';
 import { formatZodIssues } from '../util/zod-format.ts';
-import { collectFanOut, fanOutItemIndex, planFanOut } from './fan-out.ts';
+import { collectFanOut, planFanOut } from './fan-out.ts';
 import { currentExecutor, leaseUntil } from './liveness.ts';
 import {
   createRun,
@@ -430,20 +430,6 @@ function executionRequest(scope: StepScope, inputs: Record<string, ArtifactVersi
   };
 }
 
-/** The newest step run recorded under `stepId` (a node id or `id[i]`) whose status is in `statuses`. */
-function newestStep(steps: readonly StepRun[], stepId: string, statuses: readonly string[]): StepRun | undefined {
-  let newest: StepRun | undefined;
-  for (const step of steps) {
-    if (step.stepId !== stepId || !statuses.includes(step.status)) continue;
-    if (!newest || isNewer(step, newest)) newest = step;
-  }
-  return newest;
-}
-
-function isNewer(a: StepRun, b: StepRun): boolean {
-  return a.startedAt === b.startedAt ? a.id > b.id : a.startedAt > b.startedAt;
-}
-
 const DONE = ['completed', 'cached'] as const;
 
 /** Output name → version, for step runs' recorded output ids, in one batch read. */
@@ -635,8 +621,9 @@ async function collectMap(request: RequestOf<'collect-map'>, deps: StepRunnerDep
   const scope = await openStepScope(request, deps);
   requireFanOut(scope);
   const { run, node, env } = scope;
-  const steps = await env.metadata.runs.listSteps(run.id);
-  const parent = newestStep(steps, node.id, ['running', ...DONE]);
+  // Keyed reads only: the parent, then its items by step id; never the run's whole step list.
+  const latest = (await env.metadata.runs.latestSteps(run.id, [node.id])).get(node.id);
+  const parent = latest && ['running', ...DONE].includes(latest.status) ? latest : undefined;
   if (!parent) {
     throw new NonRetriableError(
       `Fan-out step "${node.id}" of run "${run.id}" has not been planned: call plan-map before collect-map.`,
@@ -649,13 +636,12 @@ async function collectMap(request: RequestOf<'collect-map'>, deps: StepRunnerDep
     result = { stepRun: parent, outputs: (await outputVersions(env.metadata, [parent]))[0]! };
   } else {
     const count = Number(parent.metadata.items ?? 0);
-    const items: StepRun[] = new Array(count);
-    for (const step of steps) {
-      const index = fanOutItemIndex(node, step.stepId);
-      if (index === undefined || index >= count || !(DONE as readonly string[]).includes(step.status)) continue;
-      const current = items[index];
-      if (!current || isNewer(step, current)) items[index] = step;
-    }
+    const itemIds = Array.from({ length: count }, (_, i) => stepRecordId(node.id, i));
+    const latestItems = await env.metadata.runs.latestSteps(run.id, itemIds);
+    const items = itemIds.map((id) => {
+      const step = latestItems.get(id);
+      return step && (DONE as readonly string[]).includes(step.status) ? step : undefined;
+    });
     const missing = Array.from({ length: count }, (_, i) => i).filter((i) => !items[i]);
     if (missing.length > 0) {
       const shown = missing.slice(0, 20).join(', ');
@@ -664,7 +650,7 @@ async function collectMap(request: RequestOf<'collect-map'>, deps: StepRunnerDep
         { context: { runId: run.id, step: node.id, missing: missing.slice(0, 100), count } },
       );
     }
-    const itemOutputs = await outputVersions(env.metadata, items);
+    const itemOutputs = await outputVersions(env.metadata, items as StepRun[]);
     result = await collectFanOut(executionRequest(scope, {}), parent, itemOutputs, env);
   }
   rememberDone(scope, node.id, result);

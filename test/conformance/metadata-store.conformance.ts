@@ -586,6 +586,36 @@ export function describeMetadataStoreConformance(name: string, factory: () => Pr
         expect(await store.runs.latestSteps(run.id, [])).toEqual(new Map());
       });
 
+      it('a leased startStep is refused while an unleased step run of the same step id is running', async () => {
+        const run = await store.runs.create(runDraft());
+        const unleased = await store.runs.startStep(stepDraft(run.id, { stepId: 'score[1]' }));
+        const refused = await rejection(
+          store.runs.startStep(stepDraft(run.id, { stepId: 'score[1]', leaseExpiresAt: future() })),
+        );
+        expect(refused).toBeInstanceOf(StepInProgressError);
+        expect((refused as StepInProgressError).context.stepRunId).toBe(unleased.id);
+      });
+
+      it("latestSteps finds a fan-out's re-planned parent and its items by step id, past 100 of them", async () => {
+        const run = await store.runs.create(runDraft());
+        await store.runs.startStep(stepDraft(run.id, { stepId: 'square', startedAt: at(1) }));
+        const replanned = await store.runs.startStep(stepDraft(run.id, { stepId: 'square', startedAt: at(2) }));
+        const ids = Array.from({ length: 120 }, (_, i) => `square[${i}]`);
+        const started = new Map<string, StepRun>();
+        for (const stepId of ids.filter((id) => id !== 'square[7]')) {
+          started.set(
+            stepId,
+            await store.runs.startStep(stepDraft(run.id, { stepId, startedAt: at(3), leaseExpiresAt: future() })),
+          );
+        }
+
+        const latest = await store.runs.latestSteps(run.id, ['square', ...ids]);
+        expect(latest.size).toBe(120);
+        expect(latest.get('square')?.id).toBe(replanned.id);
+        expect(latest.has('square[7]')).toBe(false);
+        expect([...started].map(([stepId]) => latest.get(stepId)?.id)).toEqual([...started.values()].map((s) => s.id));
+      });
+
       it('a leased startStep takes over from an attempt whose lease expired, and retries after a failure', async () => {
         const run = await store.runs.create(runDraft());
         const lost = await store.runs.startStep(stepDraft(run.id, { leaseExpiresAt: past() }));

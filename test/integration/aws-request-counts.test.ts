@@ -74,6 +74,9 @@ describe('AWS requests per executed step', () => {
     expect(result.conflicts).toBe(0);
     expect(result.cancelledTransactions).toBe(0);
     expect(result.perStep).toBeLessThanOrEqual(6);
+    // Every Query is a cache lookup (one per item, one for the list): plan-map, the items and
+    // collect-map read the records they need by key and never list the run's step runs.
+    expect(result.byOperation['dynamodb:Query']).toBe(40 + 1);
 
     // Each item's output is recorded under its own step run, numbered by the item, not by a counter.
     const { metadata } = stack.deps.stores;

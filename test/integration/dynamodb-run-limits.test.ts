@@ -82,6 +82,8 @@ describe('run records beyond DynamoDB transaction and item limits', () => {
     // as Step Functions leaves them when a Map iteration fails.
     const metadata = deps.stores.metadata;
     for (let index = 200; index < 300; index++) {
+      // Item 250's own invocation is the one that fails below; a second live attempt at it would be refused.
+      if (index === 250) continue;
       await metadata.runs.startStep({
         id: `srun_inflight_${index}`,
         runId,

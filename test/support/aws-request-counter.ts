@@ -187,29 +187,39 @@ export async function countLocalRun(stack: CountedAwsStack, steps: number) {
  * compiled state machine's Task states invoke it: start-run, run-step per step, finish-run.
  * `cold`: every invocation gets new store instances, as if each ran in a fresh Lambda container;
  * otherwise all run in one warm container (the usual case for a linear pipeline's invocations).
+ * `lastSteps`: count only the run-step invocations of the last steps (steps before them run
+ * uncounted in a warm container, finish-run is not counted): the cost of one more step deep in a run.
  */
-export async function countStepRunnerRun(stack: CountedAwsStack, steps: number, options: { cold?: boolean } = {}) {
+export async function countStepRunnerRun(
+  stack: CountedAwsStack,
+  steps: number,
+  options: { cold?: boolean; lastSteps?: number } = {},
+) {
   const p = linearRequestPipeline(steps);
   const warm = { ...stack.deps, pipelines: [p] };
-  const depsOf = () => (options.cold ? { ...stack.coldDeps(), pipelines: [p] } : warm);
+  const counted = options.lastSteps ?? steps;
+  const firstCounted = steps - counted;
+  const depsOf = (i: number) => (options.cold && i >= firstCounted ? { ...stack.coldDeps(), pipelines: [p] } : warm);
   stack.counter.reset();
   const { runId } = await handleStepRunnerRequest(
     { action: 'start-run', pipeline: p.name, parameters: {}, tags: [] },
-    depsOf(),
+    depsOf(firstCounted > 0 ? -1 : 0),
   );
   for (let i = 0; i < steps; i++) {
+    if (i === firstCounted && i > 0) stack.counter.reset();
     const done = await handleStepRunnerRequest(
       { action: 'run-step', pipeline: p.name, runId, stepId: `s${i}` },
-      depsOf(),
+      depsOf(i),
     );
     if (done.status !== 'completed') throw new Error(`Step s${i} ended ${done.status}.`);
   }
+  const result = perStep(stack.counter, counted);
   const finished = await handleStepRunnerRequest(
     { action: 'finish-run', pipeline: p.name, runId, status: 'completed' },
-    depsOf(),
+    depsOf(steps),
   );
   if (finished.status !== 'completed') throw new Error(`The ${steps}-step run ended ${finished.status}.`);
-  return perStep(stack.counter, steps);
+  return firstCounted > 0 ? result : perStep(stack.counter, steps);
 }
 
 /**

@@ -360,9 +360,8 @@ export class DynamoDbRunRepository implements RunRepository {
 
   /**
    * Through the steps' slots (`SLOT#<stepId>` names the step run that last took it): one batch read
-   * of the slots and one of their holders, whatever the size of the run. A step id without a slot
-   * (step runs recorded without a lease, such as a fan-out's parent) is looked up in the run's
-   * partition instead.
+   * of the slots and one of their holders (per 100 step ids), whatever the size of the run: every
+   * step run takes its step id's slot as it is recorded, so a step id without one has none.
    */
   async latestSteps(runId: string, stepIds: readonly string[]): Promise<Map<string, StepRun>> {
     const wanted = [...new Set(stepIds)];
@@ -382,14 +381,6 @@ export class DynamoDbRunRepository implements RunRepository {
     for (const item of holders) {
       const step = recordOf<StepRun>(item);
       latest.set(step.stepId, step);
-    }
-    const unslotted = wanted.filter((stepId) => !latest.has(stepId));
-    if (unslotted.length > 0) {
-      for (const step of await this.listSteps(runId)) {
-        const known = latest.get(step.stepId);
-        if (unslotted.includes(step.stepId) && (known === undefined || isNewer(step, known)))
-          latest.set(step.stepId, step);
-      }
     }
     return latest;
   }
@@ -537,8 +528,17 @@ export class DynamoDbRunRepository implements RunRepository {
    * a compare-and-set, inside the same transaction as the step run itself.
    */
   async #slotActions(stepRun: StepRun, optimistic: boolean): Promise<TransactionAction[]> {
-    if (stepRun.leaseExpiresAt === undefined) return [];
     const slotKey = { pk: keys.run(stepRun.runId).pk, sk: `SLOT#${stepRun.stepId}` };
+    // Unleased step runs (a fan-out's parent) claim nothing, but the slot still names the newest,
+    // so latestSteps finds them with a keyed read instead of listing the run.
+    if (stepRun.leaseExpiresAt === undefined) {
+      return [
+        {
+          item: { Put: { TableName: this.#table, Item: { ...slotKey, stepRunId: stepRun.id } } },
+          onConditionFailed: 'retry',
+        },
+      ];
+    }
     // Most steps start once: take a free slot without reading it; a taken one fails the condition
     // and the next attempt reads its holder.
     if (optimistic) {
@@ -714,10 +714,6 @@ export class DynamoDbRunRepository implements RunRepository {
 function fanOutItemIndex(stepId: string): number | undefined {
   const match = /\[(\d+)\]$/.exec(stepId);
   return match ? Number(match[1]) : undefined;
-}
-
-function isNewer(a: StepRun, b: StepRun): boolean {
-  return a.startedAt === b.startedAt ? a.id > b.id : a.startedAt > b.startedAt;
 }
 
 function runItem(run: PipelineRun): Item {

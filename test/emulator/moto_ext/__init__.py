@@ -20,6 +20,8 @@ PATCH_MODULES = (
     "sfn_deployed",  # CloudFormation-deployed state machines, versions and aliases run (after sfn_execution_name)
     "cfn_cdk_deploy",  # what `cdk deploy` needs from CloudFormation (template URL, outputs, change sets, ...)
     "dynamodb_serialize",  # one lock around DynamoDB request handling (no concurrent transactions)
+    "dynamodb_transact_undo",  # TransactWriteItems backs up the items it names, not whole tables
+    "dynamodb_query_scope",  # Query reads the partition it names and sorts only its matches
     "events_delivery",  # rules deliver to Step Functions / Lambda targets; S3 → EventBridge from CloudFormation
     "scheduler_fire",  # CloudFormation creates Scheduler schedules; POST /moto-api/stackline/scheduler/fire fires one
     "ecs_run_task",  # the ecs:runTask integration calls moto's ECS with boto's parameter names
