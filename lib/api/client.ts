@@ -1,21 +1,11 @@
 import type { z } from 'zod';
 import { StacklineError } from '../errors.ts';
 import * as d from './dashboard-schemas.ts';
+import { requestApi } from './request.ts';
 import { API_ROUTES } from './routes.ts';
 import * as s from './schemas.ts';
 
-/** An API answer that was not 2xx: the JSON error's status, code and message, and for 409 the holder. */
-export class ApiRequestError extends StacklineError {
-  override readonly code = 'API_REQUEST';
-  constructor(
-    readonly status: number,
-    readonly errorCode: string,
-    message: string,
-    readonly holder?: number,
-  ) {
-    super(message, { context: { status, code: errorCode, ...(holder === undefined ? {} : { holder }) } });
-  }
-}
+export { ApiRequestError } from './request.ts';
 
 /** Query strings take numbers too; they are sent as their decimal text. */
 type Query<T extends z.ZodType> = { [K in keyof z.input<T>]?: string | number };
@@ -54,29 +44,13 @@ export class StacklineApiClient {
   ): Promise<z.output<R>> {
     const route = API_ROUTES.find((r) => r.operationId === operationId);
     if (!route) throw new StacklineError(`No API operation ${operationId}`);
-    const path = route.path.replace(/\{(\w+)\}/g, (_, name: string) =>
-      encodeURIComponent(String(input.params?.[name] ?? '')),
-    );
-    const query = new URLSearchParams(
-      Object.entries(input.query ?? {})
-        .filter(([, v]) => v !== undefined)
-        .map(([k, v]): [string, string] => [k, String(v)]),
-    ).toString();
-    const res = await this.fetch(`${this.url}${path}${query ? `?${query}` : ''}`, {
-      method: route.method.toUpperCase(),
-      headers: {
-        ...this.headers,
-        ...(this.token ? { authorization: `Bearer ${this.token}` } : {}),
-        ...(input.body === undefined ? {} : { 'content-type': 'application/json' }),
-      },
-      ...(input.body === undefined ? {} : { body: JSON.stringify(input.body) }),
-    });
-    const json = await res.json().catch(() => undefined);
-    if (!res.ok) {
-      const parsed = s.ApiErrorSchema.safeParse(json);
-      const e = parsed.success ? parsed.data.error : undefined;
-      throw new ApiRequestError(res.status, e?.code ?? 'HTTP', e?.message ?? `HTTP ${res.status}`, e?.holder);
-    }
+    const endpoint = {
+      url: this.url,
+      fetch: this.fetch,
+      headers: this.headers,
+      ...(this.token ? { token: this.token } : {}),
+    };
+    const json = await requestApi(endpoint, { method: route.method, path: route.path, ...input });
     return response.parse(json);
   }
 

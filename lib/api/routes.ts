@@ -9,6 +9,7 @@ import * as artifacts from './handlers/artifacts.ts';
 import * as models from './handlers/models.ts';
 import * as runs from './handlers/runs.ts';
 import * as stacks from './handlers/stacks.ts';
+import { MODEL_PRODUCTION_PATH, MODEL_STAGE_PATH } from './promotion-paths.ts';
 import * as s from './schemas.ts';
 
 export interface ApiRoute {
@@ -243,7 +244,7 @@ export const API_ROUTES: readonly ApiRoute[] = [
   }),
   route({
     method: 'post',
-    path: '/models/{model}/versions/{version}/stage',
+    path: MODEL_STAGE_PATH,
     operationId: 'setModelStage',
     summary: 'Move a version to staging or archived (force: release managers only)',
     tag: 'promotion',
@@ -255,7 +256,7 @@ export const API_ROUTES: readonly ApiRoute[] = [
   }),
   route({
     method: 'post',
-    path: '/models/{model}/versions/{version}/production',
+    path: MODEL_PRODUCTION_PATH,
     operationId: 'promoteToProduction',
     summary: 'Promote a version to production (release managers only)',
     tag: 'promotion',

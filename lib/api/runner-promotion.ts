@@ -8,7 +8,8 @@
 import { StackConfigError } from '../errors.ts';
 import { PromotionRefusedError, StageHeldError } from '../metadata/promotion-rules.ts';
 import type { ModelStage } from '../metadata/types.ts';
-import { ApiRequestError, StacklineApiClient } from './client.ts';
+import { MODEL_PRODUCTION_PATH, MODEL_STAGE_PATH } from './promotion-paths.ts';
+import { ApiRequestError, requestApi } from './request.ts';
 import { RUN_HEADER } from './runner-caller.ts';
 import { createSigV4Fetch } from './sigv4-fetch.ts';
 
@@ -70,16 +71,23 @@ export async function promoteThroughApi(
   },
   fetchImpl: typeof fetch = createSigV4Fetch(),
 ): Promise<void> {
-  const api = new StacklineApiClient({ url: apiUrl, fetch: fetchImpl, headers: { [RUN_HEADER]: runId } });
   const { model, version, stage, options } = request;
   const body = {
+    ...(stage === 'production' ? {} : { stage }),
     ...(options.force === undefined ? {} : { force: options.force }),
     ...(options.reason === undefined ? {} : { reason: options.reason }),
     ...(options.expectedHolder === undefined ? {} : { expectedHolder: options.expectedHolder }),
   };
   try {
-    if (stage === 'production') await api.promoteToProduction({ model, version }, body);
-    else await api.setModelStage({ model, version }, { stage, ...body });
+    await requestApi(
+      { url: apiUrl, fetch: fetchImpl, headers: { [RUN_HEADER]: runId } },
+      {
+        method: 'post',
+        path: stage === 'production' ? MODEL_PRODUCTION_PATH : MODEL_STAGE_PATH,
+        params: { model, version },
+        body,
+      },
+    );
   } catch (error) {
     // Step code may catch the store's conflict classes (a gate re-reading the holder): keep them.
     if (error instanceof ApiRequestError && error.status === 409) {

@@ -94,8 +94,9 @@ export interface BundleResult {
 /**
  * Bundles `pipelineFile` with the step runner: `outDir/lambda/index.mjs` (handler
  * `index.handler`, Node.js 20+ runtime) and `outDir/container/{index.mjs,Dockerfile}`. ESM, for
- * Node 20, tree-shaken, with the AWS SDK v3 clients inside (not taken from the runtime, so the
- * deployed code runs with the SDK versions it was tested with) and no native modules.
+ * Node 20, tree-shaken, no native modules. The Lambda bundle takes `@aws-sdk/*` from the Lambda
+ * runtime (as CDK's NodejsFunction does) unless `bundleAwsSdk` is set; the container bundle always
+ * holds the SDK (a container has no runtime SDK).
  *
  * @throws ValidationError when the pipeline file does not exist or does not bundle (esbuild's
  *   messages, with file and line, are in the error).
