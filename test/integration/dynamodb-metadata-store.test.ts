@@ -194,6 +194,28 @@ describe('DynamoDbMetadataStore specifics', () => {
     await expect(store.runs.create(run({ id: first.id }))).rejects.toThrow(first.id);
   });
 
+  it("refuses a run whose per-step configuration snapshot is over DynamoDB's item limit, naming its steps, and writes nothing", async () => {
+    // Entries shaped like the ones createRun records (lib/runtime/run-lifecycle.ts), ~140 bytes each.
+    const snapshot = (count: number) =>
+      Object.fromEntries(
+        Array.from({ length: count }, (_, i) => [
+          `next_${i}`,
+          { step: 'next', codeHash: 'c'.repeat(64), upstream: [`next_${i - 1}`], options: { retries: 0 } },
+        ]),
+      );
+    const huge = run({ config: { steps: snapshot(4_000) } });
+    const error = await store.runs.create(huge).catch((e: unknown) => e);
+    expect(error).toBeInstanceOf(ValidationError);
+    expect((error as Error).message).toBe(
+      `Run "${huge.id}" of pipeline "train" cannot be recorded on DynamoDB: its record, with a configuration snapshot of 4000 steps, is over DynamoDB's 400 KB item limit (roughly 3,000 steps); split the pipeline, or run it on a stack with the SQLite metadata store`,
+    );
+    await expect(store.runs.get(huge.id)).rejects.toThrow(NotFoundError);
+
+    // The README's figure: 3,000 such steps still fit (the limit is near 3,300 on the emulator).
+    const large = await store.runs.create(run({ config: { steps: snapshot(3_000) } }));
+    expect(Object.keys((await store.runs.get(large.id)).config.steps as object)).toHaveLength(3_000);
+  });
+
   it('maps a taken version name to ConflictError naming the holder', async () => {
     await store.models.createVersion('churn', { name: 'baseline' });
     const attempt = store.models.createVersion('churn', { name: 'baseline' });

@@ -1,5 +1,5 @@
 import { GetCommand, QueryCommand, UpdateCommand } from '@aws-sdk/lib-dynamodb';
-import { ConflictError, NotFoundError } from '../../errors.ts';
+import { ConflictError, NotFoundError, ValidationError } from '../../errors.ts';
 import { nowIso } from '../../util/ids.ts';
 import type { RunRepository } from '../metadata-store.ts';
 import { storeErrors } from '../store-errors.ts';
@@ -79,7 +79,11 @@ export class DynamoDbRunRepository implements RunRepository {
       },
     ];
     if (run.modelVersionId !== undefined) actions.push(this.#modelVersionMustExist(run.modelVersionId));
-    await transactOptimistically(this.db, `Creating run "${run.id}"`, async () => ({ actions, result: undefined }));
+    try {
+      await transactOptimistically(this.db, `Creating run "${run.id}"`, async () => ({ actions, result: undefined }));
+    } catch (error) {
+      throw tooLargeRun(error, record) ?? error;
+    }
     return record;
   }
 
@@ -736,4 +740,19 @@ function runNotFound(id: string): NotFoundError {
 
 function stepNotFound(id: string): NotFoundError {
   return storeErrors.stepRunNotFound(id);
+}
+
+/**
+ * A run item over DynamoDB's 400 KB limit is almost always a very large pipeline: the run's
+ * configuration snapshot holds an entry per step (about 120 bytes each). Says so, with what to do.
+ */
+function tooLargeRun(error: unknown, run: PipelineRun): ValidationError | undefined {
+  if (!(error instanceof ValidationError) || !/too large for DynamoDB/.test(error.message)) return undefined;
+  const steps = Object.keys((run.config as { steps?: object } | undefined)?.steps ?? {}).length;
+  return new ValidationError(
+    `Run "${run.id}" of pipeline "${run.pipeline}" cannot be recorded on DynamoDB: its record, with a ` +
+      `configuration snapshot of ${steps} steps, is over DynamoDB's 400 KB item limit (roughly 3,000 steps); ` +
+      'split the pipeline, or run it on a stack with the SQLite metadata store',
+    { cause: error, context: { runId: run.id, pipeline: run.pipeline, steps } },
+  );
 }
