@@ -180,6 +180,33 @@ export async function modelCompare(
   io.stdout.write(table([header, ...rows]));
 }
 
+/**
+ * `model promote`'s arguments checked and converted, the same for the local stores and the API:
+ * a known stage, a version number, and `--expected-holder` as a number or `none` (null).
+ */
+export function promotionRequest(
+  version: string,
+  stage: string,
+  options: { force?: boolean; reason?: string; expectedHolder?: string },
+): {
+  version: number;
+  stage: ModelStage;
+  options: { force?: true; reason?: string; expectedHolder?: number | null };
+} {
+  if (!(MODEL_STAGES as readonly string[]).includes(stage))
+    throw new ValidationError(`${JSON.stringify(stage)} is not a stage (${MODEL_STAGES.join(', ')}).`);
+  const expected = options.expectedHolder;
+  return {
+    version: versionNumber(version),
+    stage: stage as ModelStage,
+    options: {
+      ...(options.force ? { force: true } : {}),
+      ...(options.reason ? { reason: options.reason } : {}),
+      ...(expected === undefined ? {} : { expectedHolder: expected === 'none' ? null : versionNumber(expected) }),
+    },
+  };
+}
+
 export async function modelPromote(
   stack: StackRuntime,
   name: string,
@@ -188,15 +215,10 @@ export async function modelPromote(
   options: { force?: boolean; reason?: string; expectedHolder?: string; json?: boolean },
   io: CliIo,
 ) {
-  if (!(MODEL_STAGES as readonly string[]).includes(stage))
-    throw new ValidationError(`${JSON.stringify(stage)} is not a stage (${MODEL_STAGES.join(', ')}).`);
-  const changes = await stack.metadata.models.setStage(name, versionNumber(version), stage as ModelStage, {
+  const request = promotionRequest(version, stage, options);
+  const changes = await stack.metadata.models.setStage(name, request.version, request.stage, {
     actor: currentActor(io.env),
-    ...(options.force ? { force: true } : {}),
-    ...(options.reason ? { reason: options.reason } : {}),
-    ...(options.expectedHolder === undefined
-      ? {}
-      : { expectedHolder: options.expectedHolder === 'none' ? null : versionNumber(options.expectedHolder) }),
+    ...request.options,
   });
   if (options.json) return printJson(io, { changes });
   if (changes.length === 0) io.stdout.write(`${name} v${version} is already in ${stage}.\n`);

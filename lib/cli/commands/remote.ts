@@ -5,7 +5,6 @@
 import type { StacklineApiClient } from '../../api/client.ts';
 import { apiClientFor } from '../../api/connect.ts';
 import { ValidationError } from '../../errors.ts';
-import { MODEL_STAGES, type ModelStage } from '../../metadata/types.ts';
 import { pipelineDefinitionHash } from '../../orchestrators/deployed-pipelines.ts';
 import type { ApiConnection } from '../../stacks/api-connection.ts';
 import { ExitCode } from '../exit-codes.ts';
@@ -13,6 +12,7 @@ import { type CliIo, colors, printJson, table } from '../io.ts';
 import { loadPipeline } from '../load-pipeline.ts';
 import { mergeParams, parseParamPairs, readRunConfig } from '../run-config.ts';
 import { describeAuth } from './login.ts';
+import { promotionRequest } from './model.ts';
 
 const TERMINAL = new Set(['completed', 'failed', 'cancelled']);
 
@@ -142,24 +142,13 @@ export async function remoteModelPromote(
   options: { force?: boolean; reason?: string; expectedHolder?: string; json?: boolean },
   io: CliIo,
 ) {
-  if (!(MODEL_STAGES as readonly string[]).includes(stage))
-    throw new ValidationError(`${JSON.stringify(stage)} is not a stage (${MODEL_STAGES.join(', ')}).`);
-  if (!/^[1-9][0-9]*$/.test(version))
-    throw new ValidationError(`Version ${JSON.stringify(version)} is not a number ≥ 1.`);
-  const expected = options.expectedHolder;
-  if (expected !== undefined && expected !== 'none' && !/^[1-9][0-9]*$/.test(expected))
-    throw new ValidationError(`--expected-holder ${JSON.stringify(expected)} is not a version number or "none".`);
-  const body = {
-    ...(options.force ? { force: true } : {}),
-    ...(options.reason ? { reason: options.reason } : {}),
-    ...(expected === undefined ? {} : { expectedHolder: expected === 'none' ? null : Number(expected) }),
-  };
+  const { version: number, stage: to, options: body } = promotionRequest(version, stage, options);
   const api = await apiClientFor(connection);
-  const params = { model: name, version: Number(version) };
+  const params = { model: name, version: number };
   const { changes } =
-    stage === 'production'
+    to === 'production'
       ? await api.promoteToProduction(params, body)
-      : await api.setModelStage(params, { stage: stage as Exclude<ModelStage, 'production'>, ...body });
+      : await api.setModelStage(params, { stage: to, ...body });
   if (options.json) return printJson(io, { changes });
   if (changes.length === 0) io.stdout.write(`${name} v${version} is already in ${stage}.\n`);
   for (const ch of changes)
