@@ -749,7 +749,7 @@ function stepNotFound(id: string): NotFoundError {
  */
 function tooLargeRun(error: unknown, run: PipelineRun): ValidationError | undefined {
   if (!(error instanceof ValidationError) || !/too large for DynamoDB/.test(error.message)) return undefined;
-  const kb = (value: unknown) => Math.ceil(Buffer.byteLength(JSON.stringify(value ?? null)) / 1024);
+  const kb = (value: unknown) => Number((Buffer.byteLength(JSON.stringify(value ?? null)) / 1024).toFixed(1));
   const sizes = { parameters: kb(run.parameters), configuration: kb(run.config), tags: kb(run.tags) };
   return new ValidationError(
     `Run "${run.id}" of pipeline "${run.pipeline}" cannot be recorded on DynamoDB: its record is over DynamoDB's ` +
