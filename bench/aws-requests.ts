@@ -112,7 +112,7 @@ export const awsRequestsBenchmark: Benchmark = {
             (last.total - first.total) / (last.steps - first.steps),
             'requests/step',
             mode === 'step runner, cold container per step' ? undefined : PER_STEP_TARGET,
-            'what one more step costs; the run itself adds a fixed 2–4 (create, finish)',
+            'what one more step costs; the run itself adds a fixed 3–5 (create: its snapshot and record; finish)',
           ),
         );
       }
