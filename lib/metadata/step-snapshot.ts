@@ -104,10 +104,15 @@ async function readBlob(artifacts: ArtifactStore, contentHash: string, runId: st
       { cause: error, context: { runId, contentHash } },
     );
   }
-  const blob = JSON.parse(bytes.toString('utf8')) as Partial<StepSnapshotBlob>;
-  if (blob.format !== FORMAT || !Array.isArray(blob.steps)) {
+  let blob: Partial<StepSnapshotBlob> | null;
+  try {
+    blob = JSON.parse(bytes.toString('utf8')) as Partial<StepSnapshotBlob> | null;
+  } catch {
+    blob = null;
+  }
+  if (blob?.format !== FORMAT || !Array.isArray(blob.steps)) {
     throw new IntegrityError(
-      `Run "${runId}" refers to ${contentHash} as its step snapshot, but that blob is not one (format ${JSON.stringify(blob.format ?? null)}).`,
+      `Run "${runId}" refers to ${contentHash} as its step snapshot, but that blob is not one (format ${JSON.stringify(blob?.format ?? null)}).`,
       { context: { runId, contentHash } },
     );
   }

@@ -197,6 +197,22 @@ describe('the per-step snapshot, out of the run record', () => {
     );
   });
 
+  it('a reference to a blob that is not a step snapshot is an IntegrityError', async () => {
+    const run = await created(chain(2));
+    for (const text of ['{"rows":[1,2]}', 'not json']) {
+      const other = await env.artifacts.put(text);
+      const wrong = {
+        ...run,
+        config: { ...run.config, [STEP_SNAPSHOT_KEY]: { ...refOf(run), contentHash: other.contentHash } },
+      };
+      const error = await loadStepSnapshot(env.artifacts, wrong).catch((e: unknown) => e);
+      expect(error).toBeInstanceOf(IntegrityError);
+      expect((error as Error).message).toBe(
+        `Run "${run.id}" refers to ${other.contentHash} as its step snapshot, but that blob is not one (format null).`,
+      );
+    }
+  });
+
   it('artifacts gc keeps the blobs of runs’ snapshots and removes an old orphan', async () => {
     const run = await created(chain(2));
     const orphan = await env.artifacts.put('nobody refers to this');
