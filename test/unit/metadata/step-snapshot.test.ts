@@ -261,6 +261,32 @@ describe('readers of the snapshot', () => {
     expect(reads(refOf(done.run).contentHash)).toBe(0);
   });
 
+  it('runs show lists the never-run steps of a record written before the move from its inline config.steps', async () => {
+    await env.metadata.runs.create({
+      id: 'run_old_show',
+      pipeline: 'old',
+      status: 'cancelled',
+      stack: 'default',
+      parameters: {},
+      config: {
+        steps: {
+          a: { step: 'a', codeHash: 'h1', upstream: [], options: {} },
+          b: { step: 'b', codeHash: 'h2', upstream: ['a'], options: {} },
+        },
+      },
+      tags: [],
+      metadata: {},
+      createdBy: 'test',
+      startedAt: new Date().toISOString(),
+    });
+    const shown = io();
+    await runsShow(stackOf(env.artifacts), 'run_old_show', { json: true }, shown.io);
+    expect(shown.json().steps).toEqual([
+      { stepId: 'a', status: 'not-run' },
+      { stepId: 'b', status: 'not-run' },
+    ]);
+  });
+
   it("the API's run detail returns the snapshot inline as config.steps, the shape the dashboard draws the DAG from", async () => {
     const p = chain(3, 1);
     const ids = p.build({}).nodes.map((n) => n.id);
