@@ -10,12 +10,15 @@
  * 1,000-step figure counts steps 991–1,000 only (the 990 before them run uncounted in a warm
  * container): what "constant per step" means, at a fraction of the emulator time.
  */
+
+import { handleStepRunnerRequest } from '../lib/runtime/step-runner.ts';
 import {
   type CountedAwsStack,
   countFanOut,
   countLocalRun,
   countStepRunnerRun,
   createCountedAwsStack,
+  linearRequestPipeline,
 } from '../test/support/aws-request-counter.ts';
 import { startMoto } from '../test/support/moto.ts';
 import { type Benchmark, type Metric, metric, type Target } from './stats.ts';
@@ -109,7 +112,34 @@ export const awsRequestsBenchmark: Benchmark = {
             (last.total - first.total) / (last.steps - first.steps),
             'requests/step',
             mode === 'step runner, cold container per step' ? undefined : PER_STEP_TARGET,
-            'what one more step costs; the run itself adds a fixed 2–4 (create, finish)',
+            'what one more step costs; the run itself adds a fixed 3–5 (create: its snapshot and record; finish)',
+          ),
+        );
+      }
+      // Creating a run: its per-step snapshot goes to S3 (one PutObject), its record to DynamoDB.
+      for (const steps of [sizes[0]!, sizes.at(-1)!]) {
+        log(`creating a run of ${steps} steps, then another of the same pipeline`);
+        const [first, again] = await fresh(async (stack) => {
+          const p = linearRequestPipeline(steps);
+          const deps = { ...stack.deps, pipelines: [p] };
+          const create = async () => {
+            stack.counter.reset();
+            await handleStepRunnerRequest({ action: 'start-run', pipeline: p.name, parameters: {}, tags: [] }, deps);
+            return stack.counter.snapshot();
+          };
+          return [await create(), await create()];
+        });
+        const total = (counts: Record<string, number>) => Object.values(counts).reduce((a, b) => a + b, 0);
+        details[`run creation ${steps}`] = { first, again };
+        metrics.push(
+          metric(
+            `creating a run of ${steps} steps (start-run)`,
+            total(first),
+            'requests',
+            undefined,
+            `${Object.entries(first)
+              .map(([op, n]) => `${n} ${op}`)
+              .join(' + ')}; ${total(again)} for a second run of the same pipeline (the snapshot blob exists)`,
           ),
         );
       }

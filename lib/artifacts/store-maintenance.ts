@@ -1,6 +1,7 @@
 import { IntegrityError, NotFoundError, StackConfigError } from '../errors.ts';
 import type { MetadataStore } from '../metadata/metadata-store.ts';
-import type { ArtifactVersion } from '../metadata/types.ts';
+import { stepSnapshotReference } from '../metadata/step-snapshot.ts';
+import type { ArtifactVersion, PipelineRun } from '../metadata/types.ts';
 import type { ArtifactStore, GarbageCollection } from './artifact-store.ts';
 import type { BlobCheck } from './integrity.ts';
 import { blobsOfArtifact } from './load-artifact.ts';
@@ -50,6 +51,15 @@ export async function* allArtifactVersions(metadata: MetadataStore, name?: strin
   }
 }
 
+async function* allRuns(metadata: MetadataStore): AsyncGenerator<PipelineRun> {
+  let cursor: string | undefined;
+  do {
+    const page = await metadata.runs.list({ limit: PAGE, ...(cursor && { cursor }) });
+    yield* page.items;
+    cursor = page.nextCursor;
+  } while (cursor);
+}
+
 /**
  * Re-hashes every blob the chosen artifact versions need (all versions, one artifact's, or one
  * version) and lists the versions whose bytes are missing or damaged. Each blob is read once,
@@ -96,7 +106,7 @@ export async function verifyArtifacts(
 }
 
 /**
- * Removes blobs no artifact version needs, once older than `graceMs` (see the store's
+ * Removes blobs no artifact version or run's step snapshot needs, once older than `graceMs` (see the store's
  * `collectGarbage` for why this is safe beside running pipelines). Refuses when a manifest cannot
  * be read, since the blobs it lists would then look unreferenced.
  */
@@ -132,6 +142,11 @@ export async function collectArtifactGarbage(
       }
       throw error;
     }
+  }
+  // Runs' per-step snapshots are blobs too, referenced from run records rather than versions.
+  for await (const run of allRuns(stack.metadata)) {
+    const snapshot = stepSnapshotReference(run);
+    if (snapshot) referenced.add(snapshot.contentHash);
   }
   return artifacts.collectGarbage((contentHash) => referenced.has(contentHash), {
     olderThan,

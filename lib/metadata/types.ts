@@ -49,13 +49,50 @@ export interface StackRecord {
   updatedAt: string;
 }
 
+/**
+ * One step of a run's per-step configuration snapshot: what the pipeline wired and set for it.
+ * The dashboard draws the DAG from these (steps that never ran included).
+ */
+export interface StepSnapshotEntry {
+  /** The step's name (a pipeline may invoke one step under several ids). */
+  step: string;
+  codeHash: string;
+  /** Step ids this one waits for. */
+  upstream: string[];
+  options: Metadata;
+  map?: { input: string; maxConcurrency?: number };
+  /** The run's per-step cache override (`stepCache` of `--config`, or the execution input), when one was set. */
+  cache?: boolean;
+}
+
+/**
+ * Where a run's per-step configuration snapshot is: `run.config.stepsSnapshot`. The snapshot grows
+ * with the pipeline (about 140 bytes a step), so it is not in the run record but in the stack's
+ * artifact store, as a JSON blob under its own content hash — written before the run record (no run
+ * points at a missing blob), shared by every run of the same pipeline and settings. The record keeps
+ * only this reference, so its size, and what a step runner reads to run one step, do not grow with
+ * the pipeline. Read it with `loadStepSnapshot` (lib/metadata/step-snapshot.ts), which also reads the
+ * older form: records that carry `config.steps` (and `config.stepCache`) inline.
+ */
+export interface StepSnapshotReference {
+  /** `sha256:<hex>` of the blob: its key in the artifact store. */
+  contentHash: string;
+  /** How many steps the snapshot lists. */
+  steps: number;
+  /** How many of them carry a cache override (0: a step runner never needs the blob). */
+  cacheOverrides: number;
+}
+
 export interface PipelineRun {
   id: string;
   pipeline: string;
   status: RunStatus;
   stack: string;
   parameters: Metadata;
-  /** Snapshot of the configuration the run used (step options, code hashes, cache setting, ...). */
+  /**
+   * The settings the run used (orchestrator, cache, external artifact versions, trigger, ...) and,
+   * under `stepsSnapshot`, the {@link StepSnapshotReference} to its per-step configuration.
+   */
   config: Metadata;
   tags: Tag[];
   metadata: Metadata;

@@ -80,8 +80,8 @@ export async function runPipelineLocally(
       cache: cacheEnabled,
       concurrency,
       failFast,
-      ...(options.stepCache && Object.keys(options.stepCache).length > 0 ? { stepCache: options.stepCache } : {}),
     },
+    ...(options.stepCache ? { stepCache: options.stepCache } : {}),
     executor,
     leaseExpiresAt: leaseUntil(),
   });

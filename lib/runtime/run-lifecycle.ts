@@ -2,6 +2,7 @@ import type { PipelineGraph, StepNode } from '../dsl/builder.ts';
 import type { PipelineDefinition } from '../dsl/pipeline.ts';
 import type { RunModelVersion } from '../dsl/types.ts';
 import { errorInfo } from '../errors.ts';
+import { STEP_SNAPSHOT_KEY, writeStepSnapshot } from '../metadata/step-snapshot.ts';
 import type { ArtifactVersion, ExecutorIdentity, Metadata, PipelineRun, Tag } from '../metadata/types.ts';
 import { currentActor, prepareRunModelVersion, toLoadedModelVersion } from '../models/model-context.ts';
 import { newId, nowIso } from '../util/ids.ts';
@@ -44,6 +45,8 @@ export interface CreateRunOptions {
   actor?: string;
   /** Recorded in the run's configuration snapshot. */
   settings?: Metadata;
+  /** Per-step cache overrides (step id → on/off): kept with the per-step snapshot, out of the run record. */
+  stepCache?: Readonly<Record<string, boolean>>;
   /** Who executes the run and until when its lease holds (absent when an execution owns the run). */
   executor?: ExecutorIdentity;
   leaseExpiresAt?: string;
@@ -57,6 +60,8 @@ export async function createRun(
   options: CreateRunOptions,
 ): Promise<{ run: PipelineRun; modelVersion?: RunModelVersion }> {
   const tags = [...new Set([...(pipeline.config.tags ?? []), ...(options.tags ?? [])])];
+  // Written first: a run record never points at a snapshot that is not there.
+  const stepsSnapshot = await writeStepSnapshot(env.artifacts, prepared.graph, options.stepCache);
   const run = await env.metadata.runs.create({
     id: options.runId ?? newId('run'),
     pipeline: pipeline.name,
@@ -66,18 +71,7 @@ export async function createRun(
     config: {
       ...options.settings,
       externalArtifacts: Object.fromEntries([...prepared.externals].map(([id, v]) => [id, v.id])),
-      steps: Object.fromEntries(
-        prepared.graph.nodes.map((n) => [
-          n.id,
-          {
-            step: n.spec.name,
-            codeHash: n.spec.codeHash,
-            upstream: n.upstream,
-            options: n.spec.options as Metadata,
-            ...(n.map ? { map: n.map } : {}),
-          },
-        ]),
-      ),
+      [STEP_SNAPSHOT_KEY]: stepsSnapshot as unknown as Metadata,
     },
     tags,
     metadata: {},

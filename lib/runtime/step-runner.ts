@@ -19,6 +19,7 @@ import {
 } from '../errors.ts';
 import { triggeredRunId } from '../events/trigger-input.ts';
 import type { MetadataStore } from '../metadata/metadata-store.ts';
+import { stepCacheOverrides } from '../metadata/step-snapshot.ts';
 import {
   type ArtifactVersion,
   type ErrorInfo,
@@ -265,9 +266,9 @@ async function startRun(request: RequestOf<'start-run'>, deps: StepRunnerDeps) {
         orchestrator: 'step-functions',
         ...(request.executionArn === undefined ? {} : { executionArn: request.executionArn }),
         cache: request.input?.cache ?? pipeline.config.cache ?? true,
-        ...(request.input?.stepCache ? { stepCache: request.input.stepCache } : {}),
         ...(trigger === undefined ? {} : { trigger }),
       },
+      ...(request.input?.stepCache ? { stepCache: request.input.stepCache } : {}),
     });
     return { runId: run.id };
   } catch (error) {
@@ -418,10 +419,14 @@ function rememberDone(scope: StepScope, stepId: string, result: StepExecutionRes
   boundedSet(cacheOf(doneSteps, scope.env.metadata), `${scope.run.id}\u0000${stepId}`, result);
 }
 
-function executionRequest(scope: StepScope, inputs: Record<string, ArtifactVersion>) {
+/**
+ * What the step executor gets. The run's per-step cache overrides are in its step snapshot, out of
+ * the run record: read only when the run set some, once per container (see `stepCacheOverrides`).
+ */
+async function executionRequest(scope: StepScope, inputs: Record<string, ArtifactVersion>) {
   const { run, pipeline, node, modelVersion } = scope;
   const runCache = typeof run.config.cache === 'boolean' ? run.config.cache : (pipeline.config.cache ?? true);
-  const stepCache = (run.config.stepCache ?? undefined) as Record<string, boolean> | undefined;
+  const stepCache = runCache ? await stepCacheOverrides(scope.env.artifacts, run) : undefined;
   return {
     run: { id: run.id, pipeline: pipeline.name, ...(modelVersion ? { modelVersion } : {}) },
     node,
@@ -522,14 +527,14 @@ async function runStep(request: RequestOf<'run-step'>, deps: StepRunnerDeps) {
   if (mapIndex !== undefined) {
     const inputs = await fanOutInputs(scope);
     result = await executeStep(
-      { ...executionRequest(scope, inputs), mapItem: { index: mapIndex }, inProcessRetries: false },
+      { ...(await executionRequest(scope, inputs)), mapItem: { index: mapIndex }, inProcessRetries: false },
       env,
     );
   } else {
     // A retried invocation whose first attempt completed (its response lost) is not run again:
     // the leased start finds the completed step run in the step's slot and returns it.
     const inputs = await resolveInputs(scope);
-    result = await executeStep({ ...executionRequest(scope, inputs), inProcessRetries: false }, env);
+    result = await executeStep({ ...(await executionRequest(scope, inputs)), inProcessRetries: false }, env);
     rememberDone(scope, recordId, result);
     if (run.modelVersionId) await linkModelOutputs(env, node, result, run.modelVersionId);
   }
@@ -598,7 +603,7 @@ async function planMap(request: RequestOf<'plan-map'>, deps: StepRunnerDeps) {
   if (existing) {
     count = Number(existing.metadata.items ?? 0);
   } else {
-    const plan = await planFanOut(executionRequest(scope, await resolveInputs(scope)), env);
+    const plan = await planFanOut(await executionRequest(scope, await resolveInputs(scope)), env);
     // Cached: no item runs; collect-map finds the cached parent.
     if (plan.cached) return { count: 0, items: [] };
     count = plan.count;
@@ -651,7 +656,7 @@ async function collectMap(request: RequestOf<'collect-map'>, deps: StepRunnerDep
       );
     }
     const itemOutputs = await outputVersions(env.metadata, items as StepRun[]);
-    result = await collectFanOut(executionRequest(scope, {}), parent, itemOutputs, env);
+    result = await collectFanOut(await executionRequest(scope, {}), parent, itemOutputs, env);
   }
   rememberDone(scope, node.id, result);
   if (run.modelVersionId) await linkModelOutputs(env, node, result, run.modelVersionId);

@@ -224,6 +224,14 @@ describe('every documented route', () => {
     expect(detail.json.run.id).toBe(runId);
     const steps = (await call('GET', `/runs/${runId}/steps`)).json.items;
     expect(steps.length).toBeGreaterThan(0);
+    // The per-step snapshot, a blob in the artifact store, comes inline as before (the dashboard's DAG).
+    const planned = Object.keys(detail.json.run.config.steps);
+    expect(planned).toHaveLength(detail.json.run.config.stepsSnapshot.steps);
+    expect(
+      steps
+        .map((s: { stepId: string }) => s.stepId.replace(/\[\d+\]$/, ''))
+        .every((id: string) => planned.includes(id)),
+    ).toBe(true);
     const logs = await call('GET', `/runs/${runId}/steps/${steps[0].id}/logs`);
     expect(logs.json.stepRunId).toBe(steps[0].id);
     expect((await call('PATCH', `/runs/${runId}/metadata`, { body: { values: { reviewed: true } } })).status).toBe(200);

@@ -1,10 +1,12 @@
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { handleStepRunnerRequest } from '../../lib/runtime/step-runner.ts';
 import {
   type CountedAwsStack,
   countFanOut,
   countLocalRun,
   countStepRunnerRun,
   createCountedAwsStack,
+  linearRequestPipeline,
 } from '../support/aws-request-counter.ts';
 import { type MotoServer, startMoto } from '../support/moto.ts';
 
@@ -67,6 +69,23 @@ describe('AWS requests per executed step', () => {
     const { perStep, fixedSmall, fixedLarge } = await sizes((n) => countStepRunnerRun(stack, n, { cold: true }));
     expect(perStep).toBeLessThanOrEqual(11);
     expect(fixedSmall).toBe(fixedLarge);
+  }, 120_000);
+
+  it('creating a run writes its per-step snapshot to S3 once and the run record once, whatever its size', async () => {
+    const creation = async (steps: number) => {
+      const p = linearRequestPipeline(steps);
+      stack.counter.reset();
+      await handleStepRunnerRequest(
+        { action: 'start-run', pipeline: p.name, parameters: {}, tags: [] },
+        { ...stack.deps, pipelines: [p] },
+      );
+      return stack.counter.snapshot();
+    };
+    const fresh = { 's3:PutObject': 1, 'dynamodb:TransactWriteItems': 1 };
+    expect(await creation(7)).toEqual(fresh);
+    expect(await creation(700)).toEqual(fresh);
+    // The same pipeline again: the blob is there (the conditional PutObject is refused), and checked.
+    expect(await creation(7)).toEqual({ ...fresh, 's3:HeadObject': 1 });
   }, 120_000);
 
   it('a fan-out over 8 containers completes every item with no cancelled transaction, about 5 requests per item', async () => {

@@ -10,8 +10,10 @@ import { createMaterializerRegistry } from '../../lib/artifacts/registry.ts';
 import { pipeline, step } from '../../lib/index.ts';
 import { DynamoDbMetadataStore } from '../../lib/metadata/dynamodb/dynamodb-metadata-store.ts';
 import { createTables, type DynamoDbTableNames, tableNamesFor } from '../../lib/metadata/dynamodb/table-definitions.ts';
+import { loadStepSnapshot, stepSnapshotReference } from '../../lib/metadata/step-snapshot.ts';
 import { runPipelineLocally } from '../../lib/runtime/local-orchestrator.ts';
 import { handleStepRunnerRequest, type StepRunnerDeps } from '../../lib/runtime/step-runner.ts';
+import { createCountedAwsStack, linearRequestPipeline } from '../support/aws-request-counter.ts';
 import { awsTestClientConfig, type MotoServer, startMoto } from '../support/moto.ts';
 
 /** Run records at sizes a single DynamoDB transaction or item cannot hold. */
@@ -147,4 +149,48 @@ describe('run records beyond DynamoDB transaction and item limits', () => {
     expect(text.split('\n').filter(Boolean)).toHaveLength(5 * 1024);
     expect(text.startsWith('000000 x')).toBe(true);
   });
+});
+
+describe('runs of pipelines larger than one DynamoDB item could describe', () => {
+  // Before the per-step snapshot moved to the artifact store, near 3,300 steps filled the 400 KB run item.
+  it.each([4_000, 10_000])(
+    'records a %i-step run on DynamoDB: the snapshot goes to S3, the item keeps a reference, a cold runner runs a step without reading the snapshot',
+    async (steps) => {
+      const p = linearRequestPipeline(steps, 1);
+      const stack = await createCountedAwsStack(moto.endpoint, [p]);
+      try {
+        const { runId } = await handleStepRunnerRequest(
+          { action: 'start-run', pipeline: p.name, parameters: {}, tags: [] },
+          stack.deps,
+        );
+        const created = stack.counter.snapshot();
+        const cold = stack.coldDeps();
+        const run = await cold.stores.metadata.runs.get(runId);
+
+        expect(stepSnapshotReference(run)).toEqual({
+          contentHash: expect.stringMatching(/^sha256:/),
+          steps,
+          cacheOverrides: 0,
+        });
+        expect(Buffer.byteLength(JSON.stringify(run))).toBeLessThan(1024);
+        // The run costs one S3 PutObject for its snapshot and one DynamoDB write for its record.
+        expect(created).toEqual({ 's3:PutObject': 1, 'dynamodb:TransactWriteItems': 1 });
+        const snapshot = await loadStepSnapshot(cold.stores.artifacts, run);
+        expect(Object.keys(snapshot!)).toHaveLength(steps);
+        expect(snapshot![`s${steps - 1}`]).toMatchObject({ step: 'req_increment', upstream: [`s${steps - 2}`] });
+
+        // A cold container runs the first step without reading the snapshot.
+        stack.counter.reset();
+        const done = await handleStepRunnerRequest(
+          { action: 'run-step', pipeline: p.name, runId, stepId: 's0' },
+          { ...stack.coldDeps(), pipelines: [p] },
+        );
+        expect(done.status).toBe('completed');
+        expect(stack.counter.snapshot()['s3:GetObject'] ?? 0).toBe(0);
+      } finally {
+        await stack.close();
+      }
+    },
+    300_000,
+  );
 });

@@ -8,6 +8,7 @@ import { afterEach, beforeEach, describe, expect, it } from 'vitest';
 import { z } from 'zod';
 import { PipelineDefinitionError, ValidationError } from '../../lib/errors.ts';
 import { pipeline, Stackline, step } from '../../lib/index.ts';
+import { loadStepSnapshot } from '../../lib/metadata/step-snapshot.ts';
 import { runCli } from '../support/cli.ts';
 
 const SIMPLE = 'test/fixtures/pipelines/simple.ts';
@@ -139,7 +140,8 @@ describe('bad input is refused with one clear line (exit 2)', () => {
     try {
       const result = await sl.run(pipeline({ name: 'versioned_pipeline' }, () => void numeric()));
       expect(result.run.status).toBe('completed');
-      expect(result.run.config).toMatchObject({ steps: { versioned: { options: { codeVersion: '2' } } } });
+      const snapshot = await loadStepSnapshot(sl.stack.artifacts, result.run);
+      expect(snapshot).toMatchObject({ versioned: { options: { codeVersion: '2' } } });
     } finally {
       await sl.close();
     }

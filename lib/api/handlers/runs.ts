@@ -1,5 +1,6 @@
 import type { z } from 'zod';
 import { NotFoundError } from '../../errors.ts';
+import { withInlineStepSnapshot } from '../../metadata/step-snapshot.ts';
 import type { Metadata, PipelineRun } from '../../metadata/types.ts';
 import type { ApiContext } from '../context.ts';
 import { toWirePage } from '../context.ts';
@@ -58,13 +59,21 @@ export async function listPipelines(ctx: ApiContext): Promise<Out<typeof Pipelin
   };
 }
 
-/** A run with its step runs. @throws NotFoundError */
+/**
+ * A run with its step runs. Its per-step snapshot is read from the artifact store and returned inline
+ * (`run.config.steps`), as records carried it before it moved out, so clients see one shape.
+ * @throws NotFoundError
+ */
 export async function getRun(
   ctx: ApiContext,
   params: z.output<typeof RunParams>,
 ): Promise<Out<typeof RunDetailSchema>> {
   const run = await ctx.metadata.runs.get(params.runId);
-  return { run, steps: await ctx.metadata.runs.listSteps(run.id) };
+  const [detailed, steps] = await Promise.all([
+    withInlineStepSnapshot(ctx.artifacts, run),
+    ctx.metadata.runs.listSteps(run.id),
+  ]);
+  return { run: detailed, steps };
 }
 
 /** The step runs of a run, in start order. @throws NotFoundError */

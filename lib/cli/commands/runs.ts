@@ -1,4 +1,5 @@
 import { NotFoundError, ValidationError } from '../../errors.ts';
+import { loadStepSnapshot, stepSnapshotReference } from '../../metadata/step-snapshot.ts';
 import { NOT_RUN, type PipelineRun, type RunStatus, type StepRun } from '../../metadata/types.ts';
 import { cancelRun } from '../../orchestrators/cancel-run.ts';
 import { explainRun } from '../../runtime/explain.ts';
@@ -96,7 +97,9 @@ export async function runsShow(
   }));
   // Steps of the pipeline with no step run never started.
   const recorded = new Set(steps.map((s) => s.stepId.replace(/\[\d+\]$/, '')));
-  const planned = Object.keys((run.config.steps as Record<string, unknown> | undefined) ?? {});
+  // Read only when some planned step has no step run: the snapshot is a blob in the artifact store.
+  const allRan = recorded.size >= (stepSnapshotReference(run)?.steps ?? Number.POSITIVE_INFINITY);
+  const planned = allRan ? [] : Object.keys((await loadStepSnapshot(stack.artifacts, run)) ?? {});
   const notRun = planned.filter((id) => !recorded.has(id)).map((stepId) => ({ stepId, status: NOT_RUN }));
   if (options.json) {
     printJson(io, { run, steps: [...describedSteps, ...notRun] });

@@ -743,16 +743,18 @@ function stepNotFound(id: string): NotFoundError {
 }
 
 /**
- * A run item over DynamoDB's 400 KB limit is almost always a very large pipeline: the run's
- * configuration snapshot holds an entry per step (about 120 bytes each). Says so, with what to do.
+ * A run item over DynamoDB's 400 KB limit. The per-step snapshot is not in it (it is a blob in the
+ * artifact store, see `StepSnapshotReference`), so what can still outgrow it is what the caller
+ * passed: parameters, tags, settings. Says how large each is, and what to do.
  */
 function tooLargeRun(error: unknown, run: PipelineRun): ValidationError | undefined {
   if (!(error instanceof ValidationError) || !/too large for DynamoDB/.test(error.message)) return undefined;
-  const steps = Object.keys((run.config as { steps?: object } | undefined)?.steps ?? {}).length;
+  const kb = (value: unknown) => Number((Buffer.byteLength(JSON.stringify(value ?? null)) / 1024).toFixed(1));
+  const sizes = { parameters: kb(run.parameters), configuration: kb(run.config), tags: kb(run.tags) };
   return new ValidationError(
-    `Run "${run.id}" of pipeline "${run.pipeline}" cannot be recorded on DynamoDB: its record, with a ` +
-      `configuration snapshot of ${steps} steps, is over DynamoDB's 400 KB item limit (roughly 3,000 steps); ` +
-      'split the pipeline, or run it on a stack with the SQLite metadata store',
-    { cause: error, context: { runId: run.id, pipeline: run.pipeline, steps } },
+    `Run "${run.id}" of pipeline "${run.pipeline}" cannot be recorded on DynamoDB: its record is over DynamoDB's ` +
+      `400 KB item limit (parameters ${sizes.parameters} KB, configuration ${sizes.configuration} KB, tags ${sizes.tags} KB); ` +
+      'pass large values as artifacts rather than parameters, or run it on a stack with the SQLite metadata store',
+    { cause: error, context: { runId: run.id, pipeline: run.pipeline, kilobytes: sizes } },
   );
 }
