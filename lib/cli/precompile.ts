@@ -85,6 +85,7 @@ export async function precompilePipeline(entry: string, options: PrecompileOptio
   }
   if (failure instanceof NeedsLoader) return undefined;
   if (failure !== undefined) throw failure;
+  for (const [source, compiled] of context.compiled) registerCompiledSource(compiled, source);
   return pathToFileURL(out!).href;
 }
 
@@ -100,7 +101,6 @@ function compileModule(path: string, context: Context): string {
   const sourceHash = sha256(`${path}\0${source}`);
   const out = join(context.cacheDir, `${sourceHash.slice(0, 32)}.mjs`);
   context.compiled.set(path, out);
-  registerCompiledSource(out, path);
   context.pending.push(writeCompiled(path, source, out, context));
   return out;
 }
