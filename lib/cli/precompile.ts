@@ -201,16 +201,21 @@ async function transpileWithEsbuild(path: string, source: string, tsconfig: stri
   return result.code;
 }
 
+/** Writes `content` whole (or not at all); a cache that cannot be written leaves the file to the loader. */
 function writeIfChanged(path: string, content: string): void {
   try {
     if (readFileSync(path, 'utf8') === content) return;
   } catch {
     // Not written yet.
   }
-  mkdirSync(dirname(path), { recursive: true });
-  const temporary = `${path}.${process.pid}.${Math.random().toString(36).slice(2)}.tmp`;
-  writeFileSync(temporary, content);
-  renameSync(temporary, path);
+  try {
+    mkdirSync(dirname(path), { recursive: true });
+    const temporary = `${path}.${process.pid}.${Math.random().toString(36).slice(2)}.tmp`;
+    writeFileSync(temporary, content);
+    renameSync(temporary, path);
+  } catch (error) {
+    throw new NeedsLoader(`cannot write ${path}: ${(error as Error).message}`);
+  }
 }
 
 /** The nearest directory at or above `dir` holding a `node_modules` directory. */

@@ -4,7 +4,7 @@
  * installed package would be), run by the real binary.
  */
 import { execFile } from 'node:child_process';
-import { mkdir, mkdtemp, readdir, readFile, rm, symlink, writeFile } from 'node:fs/promises';
+import { mkdir, mkdtemp, readdir, rm, symlink, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join, resolve } from 'node:path';
 import { pathToFileURL } from 'node:url';
@@ -142,6 +142,19 @@ describe('a TypeScript pipeline run from its compiled copy', () => {
     };
     // Line 10 of failing.ts is the throw (the interface above it is gone from the compiled copy).
     expect(shown.steps[0]!.error!.stack).toContain(`${join(project, 'failing.ts')}:10:`);
+  });
+
+  it('runs through the loader when the cache cannot be written', async () => {
+    const cache = join(project, 'node_modules/.cache/stackline/esm');
+    await rm(cache, { recursive: true, force: true });
+    // A file where the directory should be: nothing can be written under it, even by root.
+    await writeFile(cache, 'not a directory');
+    try {
+      await write('lib/helper.ts', 'export const greeting = (): string => "hello, loader";\n');
+      expect(JSON.parse(await runValue('pipeline.ts')).greeting).toBe('hello, loader');
+    } finally {
+      await rm(cache, { force: true });
+    }
   });
 
   it('leaves a file it cannot compile faithfully to the loader, which runs it as written', async () => {
