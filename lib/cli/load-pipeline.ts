@@ -1,7 +1,7 @@
 import { readFileSync, statSync } from 'node:fs';
 import nodeModule from 'node:module';
 import { dirname, join, resolve } from 'node:path';
-import { pathToFileURL } from 'node:url';
+import { fileURLToPath, pathToFileURL } from 'node:url';
 import { isPipelineDefinition, type PipelineDefinition } from '../dsl/pipeline.ts';
 import { StacklineError, ValidationError } from '../errors.ts';
 
@@ -34,6 +34,25 @@ export function loadTypeScript(): Promise<void> {
     nodeModule.register('tsx/esm', { parentURL: import.meta.url, data: {} });
   });
   return typescriptLoader;
+}
+
+/**
+ * The pipeline file compiled ahead into a plain ES module (see precompile.ts), so that Node 20 needs
+ * no loader thread; `undefined` when it needs the loader after all, or one is already in place.
+ */
+async function compiledAhead(path: string): Promise<string | undefined> {
+  if (import.meta.url.endsWith('.ts') || !/\.m?ts$/.test(path)) return undefined;
+  // The package's entry first: the pipeline's `import … from 'stackline'` is this very module.
+  const ownIndexUrl = new URL('../index.js', import.meta.url).href; // compiled: dist/lib/index.js
+  await import(ownIndexUrl);
+  const { precompilePipeline } = await import('./precompile.ts');
+  const url = await precompilePipeline(path, {
+    ownPackageRoot: resolve(dirname(fileURLToPath(import.meta.url)), '../../..'),
+    ownIndexUrl,
+  });
+  // Stack traces of the compiled modules point at the .ts lines.
+  if (url) process.setSourceMapsEnabled(true);
+  return url;
 }
 
 /**
@@ -71,10 +90,11 @@ export async function loadPipelineModule(file: string, cwd: string): Promise<Map
       },
     );
   }
-  if (TYPESCRIPT_FILE.test(path)) await loadTypeScript();
+  let url = pathToFileURL(path).href;
+  if (TYPESCRIPT_FILE.test(path)) url = (await compiledAhead(path)) ?? (await loadTypeScript(), url);
   let module: Record<string, unknown>;
   try {
-    module = (await import(pathToFileURL(path).href)) as Record<string, unknown>;
+    module = (await import(url)) as Record<string, unknown>;
   } catch (error) {
     throw importFailure(error, path);
   }

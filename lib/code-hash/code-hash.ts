@@ -10,6 +10,7 @@ import { tmpdir } from 'node:os';
 import { dirname, isAbsolute, join, relative, resolve, sep } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { canonicalJson, sha256Hex } from '../util/canonical-json.ts';
+import { sourceFileOf } from './compiled-sources.ts';
 import type { FileAnalysis } from './source-analysis.ts';
 import * as sourceAnalysis from './source-analysis.ts';
 
@@ -269,7 +270,7 @@ const analysis = () => sourceAnalysis;
 /**
  * The file of the first caller outside `skipFile` (the DSL), read from V8's structured call sites:
  * no source map is consulted (that costs ~10 ms per file under tsx), and the file name is the same
- * with or without one.
+ * with or without one. A module the CLI compiled ahead (lib/cli/precompile.ts) counts as its source.
  */
 export function callerFile(skipFile: string): string | undefined {
   const original = Error.prepareStackTrace;
@@ -280,7 +281,7 @@ export function callerFile(skipFile: string): string | undefined {
     for (const callSite of holder.stack as NodeJS.CallSite[]) {
       const name = callSite.getFileName();
       if (!name || name.startsWith('node:')) continue;
-      const file = name.startsWith('file:') ? fileURLToPath(name.split('?')[0]!) : name;
+      const file = sourceFileOf(name.startsWith('file:') ? fileURLToPath(name.split('?')[0]!) : name);
       if (file !== skipFile && file !== THIS_FILE) return file;
     }
     return undefined;

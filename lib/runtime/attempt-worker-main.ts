@@ -8,6 +8,7 @@ import { mkdirSync } from 'node:fs';
 import { pathToFileURL } from 'node:url';
 import { parentPort, workerData } from 'node:worker_threads';
 import { loadTypeScript } from '../cli/load-pipeline.ts';
+import { registerCompiledSource } from '../code-hash/compiled-sources.ts';
 import { definedStepsNamed, type StepSpec } from '../dsl/step.ts';
 import type { StepContext } from '../dsl/types.ts';
 import { NonRetriableError } from '../errors.ts';
@@ -62,8 +63,9 @@ function revive(value: unknown): unknown {
 }
 
 async function findStep(): Promise<StepSpec> {
-  if (/\.[cm]?tsx?$/.test(data.moduleFile)) await loadTypeScript();
-  await import(pathToFileURL(data.moduleFile).href);
+  for (const [compiled, source] of data.compiledSources) registerCompiledSource(compiled, source);
+  if (/\.[cm]?tsx?$/.test(data.runFile)) await loadTypeScript();
+  await import(pathToFileURL(data.runFile).href);
   const candidates = definedStepsNamed(data.stepName);
   const spec =
     candidates.length === 1 ? candidates[0] : candidates.find((candidate) => candidate.codeHash === data.codeHash);

@@ -12,6 +12,10 @@ import * as promotionErrors from '../metadata/promotion-rules.ts';
 export interface AttemptWorkerData {
   /** The file that defined the step; the worker imports it to find the step. */
   moduleFile: string;
+  /** What the worker imports for it: its compiled copy when the CLI compiled it (lib/cli/precompile.ts). */
+  runFile: string;
+  /** Compiled copy → source pairs, so code in the worker knows the files it was compiled from. */
+  compiledSources: Array<[string, string]>;
   stepName: string;
   /** Disambiguates steps defined twice under one name. */
   codeHash: string;

@@ -5,6 +5,7 @@ import { join } from 'node:path';
 import { Readable } from 'node:stream';
 import { pathToFileURL } from 'node:url';
 import { Worker } from 'node:worker_threads';
+import { compiledFileOf, compiledSources } from '../code-hash/compiled-sources.ts';
 import type { StepNode } from '../dsl/builder.ts';
 import { stepDefinitionFile } from '../dsl/step.ts';
 import type { StepContext } from '../dsl/types.ts';
@@ -90,6 +91,8 @@ export function startIsolatedAttempt(
   };
   const workerData: AttemptWorkerData = {
     moduleFile,
+    runFile: compiledFileOf(moduleFile) ?? moduleFile,
+    compiledSources: compiledSources(),
     stepName: node.spec.name,
     codeHash: node.spec.codeHash,
     params: node.params,

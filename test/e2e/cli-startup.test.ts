@@ -1,8 +1,7 @@
 /**
  * What the real binary loads at start. Timings live in `npm run bench` (bench/cli.ts); these tests
- * guard the structure that makes them: commands load lazily, and once tsx's hooks are registered
- * (on Node 20 every later import then crosses to the hooks thread and back) nothing but the
- * pipeline file is left to load.
+ * guard the structure that makes them: commands load lazily, and a TypeScript pipeline runs from
+ * its compiled copy with no loader thread and no tsx (lib/cli/precompile.ts).
  */
 import { spawn } from 'node:child_process';
 import { mkdtemp, readFile, rm, writeFile } from 'node:fs/promises';
@@ -22,6 +21,7 @@ afterEach(async () => {
 /** Runs the binary with a module hook that records, in order, the URL of every module loaded. */
 async function loadedModules(args: string[]): Promise<{ code: number | null; stdout: string; urls: string[] }> {
   const log = join(home, 'loaded.txt');
+  await writeFile(log, '');
   const hooks = join(home, 'record-loads.mjs');
   await writeFile(
     hooks,
@@ -60,20 +60,29 @@ describe('stackline start-up', () => {
     expect([...packages].sort()).toEqual(['commander', 'picocolors']);
   });
 
-  it('runs a TypeScript pipeline loading only the pipeline file through the hooks, esbuild once, and no YAML', async () => {
-    const pipeline = resolve('test/fixtures/pipelines/simple.ts');
-    const { code, urls } = await loadedModules(['run', pipeline, '--json']);
-    expect(code).toBe(0);
-    const tsxHooks = urls.findIndex((u) => u.includes('/node_modules/tsx/dist/esm/index.mjs'));
-    expect(tsxHooks).toBeGreaterThan(0);
-    // After tsx's hooks module: its own modules (loaded on the hooks thread), then the pipeline.
-    const afterHooks = urls
-      .slice(tsxHooks + 1)
-      .filter((u) => !u.startsWith('node:') && !['tsx', 'esbuild'].includes(packageOf(u) ?? ''));
-    expect(afterHooks).toEqual([pathToFileURL(pipeline).href]);
-    // tsx's ESM API would load esbuild on the main thread too.
-    expect(urls.filter((u) => u.endsWith('/node_modules/esbuild/lib/main.js'))).toHaveLength(1);
-    expect(urls.filter((u) => packageOf(u) === 'yaml')).toEqual([]);
+  it('runs a TypeScript pipeline from its compiled copy: no tsx, and esbuild only for a new or changed file', async () => {
+    // Inside the repository, so `stackline` and `zod` resolve as they do for a project's own files.
+    const inRepo = resolve('test/fixtures/pipelines', `startup-${Date.now()}-${process.pid}.ts`);
+    const source = await readFile('test/fixtures/pipelines/simple.ts', 'utf8');
+    try {
+      await writeFile(inRepo, `${source}\n// a file of its own: ${home}\n`);
+      const first = await loadedModules(['run', inRepo, '--json']);
+      expect(first.code).toBe(0);
+      // A new file: esbuild translates it once, on the main thread; tsx is never loaded.
+      expect(first.urls.filter((u) => u.endsWith('/node_modules/esbuild/lib/main.js'))).toHaveLength(1);
+      const second = await loadedModules(['run', inRepo, '--json']);
+      expect(second.code).toBe(0);
+      for (const { urls } of [first, second]) {
+        expect(urls.filter((u) => packageOf(u) === 'tsx')).toEqual([]);
+        expect(urls).not.toContain(pathToFileURL(inRepo).href);
+        expect(urls.filter((u) => u.includes('/node_modules/.cache/stackline/esm/'))).toHaveLength(1);
+        expect(urls.filter((u) => packageOf(u) === 'yaml')).toEqual([]);
+      }
+      // Unchanged: served from the cache, esbuild not even loaded.
+      expect(second.urls.filter((u) => packageOf(u) === 'esbuild')).toEqual([]);
+    } finally {
+      await rm(inRepo, { force: true });
+    }
   });
 
   it('loads the YAML parser when the run has a --config file, and applies it', async () => {
