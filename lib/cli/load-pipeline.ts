@@ -91,7 +91,11 @@ export async function loadPipelineModule(file: string, cwd: string): Promise<Map
     );
   }
   let url = pathToFileURL(path).href;
-  if (TYPESCRIPT_FILE.test(path)) url = (await compiledAhead(path)) ?? (await loadTypeScript(), url);
+  if (TYPESCRIPT_FILE.test(path)) {
+    const compiled = await compiledAhead(path);
+    if (compiled) url = compiled;
+    else await loadTypeScript();
+  }
   let module: Record<string, unknown>;
   try {
     module = (await import(url)) as Record<string, unknown>;

@@ -89,7 +89,10 @@ describe('precompilePipeline', () => {
   const leftToLoader: Array<[string, () => Promise<void>]> = [
     ['a .ts file Node treats as CommonJS', () => write('package.json', JSON.stringify({ name: 'unit-project' }))],
     ['tsconfig path aliases', () => write('tsconfig.json', '{ "compilerOptions": { "paths": { "@/*": ["./*"] } } }')],
-    ['a computed import()', () => write('lib/helper.ts', 'export const twice = (n: number) => import(`./${n}.ts`);\n')],
+    [
+      'a computed import()',
+      () => write('lib/helper.ts', "export const twice = (n: number) => import('./' + n + '.ts');\n"),
+    ],
     ['import.meta.resolve', () => write('lib/helper.ts', "export const twice = import.meta.resolve('./x.ts');\n")],
     ['a package that is not installed', () => write('lib/helper.ts', "export { twice } from 'not-installed';\n")],
     ['a package import (#internal)', () => write('lib/helper.ts', "export { twice } from '#internal';\n")],
