@@ -33,7 +33,7 @@ describe('stackline start-up', () => {
     expect([...packages].sort()).toEqual(['commander', 'picocolors']);
   });
 
-  it('runs a TypeScript pipeline loading, after the TypeScript hooks, only their two small modules and the pipeline file', async () => {
+  it('runs a TypeScript pipeline loading, after the TypeScript hooks, only their own few small modules and the pipeline file', async () => {
     const pipeline = resolve('test/fixtures/pipelines/simple.ts');
     const { code, urls } = await loadedModules(['run', pipeline, '--json']);
     expect(code).toBe(0);
