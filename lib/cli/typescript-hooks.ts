@@ -9,15 +9,16 @@
  * output: a run whose files are unchanged reads the cache and never loads esbuild (or get-tsconfig).
  *
  * Kept small on purpose: every CLI start that runs a TypeScript pipeline loads this module and its
- * imports on the hooks thread, and the main thread waits for it.
+ * imports on the hooks thread, and the main thread waits for it; so it imports Node's built-ins and
+ * one small module of Stackline's, nothing else.
  */
+import { createHash } from 'node:crypto';
 import { existsSync, mkdirSync, readFileSync, renameSync, writeFileSync } from 'node:fs';
 import { createRequire, type LoadHook, type ResolveHook } from 'node:module';
 import { dirname, join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { threadId } from 'node:worker_threads';
 import { projectCacheDir, projectRoot } from '../code-hash/project-cache.ts';
-import { sha256Hex } from '../util/canonical-json.ts';
 
 /** The `code` of the error thrown for a TypeScript file Node would load as CommonJS (see `importFailure`). */
 export const COMMONJS_TYPESCRIPT = 'ERR_STACKLINE_COMMONJS_TYPESCRIPT';
@@ -106,7 +107,9 @@ async function transpile(path: string, source: string, extension: string): Promi
     sourcesContent: false,
     sourcefile: path,
   } as const;
-  const key = sha256Hex(JSON.stringify([TRANSPILE_CACHE_VERSION, esbuildVersion(), options, tsconfig.key, source]));
+  const key = createHash('sha256')
+    .update(JSON.stringify([TRANSPILE_CACHE_VERSION, esbuildVersion(), options, tsconfig.key, source]))
+    .digest('hex');
   const cached = join(projectCacheDir(projectRoot(path)), 'typescript', `${key}.js`);
   try {
     return readFileSync(cached, 'utf8');

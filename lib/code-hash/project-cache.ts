@@ -1,12 +1,12 @@
 /**
  * Where Stackline keeps a project's on-disk caches (the code-hash analysis, transpiled pipeline
- * files). Kept apart from the code-hash module so the TypeScript loader's hooks thread can use it
- * without loading the source analysis.
+ * files). Kept apart from the code-hash module, and free of project imports, so the TypeScript
+ * loader's hooks thread loads nothing more for it.
  */
+import { createHash } from 'node:crypto';
 import { existsSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { dirname, join } from 'node:path';
-import { sha256Hex } from '../util/canonical-json.ts';
 
 const roots = new Map<string, string>();
 
@@ -35,5 +35,5 @@ export function projectRoot(file: string): string {
 export function projectCacheDir(root: string): string {
   return existsSync(join(root, 'node_modules'))
     ? join(root, 'node_modules', '.cache', 'stackline')
-    : join(tmpdir(), 'stackline-code-hash', sha256Hex(root).slice(0, 16));
+    : join(tmpdir(), 'stackline-code-hash', createHash('sha256').update(root).digest('hex').slice(0, 16));
 }
