@@ -210,6 +210,61 @@ export const page = pipeline({ name: 'page' }, () => {
     expect(await artifact('render.html')).toBe('[hr]');
   }, 60_000);
 
+  it('honours experimentalDecorators, useDefineForClassFields and verbatimModuleSyntax from tsconfig.json', async () => {
+    const settings = (on: boolean) =>
+      JSON.stringify({
+        compilerOptions: { experimentalDecorators: on, useDefineForClassFields: !on, verbatimModuleSyntax: on },
+      });
+    await write({
+      'tsconfig.json': settings(true),
+      'side-effect.ts': '(globalThis as { sideEffect?: boolean }).sideEffect = true;\nexport const unused = 1;\n',
+      'semantics.ts': `import { unused } from './side-effect.js';
+
+let decoratorArguments = 0;
+const count = (...args: unknown[]): void => {
+  decoratorArguments = args.length;
+};
+class Decorated {
+  @count
+  method(): void {}
+}
+let setterCalled = false;
+class Base {
+  set field(_value: number) {
+    setterCalled = true;
+  }
+}
+class Child extends Base {
+  field = 1;
+}
+export function semantics(): string {
+  void Decorated;
+  new Child();
+  const sideEffect = (globalThis as { sideEffect?: boolean }).sideEffect === true;
+  return [decoratorArguments, setterCalled, sideEffect].join(',');
+}
+`,
+      'pipeline.ts': `import { pipeline, step } from 'stackline';
+import { z } from 'zod';
+import { semantics } from './semantics.js';
+
+const probe = step({ name: 'probe', outputs: { seen: z.string() } }, () => ({ seen: semantics() }));
+export const probing = pipeline({ name: 'probing' }, () => {
+  probe();
+});
+`,
+    });
+    const legacy = await run(['run', 'pipeline.ts', '--no-cache', '--json']);
+    expect(legacy.code, legacy.stderr).toBe(0);
+    // Legacy decorators get (target, key, descriptor); assigned fields call the base setter; the
+    // import kept verbatim runs its module.
+    expect(await artifact('probe.seen')).toBe('3,true,true');
+
+    await write({ 'tsconfig.json': settings(false) });
+    expect((await run(['run', 'pipeline.ts', '--no-cache', '--json'])).code).toBe(0);
+    expect(await artifact('probe.seen')).toBe('2,false,false');
+  }, 60_000);
+
   it('runs an .mts pipeline in a CommonJS package, and refuses a .ts or .cts one there in one line naming the fix', async () => {
     const cjs = join(project, 'cjs');
     await write(
