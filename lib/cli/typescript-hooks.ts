@@ -3,8 +3,8 @@
  * `loadTypeScript` in `load-pipeline.ts`; on Node 20 they run on a thread of their own).
  *
  * `resolve` maps TypeScript's import conventions onto files that exist (`./x.js` → `./x.ts`,
- * extensionless `./x` → `./x.ts` or `./x/index.ts`) only after Node's own resolution failed, so a
- * package import costs nothing extra. `load` transpiles `.ts`, `.mts` and `.tsx` files with esbuild
+ * extensionless `./x` → `./x.ts` or `./x/index.ts`, tsconfig `paths` aliases) only after Node's own
+ * resolution failed, so a package import costs nothing extra. `load` transpiles `.ts`, `.mts` and `.tsx` files with esbuild
  * into a cache on disk, keyed by the source, the esbuild version and every option that changes the
  * output: a run whose files are unchanged reads the cache and never loads esbuild (or get-tsconfig).
  *
@@ -16,7 +16,7 @@ import { createHash } from 'node:crypto';
 import { existsSync, mkdirSync, readFileSync, renameSync, writeFileSync } from 'node:fs';
 import { createRequire, type LoadHook, type ResolveHook } from 'node:module';
 import { dirname, join } from 'node:path';
-import { fileURLToPath } from 'node:url';
+import { fileURLToPath, pathToFileURL } from 'node:url';
 import { threadId } from 'node:worker_threads';
 import { projectCacheDir, projectRoot } from '../code-hash/project-cache.ts';
 
@@ -45,9 +45,11 @@ export const resolve: ResolveHook = async (specifier, context, nextResolve) => {
     return await nextResolve(specifier, context);
   } catch (error) {
     const code = (error as { code?: string }).code;
-    if (!PATH_SPECIFIER.test(specifier) || (code !== 'ERR_MODULE_NOT_FOUND' && code !== 'ERR_UNSUPPORTED_DIR_IMPORT'))
-      throw error;
-    for (const candidate of typescriptCandidates(specifier)) {
+    if (code !== 'ERR_MODULE_NOT_FOUND' && code !== 'ERR_UNSUPPORTED_DIR_IMPORT') throw error;
+    const candidates = PATH_SPECIFIER.test(specifier)
+      ? typescriptCandidates(specifier)
+      : await aliasCandidates(specifier, context.parentURL);
+    for (const candidate of candidates) {
       try {
         return await nextResolve(candidate, context);
       } catch {
@@ -57,6 +59,30 @@ export const resolve: ResolveHook = async (specifier, context, nextResolve) => {
     throw error;
   }
 };
+
+/**
+ * Where a bare specifier Node could not find points through the `paths` (or `baseUrl`) of the
+ * importing file's tsconfig.json, as TypeScript resolves it; tried only after Node failed, so
+ * get-tsconfig loads only for projects that use such aliases.
+ */
+async function aliasCandidates(specifier: string, parentURL: string | undefined): Promise<string[]> {
+  if (!parentURL?.startsWith('file:') || parentURL.includes('/node_modules/')) return [];
+  const config = nearest(dirname(fileURLToPath(parentURL)), 'tsconfig.json', tsconfigs);
+  if (!config) return [];
+  let matcher = pathsMatchers.get(config);
+  if (!matcher) {
+    matcher = import('get-tsconfig').then(({ createPathsMatcher, parseTsconfig }) =>
+      createPathsMatcher({ path: config, config: parseTsconfig(config) }),
+    );
+    pathsMatchers.set(config, matcher);
+  }
+  return ((await matcher)?.(specifier) ?? []).flatMap((path) => {
+    const url = pathToFileURL(path).href;
+    return [url, ...typescriptCandidates(url)];
+  });
+}
+
+const pathsMatchers = new Map<string, Promise<((specifier: string) => string[]) | null>>();
 
 /** What a relative or absolute specifier Node could not find may mean in TypeScript, in tsx's order. */
 export function typescriptCandidates(specifier: string): string[] {

@@ -78,6 +78,17 @@ describe('the CLI TypeScript loader', () => {
     expect(await artifact('sum.total')).toBe('total 42');
   }, 60_000);
 
+  it("resolves an alias from tsconfig.json's paths to a local .ts module", async () => {
+    await write({
+      ...MODULES,
+      'tsconfig.json': JSON.stringify({ compilerOptions: { baseUrl: '.', paths: { '@lib/*': ['lib/*'] } } }),
+      'pipeline.ts': PIPELINE.replace("from './lib/helper.js'", "from '@lib/helper'"),
+    });
+    const result = await run(['run', 'pipeline.ts', '--json']);
+    expect(result.code, result.stderr).toBe(0);
+    expect(await artifact('sum.total')).toBe('total 42');
+  }, 60_000);
+
   it('transpiles each file once: a second run reads the cache and never loads esbuild', async () => {
     await write({ 'pipeline.ts': PIPELINE, ...MODULES });
     const first = await run(['run', 'pipeline.ts', '--json']);
