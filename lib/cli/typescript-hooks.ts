@@ -3,10 +3,11 @@
  * `loadTypeScript` in `load-pipeline.ts`; on Node 20 they run on a thread of their own).
  *
  * `resolve` maps TypeScript's import conventions onto files that exist (`./x.js` → `./x.ts`,
- * extensionless `./x` → `./x.ts` or `./x/index.ts`, tsconfig `paths` aliases) only after Node's own
- * resolution failed, so a package import costs nothing extra. `load` transpiles `.ts`, `.mts` and `.tsx` files with esbuild
- * into a cache on disk, keyed by the source, the esbuild version and every option that changes the
- * output: a run whose files are unchanged reads the cache and never loads esbuild (or get-tsconfig).
+ * extensionless `./x` → `./x.ts` or `./x/index.ts`, tsconfig `paths` aliases) only after Node's
+ * own resolution failed, so a package import costs nothing extra. `load` transpiles `.ts`, `.mts`
+ * and `.tsx` files with esbuild into a cache on disk, keyed by the source, the esbuild version and
+ * every option that changes the output: a run whose files are unchanged reads the cache and never
+ * loads esbuild (or get-tsconfig).
  *
  * Kept small on purpose: every CLI start that runs a TypeScript pipeline loads this module and its
  * imports on the hooks thread, and the main thread waits for it; so it imports Node's built-ins and
@@ -127,8 +128,8 @@ async function transpile(path: string, source: string, extension: string): Promi
     loader: extension === 'tsx' ? 'tsx' : 'ts',
     format: 'esm',
     target: 'node20',
-    // Inline, for Node's source-mapped stack traces (`process.setSourceMapsEnabled`); Node reads
-    // the .ts file itself where it needs the text.
+    // Inline, for Node's source-mapped stack traces (`process.setSourceMapsEnabled`), which need
+    // the mappings only, not the sources' text.
     sourcemap: 'inline',
     sourcesContent: false,
     sourcefile: path,
@@ -238,6 +239,8 @@ function commonJsTypeScript(path: string, extension: string): Error {
   const message =
     extension === 'cts'
       ? `${path} is CommonJS TypeScript (.cts), which Stackline does not load: rename it to .mts (or .ts in a package with "type": "module").`
-      : `${path} is loaded as CommonJS because ${manifest ?? 'no package.json'} has no "type": "module": add "type": "module" to ${manifest ?? 'a package.json'}, or rename the file to .mts.`;
+      : manifest
+        ? `${path} is loaded as CommonJS because ${manifest} has no "type": "module": add "type": "module" to ${manifest}, or rename the file to .mts.`
+        : `${path} is loaded as CommonJS because no package.json above it has "type": "module": add a package.json with "type": "module" to the project, or rename the file to .mts.`;
   return Object.assign(new Error(message), { code: COMMONJS_TYPESCRIPT });
 }
