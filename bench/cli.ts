@@ -56,7 +56,8 @@ async function paired(runs: number, a: () => Promise<number>, b: () => Promise<n
 /**
  * What the TypeScript loader alone costs a process: Node registers a hooks module and imports a
  * one-line `.ts` file through it (cached) — Stackline's hooks, next to tsx's (what the CLI
- * registered before) and to importing a one-line `.mjs` file with no hooks at all.
+ * registered before), to a hooks module that does nothing (what Node's hooks thread costs by
+ * itself) and to importing a one-line `.mjs` file with no hooks at all.
  */
 async function typescriptLoaderFigures(dir: string, runs: number, log: (line: string) => void): Promise<Metric[]> {
   const register = join(dir, 'register-hooks.mjs');
@@ -67,6 +68,11 @@ async function typescriptLoaderFigures(dir: string, runs: number, log: (line: st
       "if (hooks !== 'none') register(hooks, import.meta.url, { data: {} });\n" +
       'await import(target);\n',
   );
+  const nothing = join(dir, 'hooks-that-do-nothing.mjs');
+  await writeFile(
+    nothing,
+    'export async function resolve(specifier, context, next) {\n  return next(specifier, context);\n}\n',
+  );
   const tiny = join(dir, 'tiny.ts');
   await writeFile(tiny, 'export const answer: number = 42;\n');
   await writeFile(join(dir, 'tiny.mjs'), 'export const answer = 42;\n');
@@ -75,11 +81,14 @@ async function typescriptLoaderFigures(dir: string, runs: number, log: (line: st
   const ours = importing(pathToFileURL(join(ROOT, 'dist/lib/cli/typescript-hooks.js')).href, tiny);
   log('TypeScript loader vs tsx');
   const vsTsx = await paired(runs, ours, importing('tsx/esm', tiny));
+  log('TypeScript loader vs hooks that do nothing');
+  const vsNothing = await paired(runs, ours, importing(pathToFileURL(nothing).href, join(dir, 'tiny.mjs')));
   log('TypeScript loader vs no hooks');
   const vsNone = await paired(runs, ours, importing('none', join(dir, 'tiny.mjs')));
   return [
     metric('TypeScript hooks: register + import a cached .ts, wall (median)', Math.round(vsTsx.medianMs), 'ms'),
     metric('TypeScript hooks ÷ tsx/esm, same import (median of pairs)', round(vsTsx.ratio), '×'),
+    metric('TypeScript hooks ÷ hooks that do nothing, importing a .mjs (median of pairs)', round(vsNothing.ratio), '×'),
     metric('TypeScript hooks ÷ a .mjs import with no hooks (median of pairs)', round(vsNone.ratio), '×'),
   ];
 }
