@@ -1,3 +1,4 @@
+import type { ResolveHookContext } from 'node:module';
 import { describe, expect, it, vi } from 'vitest';
 import { resolve, typescriptCandidates } from '../../../lib/cli/typescript-hooks.ts';
 
@@ -12,7 +13,12 @@ function nextResolveFinding(...existing: string[]) {
   });
 }
 
-const context = { conditions: [], importAttributes: {}, parentURL: 'file:///project/pipeline.ts' };
+const context: ResolveHookContext = {
+  conditions: [],
+  importAttributes: {},
+  importAssertions: {},
+  parentURL: 'file:///project/pipeline.ts',
+};
 
 describe('the TypeScript hooks resolve', () => {
   it('maps .js, .jsx, .mjs and .cjs specifiers to their TypeScript files', () => {
