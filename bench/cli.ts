@@ -1,7 +1,7 @@
 /**
  * The CLI as a user meets it, each figure a whole fresh process: `stackline --help` and a 2-step
  * local run end to end, next to `node -e 0` on the same machine in the same minute (ratios, A/B
- * pair by pair); peak RSS of 10- and 1,000-step runs (from `process.resourceUsage().maxRSS` at
+ * pair by pair); what the TypeScript loader's hooks cost a process, next to tsx's; peak RSS of 10- and 1,000-step runs (from `process.resourceUsage().maxRSS` at
  * exit); and what hashing the reference scenario's step code costs at start-up, cold (no analysis
  * cache) and warm.
  */
@@ -9,7 +9,7 @@ import { execFile } from 'node:child_process';
 import { existsSync } from 'node:fs';
 import { mkdtemp, readFile, rm, writeFile } from 'node:fs/promises';
 import { dirname, join } from 'node:path';
-import { fileURLToPath } from 'node:url';
+import { fileURLToPath, pathToFileURL } from 'node:url';
 import { promisify } from 'node:util';
 import { type Benchmark, type Metric, median, metric } from './stats.ts';
 
@@ -53,6 +53,46 @@ async function paired(runs: number, a: () => Promise<number>, b: () => Promise<n
   return { medianMs: median(as), ratio: median(ratios) };
 }
 
+/**
+ * What the TypeScript loader alone costs a process: Node registers a hooks module and imports a
+ * one-line `.ts` file through it (cached) — Stackline's hooks, next to tsx's (what the CLI
+ * registered before), to a hooks module that does nothing (what Node's hooks thread costs by
+ * itself) and to importing a one-line `.mjs` file with no hooks at all.
+ */
+async function typescriptLoaderFigures(dir: string, runs: number, log: (line: string) => void): Promise<Metric[]> {
+  const register = join(dir, 'register-hooks.mjs');
+  await writeFile(
+    register,
+    "import { register } from 'node:module';\n" +
+      'const [hooks, target] = process.argv.slice(2);\n' +
+      "if (hooks !== 'none') register(hooks, import.meta.url, { data: {} });\n" +
+      'await import(target);\n',
+  );
+  const nothing = join(dir, 'hooks-that-do-nothing.mjs');
+  await writeFile(
+    nothing,
+    'export async function resolve(specifier, context, next) {\n  return next(specifier, context);\n}\n',
+  );
+  const tiny = join(dir, 'tiny.ts');
+  await writeFile(tiny, 'export const answer: number = 42;\n');
+  await writeFile(join(dir, 'tiny.mjs'), 'export const answer = 42;\n');
+  const importing = (hooks: string, target: string) => () =>
+    wallMs(process.execPath, [register, hooks, pathToFileURL(target).href]);
+  const ours = importing(pathToFileURL(join(ROOT, 'dist/lib/cli/typescript-hooks.js')).href, tiny);
+  log('TypeScript loader vs tsx');
+  const vsTsx = await paired(runs, ours, importing('tsx/esm', tiny));
+  log('TypeScript loader vs hooks that do nothing');
+  const vsNothing = await paired(runs, ours, importing(pathToFileURL(nothing).href, join(dir, 'tiny.mjs')));
+  log('TypeScript loader vs no hooks');
+  const vsNone = await paired(runs, ours, importing('none', join(dir, 'tiny.mjs')));
+  return [
+    metric('TypeScript hooks: register + import a cached .ts, wall (median)', Math.round(vsTsx.medianMs), 'ms'),
+    metric('TypeScript hooks ÷ tsx/esm, same import (median of pairs)', round(vsTsx.ratio), '×'),
+    metric('TypeScript hooks ÷ hooks that do nothing, importing a .mjs (median of pairs)', round(vsNothing.ratio), '×'),
+    metric('TypeScript hooks ÷ a .mjs import with no hooks (median of pairs)', round(vsNone.ratio), '×'),
+  ];
+}
+
 /** Peak RSS (MiB) of a CLI process, read from the process itself as it exits. */
 async function peakRssMiB(args: string[], env: NodeJS.ProcessEnv, dir: string): Promise<number> {
   const out = join(dir, `rss-${Math.random().toString(36).slice(2)}.txt`);
@@ -83,7 +123,8 @@ console.log(performance.now() - started);`;
 
 export const cliBenchmark: Benchmark = {
   name: 'cli',
-  description: 'CLI start and a 2-step run vs node -e 0, peak RSS of 10/1,000-step runs, code hashing at start-up',
+  description:
+    'CLI start and a 2-step run vs node -e 0, the TypeScript hooks vs tsx, peak RSS of 10/1,000-step runs, code hashing at start-up',
   async run({ quick, log }) {
     if (!existsSync(join(ROOT, 'dist/lib/cli/main.js')))
       throw new Error('dist/ is missing: run `npm run build` first.');
@@ -107,6 +148,7 @@ export const cliBenchmark: Benchmark = {
         metric('2-step local run end to end, wall (median)', Math.round(run.medianMs), 'ms', { op: '<', value: 400 }),
       );
       metrics.push(metric('2-step run ÷ node -e 0 (median of pairs)', round(run.ratio), '×'));
+      metrics.push(...(await typescriptLoaderFigures(dir, runs, log)));
 
       const rss: number[] = [];
       for (const steps of quick ? [10, 100] : [10, 1000]) {

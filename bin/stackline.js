@@ -1,7 +1,7 @@
 #!/usr/bin/env node
 // The CLI runs as compiled JavaScript (`npm run build` writes dist/; `npm ci` and `npm install`
-// run it through `prepare`). Pipeline files may be TypeScript: the CLI registers tsx only when it
-// loads one (lib/cli/load-pipeline.ts), so commands that load none never pay for a compiler.
+// run it through `prepare`). Pipeline files may be TypeScript: the CLI registers its TypeScript
+// hooks only when it loads one (lib/cli/load-pipeline.ts), so commands that load none never pay for them.
 import { existsSync } from 'node:fs';
 
 const compiled = new URL('../dist/lib/cli/main.js', import.meta.url);

@@ -6,20 +6,23 @@ import { isPipelineDefinition, type PipelineDefinition } from '../dsl/pipeline.t
 import { StacklineError, ValidationError } from '../errors.ts';
 
 const TYPESCRIPT_FILE = /\.[cm]?tsx?$/;
+/** The code of the hooks' error for a TypeScript file Node would load as CommonJS (`COMMONJS_TYPESCRIPT` there). */
+const COMMONJS_TYPESCRIPT = 'ERR_STACKLINE_COMMONJS_TYPESCRIPT';
 let typescriptLoader: Promise<void> | undefined;
 
 /**
- * Lets Node import TypeScript files: registers tsx, once, the first time a `.ts` pipeline is loaded
- * (commands that load none start without it). Not needed when this module is itself running as
+ * Lets Node import TypeScript files: registers Stackline's TypeScript hooks (`typescript-hooks.ts`:
+ * esbuild, with a transpile cache on disk), once, the first time a `.ts` pipeline is loaded
+ * (commands that load none start without them). Not needed when this module is itself running as
  * TypeScript source: a loader that can (tsx, vitest) is then already in place.
  *
  * Node 20 runs module hooks on a separate thread, and once any are registered it sends every later
  * import there and back, so Stackline's public API (what a pipeline file imports as 'stackline') is
  * loaded first: the pipeline file then reuses these very modules (one materializer registry, one
- * zod). There tsx's hooks module is registered directly rather than through `tsx/esm/api`, which
- * would also load tsx's CommonJS loader and esbuild on this thread for nothing (the hooks thread
- * loads its own). Where Node runs hooks in-thread (`module.registerHooks`, Node 22.15+), tsx's
- * own `register()` uses that, so it is called instead.
+ * zod). Starting that thread is the one cost a cached run pays: the hooks module loads only Node's
+ * built-ins and two small modules, and esbuild only for a file it has not transpiled before. Where
+ * Node runs hooks in-thread (`module.registerHooks`, Node 22.15+), tsx's own `register()` is used,
+ * as before (not tested here: only Node 20 is available).
  */
 export function loadTypeScript(): Promise<void> {
   if (import.meta.url.endsWith('.ts')) return Promise.resolve();
@@ -28,20 +31,22 @@ export function loadTypeScript(): Promise<void> {
       (await import('tsx/esm/api')).register();
       return;
     }
-    // What tsx's register() does for ESM on Node 20: source-mapped stack traces, and its hooks
-    // (their initialize requires `data`; an empty object means tsx's defaults, as `--import tsx`).
+    // Stack traces point into the .ts files (esbuild writes inline source maps).
     process.setSourceMapsEnabled(true);
-    nodeModule.register('tsx/esm', { parentURL: import.meta.url, data: {} });
+    nodeModule.register('./typescript-hooks.js', import.meta.url);
   });
   return typescriptLoader;
 }
 
 /**
  * The pipeline file compiled ahead into a plain ES module (see precompile.ts), so that Node 20 needs
- * no loader thread; `undefined` when it needs the loader after all, or one is already in place.
+ * no loader thread; `undefined` when it needs the loader after all, one is already in place, or
+ * STACKLINE_PRECOMPILE=0 asks for the loader.
  */
 async function compiledAhead(path: string): Promise<string | undefined> {
   if (import.meta.url.endsWith('.ts') || !/\.m?ts$/.test(path)) return undefined;
+  // The way back to the loader alone, should a compiled copy ever behave differently.
+  if (process.env.STACKLINE_PRECOMPILE === '0') return undefined;
   // The package's entry first: the pipeline's `import … from 'stackline'` is this very module.
   const ownIndexUrl = new URL('../index.js', import.meta.url).href; // compiled: dist/lib/index.js
   await import(ownIndexUrl);
@@ -120,14 +125,16 @@ function importFailure(error: unknown, path: string): StacklineError {
   const e = error as {
     message?: string;
     code?: string;
-    errors?: Array<{ text: string; location?: { line: number; column: number } }>;
+    errors?: Array<{ text: string; location?: { file?: string; line: number; column: number } }>;
   };
   const message = String(e?.message ?? error);
-  // esbuild (through tsx) reports syntax errors with their location.
+  // esbuild reports syntax errors with their location.
   const first = e?.errors?.[0];
   if (first) {
+    // The file esbuild was reading: the pipeline file or one of its local imports.
+    const file = first.location?.file || path;
     const at = first.location ? `:${first.location.line}:${first.location.column + 1}` : '';
-    return new ValidationError(`${path}${at}: syntax error: ${first.text}`, { cause: error, context: { file: path } });
+    return new ValidationError(`${file}${at}: syntax error: ${first.text}`, { cause: error, context: { file } });
   }
   const located = /^(?:.*?):(\d+):(\d+): ERROR: (.*)$/m.exec(message);
   if (located) {
@@ -136,6 +143,9 @@ function importFailure(error: unknown, path: string): StacklineError {
       context: { file: path },
     });
   }
+  // Stackline's hooks name the file and the fix (on Node 22, tsx's errors are read below).
+  if (e?.code === COMMONJS_TYPESCRIPT)
+    return new ValidationError(message.split('\n')[0]!, { cause: error, context: { file: path } });
   const commonJs =
     ['ERR_REQUIRE_ESM', 'ERR_REQUIRE_ASYNC_MODULE'].includes(e?.code ?? '') ||
     /outside a module|require\(\) (?:of )?ES Module|Top-level await is currently not supported|exports is not defined/.test(

@@ -19,20 +19,19 @@
  */
 import { createHash } from 'node:crypto';
 import { existsSync, mkdirSync, readFileSync, renameSync, statSync, writeFileSync } from 'node:fs';
-import { createRequire, isBuiltin } from 'node:module';
+import { isBuiltin } from 'node:module';
 import { dirname, join, resolve } from 'node:path';
 import { fileURLToPath, pathToFileURL } from 'node:url';
 import { registerCompiledSource } from '../code-hash/compiled-sources.ts';
-
-/** Bumped when the output for the same input changes. */
-const FORMAT = 1;
+import { projectCacheDir } from '../code-hash/project-cache.ts';
+import { nearestFile, packageType, transpile } from './transpile.ts';
 
 export interface PrecompileOptions {
   /** This package's root and the URL its own name (`stackline`) resolves to in this process. */
   ownPackageRoot: string;
   ownIndexUrl: string;
-  /** TypeScript → JavaScript for one file; esbuild by default (tests replace it). */
-  transpile?: (path: string, source: string, tsconfig: string | undefined) => Promise<string>;
+  /** TypeScript → JavaScript for one file; transpile.ts's esbuild by default (tests replace it). */
+  transpile?: (path: string, source: string) => Promise<string>;
 }
 
 /** Why a file is left to the loader (internal; never reaches the user). */
@@ -41,8 +40,6 @@ class NeedsLoader extends Error {}
 interface Context extends PrecompileOptions {
   root: string;
   cacheDir: string;
-  tsconfig: string | undefined;
-  toolVersion: string;
   compiled: Map<string, string>;
   pending: Promise<void>[];
 }
@@ -54,16 +51,13 @@ interface Context extends PrecompileOptions {
 export async function precompilePipeline(entry: string, options: PrecompileOptions): Promise<string | undefined> {
   const root = nodeModulesRoot(dirname(entry));
   if (!root) return undefined;
-  const tsconfigPath = nearestFile(dirname(entry), 'tsconfig.json');
-  const tsconfig = tsconfigPath ? readFileSync(tsconfigPath, 'utf8') : undefined;
+  const tsconfig = nearestFile(dirname(entry), 'tsconfig.json');
   // Path aliases need the loader's resolver.
-  if (tsconfig && /"paths"\s*:/.test(tsconfig)) return undefined;
+  if (tsconfig && /"paths"\s*:/.test(readFileSync(tsconfig, 'utf8'))) return undefined;
   const context: Context = {
     ...options,
     root,
-    cacheDir: join(root, 'node_modules', '.cache', 'stackline', 'esm'),
-    tsconfig,
-    toolVersion: `${FORMAT}:${esbuildVersion()}`,
+    cacheDir: join(projectCacheDir(root), 'esm'),
     compiled: new Map(),
     pending: [],
   };
@@ -94,7 +88,7 @@ function compileModule(path: string, context: Context): string {
   const known = context.compiled.get(path);
   if (known) return known;
   if (nodeModulesRoot(dirname(path)) !== context.root) throw new NeedsLoader(`${path}: another node_modules`);
-  if (path.endsWith('.ts') && nearestPackageType(dirname(path)) !== 'module') {
+  if (path.endsWith('.ts') && packageType(dirname(path)) !== 'module') {
     throw new NeedsLoader(`${path}: CommonJS`);
   }
   const source = readFileSync(path, 'utf8');
@@ -161,44 +155,20 @@ function localTarget(specifier: string, from: string): string {
   throw new NeedsLoader(`${from}: cannot resolve ${specifier}`);
 }
 
-/** esbuild's translation of `source`, cached by everything that decides it. */
+/** The file's JavaScript (transpile.ts: cached on disk), its `import.meta` fixed to the source's. */
 async function translated(path: string, source: string, context: Context): Promise<string> {
-  const key = sha256(JSON.stringify([context.toolVersion, path, source, context.tsconfig ?? null]));
-  const cached = join(context.cacheDir, 'js', `${key.slice(0, 32)}.js`);
+  const url = pathToFileURL(path).href;
   try {
-    return readFileSync(cached, 'utf8');
-  } catch {
-    // Not translated yet.
-  }
-  let javascript: string;
-  try {
-    javascript = await (context.transpile ?? transpileWithEsbuild)(path, source, context.tsconfig);
+    if (context.transpile) return await context.transpile(path, source);
+    return await transpile(path, source, path.endsWith('.mts') ? 'mts' : 'ts', {
+      'import.meta.url': JSON.stringify(url),
+      'import.meta.filename': JSON.stringify(path),
+      'import.meta.dirname': JSON.stringify(dirname(path)),
+    });
   } catch (error) {
     // The loader reports syntax errors with their location, as it always has.
     throw new NeedsLoader(`${path}: ${(error as Error).message}`);
   }
-  writeIfChanged(cached, javascript);
-  return javascript;
-}
-
-async function transpileWithEsbuild(path: string, source: string, tsconfig: string | undefined): Promise<string> {
-  const { transform } = await import('esbuild');
-  const url = pathToFileURL(path).href;
-  const result = await transform(source, {
-    loader: 'ts',
-    format: 'esm',
-    platform: 'node',
-    target: 'node20',
-    sourcemap: 'inline',
-    sourcefile: url,
-    define: {
-      'import.meta.url': JSON.stringify(url),
-      'import.meta.filename': JSON.stringify(path),
-      'import.meta.dirname': JSON.stringify(dirname(path)),
-    },
-    ...(tsconfig ? { tsconfigRaw: tsconfig } : {}),
-  });
-  return result.code;
 }
 
 /** Writes `content` whole (or not at all); a cache that cannot be written leaves the file to the loader. */
@@ -233,43 +203,12 @@ function installed(name: string, root: string): boolean {
   }
 }
 
-function nearestFile(dir: string, name: string): string | undefined {
-  for (let at = dir; ; at = dirname(at)) {
-    const candidate = join(at, name);
-    if (isFile(candidate)) return candidate;
-    if (dirname(at) === at) return undefined;
-  }
-}
-
-const packageJsons = new Map<string, { name?: string; type?: string }>();
-
-function readPackageJson(path: string): { name?: string; type?: string } {
-  let value = packageJsons.get(path);
-  if (!value) {
-    try {
-      value = JSON.parse(readFileSync(path, 'utf8')) as { name?: string; type?: string };
-    } catch {
-      value = {};
-    }
-    packageJsons.set(path, value);
-  }
-  return value;
-}
-
+/** The `name` of a package.json. */
 function packageName(path: string): string | undefined {
-  return readPackageJson(path).name;
-}
-
-function nearestPackageType(dir: string): string | undefined {
-  const path = nearestFile(dir, 'package.json');
-  return path ? readPackageJson(path).type : undefined;
-}
-
-function esbuildVersion(): string {
   try {
-    return (createRequire(import.meta.url)('esbuild/package.json') as { version: string }).version;
+    return (JSON.parse(readFileSync(path, 'utf8')) as { name?: string }).name;
   } catch {
-    return 'unknown';
+    return undefined;
   }
 }
 

@@ -6,11 +6,11 @@
  */
 import { existsSync, mkdirSync, readFileSync, renameSync, statSync, writeFileSync } from 'node:fs';
 import { isBuiltin } from 'node:module';
-import { tmpdir } from 'node:os';
 import { dirname, isAbsolute, join, relative, resolve, sep } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { canonicalJson, sha256Hex } from '../util/canonical-json.ts';
 import { sourceFileOf } from './compiled-sources.ts';
+import { projectCacheDir, projectRoot } from './project-cache.ts';
 import type { FileAnalysis } from './source-analysis.ts';
 import * as sourceAnalysis from './source-analysis.ts';
 
@@ -166,26 +166,6 @@ function readVersion(manifest: string): string | undefined {
   return version;
 }
 
-const roots = new Map<string, string>();
-
-/** The nearest directory above `file` holding a package.json (the file's own directory if none). */
-function projectRoot(file: string): string {
-  const start = dirname(file);
-  let root = roots.get(start);
-  if (root === undefined) {
-    root = start;
-    for (let dir = start; ; dir = dirname(dir)) {
-      if (existsSync(join(dir, 'package.json'))) {
-        root = dir;
-        break;
-      }
-      if (dirname(dir) === dir) break;
-    }
-    roots.set(start, root);
-  }
-  return root;
-}
-
 // --- File contents and their analyses, memoized in the process and cached on disk ---------------
 
 interface CachedFile {
@@ -210,17 +190,13 @@ const caches = new Map<string, AnalysisCache>();
 const states = new Map<string, { size: number; mtimeMs: number; state: FileState }>();
 
 /**
- * The analysis cache of a project: `node_modules/.cache/stackline/` as other tools keep theirs
- * (or the system's temporary directory when the project has no `node_modules`). Entries are keyed
+ * The analysis cache of a project, in its cache directory ({@link projectCacheDir}). Entries are keyed
  * by path and checked against the file's content hash, so a stale entry is never used.
  */
 function analysisCache(root: string): AnalysisCache {
   let cache = caches.get(root);
   if (!cache) {
-    const dir = existsSync(join(root, 'node_modules'))
-      ? join(root, 'node_modules', '.cache', 'stackline')
-      : join(tmpdir(), 'stackline-code-hash', sha256Hex(root).slice(0, 16));
-    const path = join(dir, `code-analysis-v${CACHE_VERSION}.json`);
+    const path = join(projectCacheDir(root), `code-analysis-v${CACHE_VERSION}.json`);
     let files: Record<string, CachedFile> = {};
     try {
       files = (JSON.parse(readFileSync(path, 'utf8')) as { files: Record<string, CachedFile> }).files ?? {};

@@ -1,14 +1,16 @@
 /**
  * What the real binary loads at start. Timings live in `npm run bench` (bench/cli.ts); these tests
- * guard the structure that makes them: commands load lazily, and a TypeScript pipeline runs from
- * its compiled copy with no loader thread and no tsx (lib/cli/precompile.ts).
+ * guard the structure that makes them: commands load lazily; a TypeScript pipeline runs from its
+ * compiled copy, with no loader thread and no tsx (lib/cli/precompile.ts); and when the TypeScript
+ * hooks are registered instead (on Node 20 every later import then crosses to the hooks thread and
+ * back), nothing but the pipeline file is left to load.
  */
-import { spawn } from 'node:child_process';
 import { mkdtemp, readFile, rm, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join, resolve } from 'node:path';
 import { pathToFileURL } from 'node:url';
 import { afterEach, beforeEach, describe, expect, it } from 'vitest';
+import { packageOf, runRecordingLoads } from '../support/loaded-modules.ts';
 
 let home: string;
 beforeEach(async () => {
@@ -19,37 +21,9 @@ afterEach(async () => {
 });
 
 /** Runs the binary with a module hook that records, in order, the URL of every module loaded. */
-async function loadedModules(args: string[]): Promise<{ code: number | null; stdout: string; urls: string[] }> {
-  const log = join(home, 'loaded.txt');
-  await writeFile(log, '');
-  const hooks = join(home, 'record-loads.mjs');
-  await writeFile(
-    hooks,
-    `import { appendFileSync } from 'node:fs';
-export async function load(url, context, next) {
-  appendFileSync(${JSON.stringify(log)}, url + '\\n');
-  return next(url, context);
+function loadedModules(args: string[], env: NodeJS.ProcessEnv = {}) {
+  return runRecordingLoads(args, { dir: home, home: join(home, 'project'), env });
 }
-`,
-  );
-  const register = join(home, 'register.mjs');
-  await writeFile(
-    register,
-    `import { register } from 'node:module';\nregister(${JSON.stringify(pathToFileURL(hooks).href)});\n`,
-  );
-  let stdout = '';
-  const code = await new Promise<number | null>((done) => {
-    const child = spawn(process.execPath, ['--import', pathToFileURL(register).href, 'bin/stackline.js', ...args], {
-      env: { ...process.env, STACKLINE_HOME: join(home, 'project'), NO_COLOR: '1' },
-      stdio: ['ignore', 'pipe', 'ignore'],
-    });
-    child.stdout.on('data', (d) => (stdout += d));
-    child.on('exit', (c) => done(c));
-  });
-  return { code, stdout, urls: (await readFile(log, 'utf8')).split('\n').filter(Boolean) };
-}
-
-const packageOf = (url: string) => /\/node_modules\/((?:@[^/]+\/)?[^/]+)\//.exec(url)?.[1];
 
 describe('stackline start-up', () => {
   it('prints --help without loading any command, zod, SQLite, YAML, tsx or the AWS SDK', async () => {
@@ -83,6 +57,27 @@ describe('stackline start-up', () => {
     } finally {
       await rm(inRepo, { force: true });
     }
+  });
+
+  it('with compiling ahead switched off, loads after the TypeScript hooks only the modules they import and the pipeline file', async () => {
+    const pipeline = resolve('test/fixtures/pipelines/simple.ts');
+    const { code, urls } = await loadedModules(['run', pipeline, '--json'], { STACKLINE_PRECOMPILE: '0' });
+    expect(code).toBe(0);
+    const hooks = urls.indexOf(pathToFileURL(resolve('dist/lib/cli/typescript-hooks.js')).href);
+    expect(hooks).toBeGreaterThan(0);
+    // After the hooks module: its own imports (loaded on the hooks thread), then the pipeline, and
+    // esbuild and get-tsconfig only if the file was not transpiled before (test/e2e/typescript-loader.test.ts).
+    const afterHooks = urls
+      .slice(hooks + 1)
+      .filter(
+        (u) => !u.startsWith('node:') && !['esbuild', 'get-tsconfig', 'resolve-pkg-maps'].includes(packageOf(u) ?? ''),
+      );
+    expect(afterHooks.map((u) => u.replace(pathToFileURL(resolve('.')).href, ''))).toEqual([
+      '/dist/lib/code-hash/project-cache.js',
+      '/test/fixtures/pipelines/simple.ts',
+    ]);
+    expect(urls.filter((u) => packageOf(u) === 'tsx')).toEqual([]);
+    expect(urls.filter((u) => packageOf(u) === 'yaml')).toEqual([]);
   });
 
   it('loads the YAML parser when the run has a --config file, and applies it', async () => {
