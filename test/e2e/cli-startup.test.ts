@@ -73,6 +73,7 @@ describe('stackline start-up', () => {
         (u) => !u.startsWith('node:') && !['esbuild', 'get-tsconfig', 'resolve-pkg-maps'].includes(packageOf(u) ?? ''),
       );
     expect(afterHooks.map((u) => u.replace(pathToFileURL(resolve('.')).href, ''))).toEqual([
+      '/dist/lib/cli/transpile.js',
       '/dist/lib/code-hash/project-cache.js',
       '/test/fixtures/pipelines/simple.ts',
     ]);

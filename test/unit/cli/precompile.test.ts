@@ -1,8 +1,9 @@
 /**
- * What lib/cli/precompile.ts compiles, what it leaves to the loader, and that an unchanged file is
- * never translated twice. (test/e2e/precompile.test.ts runs compiled pipelines through the binary.)
+ * What lib/cli/precompile.ts compiles, what it leaves to the loader, and that an unchanged file's
+ * copy is left alone. (test/e2e/precompile.test.ts runs compiled pipelines through the binary;
+ * test/e2e/cli-startup.test.ts shows an unchanged file never loads esbuild.)
  */
-import { mkdir, mkdtemp, readFile, rm, writeFile } from 'node:fs/promises';
+import { mkdir, mkdtemp, readFile, rm, stat, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join, resolve } from 'node:path';
 import { fileURLToPath } from 'node:url';
@@ -61,18 +62,19 @@ describe('precompilePipeline', () => {
     expect(translated.sort()).toEqual(['lib/helper.ts', 'pipeline.ts']);
   });
 
-  it('translates an unchanged file once, and only the edited one again', async () => {
+  it("keeps an unchanged compiled copy as it is, and points the importer at an edited module's new copy", async () => {
     const first = await compile('pipeline.ts');
-    translated = [];
+    const helperOf = async (url: string) =>
+      fileURLToPath(/from '(file:[^']+)'/.exec(await readFile(fileURLToPath(url), 'utf8'))![1]!);
+    const helper = await helperOf(first!);
+    const written = (await stat(helper)).mtimeMs;
     expect(await compile('pipeline.ts')).toBe(first);
-    expect(translated).toEqual([]);
+    expect((await stat(helper)).mtimeMs).toBe(written);
     await write('lib/helper.ts', 'export const twice = (n: number) => n + n;\n');
     expect(await compile('pipeline.ts')).toBe(first);
-    expect(translated).toEqual(['lib/helper.ts']);
-    // The pipeline's copy now imports the new helper copy.
-    const code = await readFile(fileURLToPath(first!), 'utf8');
-    const helper = /from '(file:[^']+)'/.exec(code)![1]!;
-    expect(await readFile(fileURLToPath(helper), 'utf8')).toContain('n + n');
+    const edited = await helperOf(first!);
+    expect(edited).not.toBe(helper);
+    expect(await readFile(edited, 'utf8')).toContain('n + n');
   });
 
   it("resolves this package's own name to the CLI's entry only inside this package", async () => {
