@@ -196,46 +196,48 @@ async function explainStepRun(
   stepRun: StepRun,
   earlier: EarlierRuns,
 ): Promise<StepExplanation> {
-  const base = { stepId: stepRun.stepId, stepRunId: stepRun.id, status: stepRun.status };
+  // Led by named properties, not by a spread of a shared base: see mergeRecords.
+  const explained = (fields: Omit<StepExplanation, 'stepId' | 'stepRunId' | 'status'>): StepExplanation => ({
+    stepId: stepRun.stepId,
+    stepRunId: stepRun.id,
+    status: stepRun.status,
+    ...fields,
+  });
   if (stepRun.status === 'cached' && stepRun.cachedFrom) {
     const source = await metadata.runs.getStep(stepRun.cachedFrom).catch(() => undefined);
-    return {
-      ...base,
+    return explained({
       verdict: 'hit',
       ...(source ? { comparedWith: { runId: source.runId, stepRunId: source.id } } : {}),
       changes: [],
       summary: `hit: same key as ${source ? `run ${source.runId}` : `step run ${stepRun.cachedFrom}`}; its outputs were reused`,
-    };
+    });
   }
   const record = recordOf(stepRun);
   if (record && !record.cache) {
-    return { ...base, verdict: 'cache-disabled', changes: [], summary: 'miss: the cache was disabled for this step' };
+    return explained({ verdict: 'cache-disabled', changes: [], summary: 'miss: the cache was disabled for this step' });
   }
   const previous = await earlier.previous(stepRun);
   if (!previous || !record) {
-    return {
-      ...base,
+    return explained({
       verdict: 'first-run',
       changes: [],
       summary: 'miss: no earlier run of this step recorded its cache key',
-    };
+    });
   }
   const comparedWith = { runId: previous.runId, stepRunId: previous.id };
   const changes = keyChanges(previous, stepRun);
   if (changes.length === 0) {
-    return {
-      ...base,
+    return explained({
       verdict: 'not-reusable',
       comparedWith,
       changes,
       summary: `miss: same key as run ${previous.runId}, whose step ${previous.status === 'completed' || previous.status === 'cached' ? 'outputs were not found' : `ended ${previous.status}`}`,
-    };
+    });
   }
-  return {
-    ...base,
+  return explained({
     verdict: 'changed',
     comparedWith,
     changes,
     summary: `miss since run ${previous.runId}: ${changes.map(describeChange).join('; ')}`,
-  };
+  });
 }

@@ -107,7 +107,7 @@ export async function runPipelineLocally(
       if (event.type === 'step-started') running.add(event.stepRunId);
       if (event.type === 'step-finished') {
         running.delete(event.stepRun.id);
-        state.set(event.stepId, { ...state.get(event.stepId), stepRun: event.stepRun });
+        state.set(event.stepId, { stepRun: event.stepRun, result: state.get(event.stepId)?.result });
       }
       options.onEvent?.(event);
     },
@@ -161,7 +161,7 @@ async function runFanOutLocally(
     while (failure === undefined && next < plan.count && !request.signal?.aborted) {
       const index = next++;
       try {
-        const item = await executeStep({ ...request, mapItem: { index, value: plan.items?.[index] } }, env);
+        const item = await executeStep({ mapItem: { index, value: plan.items?.[index] }, ...request }, env);
         itemOutputs[index] = item.outputs;
       } catch (error) {
         failure ??= error;

@@ -3,6 +3,7 @@ import { dirname } from 'node:path';
 import Database from 'better-sqlite3';
 import { MetadataStoreDamagedError } from '../../errors.ts';
 import { nowIso } from '../../util/ids.ts';
+import { mergeRecords } from '../../util/merge-records.ts';
 import type {
   ArtifactRepository,
   MetadataStore,
@@ -116,7 +117,7 @@ export class SqliteMetadataStore implements MetadataStore {
       if (row === undefined) {
         throw storeErrors.targetNotFound(label, id, target);
       }
-      const merged = json({ ...parseJson<Metadata>(row.metadata), ...values });
+      const merged = json(mergeRecords<Metadata>(parseJson<Metadata>(row.metadata), values));
       if (touch) {
         this.sql.run(`UPDATE ${table} SET metadata = ?, updated_at = ? WHERE ${key} = ?`, merged, nowIso(), id);
       } else {
