@@ -33,6 +33,7 @@ import { faultPoint } from '../util/fault-points.ts';
 import { newId, nowIso } from '../util/ids.ts';
 import { mergeRecords } from '../util/merge-records.ts';
 import { formatZodIssues } from '../util/zod-format.ts';
+import { AttemptContext } from './attempt-context.ts';
 import { type IsolatedAttempt, isolatedScratchDir, startIsolatedAttempt } from './attempt-worker.ts';
 import { computeCacheKey } from './cache-key.ts';
 import { cacheKeyRecord } from './explain.ts';
@@ -368,26 +369,23 @@ async function runAttempt(
   let onRunAbort: (() => void) | undefined;
   try {
     if (request.signal?.aborted) throw new RunCancelledError(`Step "${node.id}" was cancelled.`);
-    const context: StepContext = {
-      runId: run.id,
-      stepRunId,
-      stepId: node.id,
-      pipeline: run.pipeline,
-      attempt,
-      log: callbacks.log,
-      logMetadata: callbacks.logMetadata,
-      logArtifactMetadata: callbacks.logArtifactMetadata,
-      ...(model ? { model } : {}),
-      ...(run.modelVersion ? { runModelVersion: run.modelVersion } : {}),
-      models: request.models,
-      // Accessors last: data properties after them turn the object into a dictionary each time.
-      get signal() {
-        return attemptSignal.signal();
+    const context = new AttemptContext(
+      {
+        runId: run.id,
+        stepRunId,
+        stepId: node.id,
+        pipeline: run.pipeline,
+        attempt,
+        log: callbacks.log,
+        logMetadata: callbacks.logMetadata,
+        logArtifactMetadata: callbacks.logArtifactMetadata,
+        model,
+        runModelVersion: run.modelVersion,
+        models: request.models,
       },
-      get tmpDir() {
-        return callbacks.tmpDir();
-      },
-    };
+      attemptSignal.signal,
+      callbacks.tmpDir,
+    );
     let call: Promise<unknown>;
     if (isolatedScratch === undefined) {
       call = Promise.resolve().then(() => {
