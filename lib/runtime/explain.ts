@@ -158,6 +158,18 @@ export function describeChange(change: KeyChange): string {
 export async function explainRun(metadata: MetadataStore, runId: string, stepId?: string): Promise<StepExplanation[]> {
   const run = await metadata.runs.get(runId);
   const steps = (await metadata.runs.listSteps(runId)).filter((s) => stepId === undefined || s.stepId === stepId);
+  return explainStepRuns(metadata, run, steps);
+}
+
+/**
+ * Explains the given step runs of `run`: those a run's result already holds, so explaining a run
+ * just finished does not read its whole step list a second time.
+ */
+export async function explainStepRuns(
+  metadata: MetadataStore,
+  run: PipelineRun,
+  steps: Iterable<StepRun>,
+): Promise<StepExplanation[]> {
   const earlier = new EarlierRuns(metadata, run);
   const explanations: StepExplanation[] = [];
   for (const stepRun of steps) explanations.push(await explainStepRun(metadata, stepRun, earlier));

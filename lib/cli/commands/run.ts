@@ -1,13 +1,14 @@
+import { once } from 'node:events';
 import type { PipelineDefinition } from '../../dsl/pipeline.ts';
 import { SqliteMetadataStore } from '../../metadata/sqlite/sqlite-metadata-store.ts';
 import { NOT_RUN, type PipelineRun } from '../../metadata/types.ts';
-import { explainRun, type StepExplanation } from '../../runtime/explain.ts';
+import { explainRun, explainStepRuns, type StepExplanation } from '../../runtime/explain.ts';
 import { type RunResult, runPipelineLocally } from '../../runtime/local-orchestrator.ts';
 import { validateRunOptions } from '../../runtime/run-options.ts';
 import type { Project } from '../../stacks/project.ts';
 import { nowIso } from '../../util/ids.ts';
 import { ExitCode } from '../exit-codes.ts';
-import { type CliIo, colors, printExplanations, printJson } from '../io.ts';
+import { type CliIo, colors, printExplanations } from '../io.ts';
 import { loadPipeline } from '../load-pipeline.ts';
 import { progressPrinter } from '../progress.ts';
 import { mergeParams, parseParamPairs, type RunConfig, readRunConfig } from '../run-config.ts';
@@ -26,8 +27,12 @@ export interface RunCommandOptions {
 
 /** Machine-readable summary printed by `stackline run --json`. */
 export function summarizeRun(result: RunResult, explanations: StepExplanation[] = []) {
-  const { run } = result;
   const explained = new Map(explanations.map((e) => [e.stepRunId, e]));
+  return { ...runHead(result.run), steps: result.steps.map((s) => stepSummary(s, explained)) };
+}
+
+/** The summary's fields before `steps`. */
+function runHead(run: PipelineRun) {
   return {
     runId: run.id,
     pipeline: run.pipeline,
@@ -40,27 +45,73 @@ export function summarizeRun(result: RunResult, explanations: StepExplanation[] 
     tags: run.tags,
     modelVersionId: run.modelVersionId ?? null,
     error: run.error ?? null,
-    steps: result.steps.map(({ node, result: r, stepRun }) => ({
-      name: node.id,
-      step: node.spec.name,
-      status: stepRun?.status ?? NOT_RUN,
-      cached: stepRun?.status === 'cached',
-      durationMs: stepRun?.durationMs ?? null,
-      attempts: stepRun?.attempts ?? 0,
-      stepRunId: stepRun?.id ?? null,
-      error: stepRun?.error ? { type: stepRun.error.type, message: stepRun.error.message } : null,
-      explain: explainedStep(stepRun ? explained.get(stepRun.id) : undefined),
-      outputs: r
-        ? Object.entries(r.outputs).map(([name, v]) => ({
-            name,
-            artifact: v.name,
-            version: v.version,
-            id: v.id,
-            uri: v.uri,
-          }))
-        : [],
-    })),
   };
+}
+
+/** One entry of the summary's `steps`. */
+function stepSummary(
+  { node, result, stepRun }: RunResult['steps'][number],
+  explained: ReadonlyMap<string, StepExplanation>,
+) {
+  return {
+    name: node.id,
+    step: node.spec.name,
+    status: stepRun?.status ?? NOT_RUN,
+    cached: stepRun?.status === 'cached',
+    durationMs: stepRun?.durationMs ?? null,
+    attempts: stepRun?.attempts ?? 0,
+    stepRunId: stepRun?.id ?? null,
+    error: stepRun?.error ? { type: stepRun.error.type, message: stepRun.error.message } : null,
+    explain: explainedStep(stepRun ? explained.get(stepRun.id) : undefined),
+    outputs: result
+      ? Object.entries(result.outputs).map(([name, v]) => ({
+          name,
+          artifact: v.name,
+          version: v.version,
+          id: v.id,
+          uri: v.uri,
+        }))
+      : [],
+  };
+}
+
+/**
+ * Writes `printJson(io, summarizeRun(result, explanations))`, byte for byte, one step at a time,
+ * waiting for a full pipe to drain: a 3,000-step run's summary is megabytes of JSON, and building
+ * it whole at the end of the run (then queueing it for a reader slower than us) was the largest
+ * allocation of the process.
+ */
+export async function writeRunSummary(
+  io: CliIo,
+  result: RunResult,
+  explanations: StepExplanation[] = [],
+): Promise<void> {
+  const explained = new Map(explanations.map((e) => [e.stepRunId, e]));
+  const head = JSON.stringify({ ...runHead(result.run), steps: [] }, null, 2);
+  if (result.steps.length === 0) {
+    io.stdout.write(`${head}\n`);
+    return;
+  }
+  // `steps` is the last field: its empty array closes the object.
+  const closing = '[]\n}';
+  let chunk = `${head.slice(0, head.length - closing.length)}[\n`;
+  const last = result.steps.length - 1;
+  for (const [i, step] of result.steps.entries()) {
+    // JSON.stringify escapes newlines inside strings, so every newline here is layout.
+    chunk += `    ${JSON.stringify(stepSummary(step, explained), null, 2).replaceAll('\n', '\n    ')}`;
+    chunk += i === last ? '\n  ]\n}\n' : ',\n';
+    if (chunk.length >= 64 * 1024 || i === last) {
+      await writeWithBackpressure(io.stdout, chunk);
+      chunk = '';
+    }
+  }
+}
+
+/** Writes `text`; when the stream says its buffer is full (a pipe nobody has read yet), waits for it to drain. */
+async function writeWithBackpressure(stream: CliIo['stdout'], text: string): Promise<void> {
+  if (stream.write(text) !== false) return;
+  const emitter = stream as Partial<Pick<NodeJS.WritableStream, 'once'>>;
+  if (typeof emitter.once === 'function') await once(emitter as NodeJS.WritableStream, 'drain');
 }
 
 /**
@@ -140,12 +191,12 @@ export async function runCommand(
             ...(onEvent ? { onEvent } : {}),
           });
     runId = undefined;
-    const explanations = options.json || options.explain ? await explainRun(stack.metadata, result.run.id) : [];
-    if (options.json) printJson(io, summarizeRun(result, explanations));
-    else {
-      if (options.explain) printExplanations(io, explanations);
-      printOutputsHint(io, result.run);
-    }
+    if (options.json) {
+      // The step runs the result holds, not the run's step list read again from the store.
+      const stepRuns = result.steps.flatMap((s) => (s.stepRun ? [s.stepRun] : []));
+      await writeRunSummary(io, result, await explainStepRuns(stack.metadata, result.run, stepRuns));
+    } else if (options.explain) printExplanations(io, await explainRun(stack.metadata, result.run.id));
+    if (!options.json) printOutputsHint(io, result.run);
     if (result.run.status === 'completed') return ExitCode.Ok;
     return result.run.status === 'cancelled' ? ExitCode.Interrupted : ExitCode.Failed;
   } finally {
