@@ -170,10 +170,19 @@ export async function explainStepRuns(
   run: PipelineRun,
   steps: Iterable<StepRun>,
 ): Promise<StepExplanation[]> {
-  const earlier = new EarlierRuns(metadata, run);
+  const explain = stepRunExplainer(metadata, run);
   const explanations: StepExplanation[] = [];
-  for (const stepRun of steps) explanations.push(await explainStepRun(metadata, stepRun, earlier));
+  for (const stepRun of steps) explanations.push(await explain(stepRun));
   return explanations;
+}
+
+/** Explains step runs of `run` one at a time (sharing what it reads of earlier runs). */
+export function stepRunExplainer(
+  metadata: MetadataStore,
+  run: PipelineRun,
+): (stepRun: StepRun) => Promise<StepExplanation> {
+  const earlier = new EarlierRuns(metadata, run);
+  return (stepRun) => explainStepRun(metadata, stepRun, earlier);
 }
 
 /** The pipeline's runs before a given one, newest first, with their step runs loaded on demand. */

@@ -48,6 +48,12 @@ export interface RunOptions {
   actor?: string;
   /** Called once the run record exists (so callers can clean it up on interruption). */
   onRunCreated?: (runId: string) => void;
+  /**
+   * `false`: the result lists only the steps (`{ node }`), and a step's outputs are dropped once
+   * every step reading them has started, so the run holds O(frontier) results, not O(steps). For
+   * callers that read the step runs back from the store (`stackline run --json`). Default true.
+   */
+  keepResults?: boolean;
 }
 
 export interface RunResult {
@@ -89,7 +95,10 @@ export async function runPipelineLocally(
   options.onRunCreated?.(run.id);
   options.onEvent?.({ type: 'run-started', run, graph });
 
+  const keepResults = options.keepResults ?? true;
   const state = new Map<string, { result?: StepExecutionResult; stepRun?: StepRun }>();
+  // Without keepResults: how many downstream steps have yet to read each step's outputs.
+  const readers = new Map(graph.nodes.map((n) => [n.id, graph.downstream.get(n.id)?.length ?? 0]));
   // Step runs in flight, whose leases the heartbeat renews with the run's.
   const running = new Set<string>();
   // Ended elsewhere (`runs cancel` from another host, a reaper): stop working on it.
@@ -107,7 +116,7 @@ export async function runPipelineLocally(
       if (event.type === 'step-started') running.add(event.stepRunId);
       if (event.type === 'step-finished') {
         running.delete(event.stepRun.id);
-        state.set(event.stepId, { stepRun: event.stepRun, result: state.get(event.stepId)?.result });
+        if (keepResults) state.set(event.stepId, { stepRun: event.stepRun, result: state.get(event.stepId)?.result });
       }
       options.onEvent?.(event);
     },
@@ -122,9 +131,18 @@ export async function runPipelineLocally(
         cache: stepUsesCache(node, cacheEnabled, options.stepCache),
         signal,
       };
+      if (!keepResults) {
+        for (const upstream of node.upstream) {
+          const left = readers.get(upstream)! - 1;
+          readers.set(upstream, left);
+          if (left === 0) state.delete(upstream);
+        }
+      }
       const result = node.map ? await runFanOutLocally(request, stepEnv, options) : await executeStep(request, stepEnv);
       if (modelVersion) await linkModelOutputs(env, node, result, modelVersion.id);
-      state.set(node.id, { result, stepRun: result.stepRun });
+      if (keepResults) state.set(node.id, { result, stepRun: result.stepRun });
+      else if (readers.get(node.id)! > 0)
+        state.set(node.id, { result: { stepRun: result.stepRun, outputs: result.outputs } });
     });
   } catch (error) {
     firstError = error;
@@ -142,7 +160,10 @@ export async function runPipelineLocally(
     throw error;
   });
   options.onEvent?.({ type: 'run-finished', run: finished });
-  return { run: finished, steps: graph.nodes.map((node) => ({ node, ...state.get(node.id) })) };
+  return {
+    run: finished,
+    steps: graph.nodes.map((node) => (keepResults ? { node, ...state.get(node.id) } : { node })),
+  };
 }
 
 /** A fan-out step locally: plan, run the items with bounded concurrency (fail-fast), collect. */

@@ -4,7 +4,7 @@ import { z } from 'zod';
 import { summarizeRun, writeRunSummary } from '../../../lib/cli/commands/run.ts';
 import { type CliIo, printJson } from '../../../lib/cli/io.ts';
 import { pipeline, step } from '../../../lib/index.ts';
-import { explainStepRuns } from '../../../lib/runtime/explain.ts';
+import { explainRun, explainStepRuns } from '../../../lib/runtime/explain.ts';
 import { runPipelineLocally } from '../../../lib/runtime/local-orchestrator.ts';
 import { createLocalTestEnv, type LocalTestEnv } from '../../support/local-env.ts';
 
@@ -51,10 +51,15 @@ describe('stackline run --json, written one step at a time', () => {
     const whole = capture();
     printJson(whole.io, summarizeRun(result, explanations));
     const streamed = capture();
-    await writeRunSummary(streamed.io, result, explanations);
+    await writeRunSummary(streamed.io, result, env.metadata);
     expect(streamed.text()).toBe(whole.text());
     expect(streamed.writes.length).toBeGreaterThan(1);
     expect(JSON.parse(streamed.text()).steps).toHaveLength(200);
+    // A run that kept no step results: the same summary, read back from the store in batches.
+    const bare = { run: result.run, steps: result.steps.map(({ node }) => ({ node })) };
+    const fromStore = capture();
+    await writeRunSummary(fromStore.io, bare, env.metadata, { fromStore: true });
+    expect(fromStore.text()).toBe(whole.text());
   });
 
   it('waits for a full stream to drain instead of queueing the whole summary', async () => {
@@ -79,10 +84,10 @@ describe('stackline run --json, written one step at a time', () => {
       mostQueued = Math.max(mostQueued, slow.writableLength);
       return ok;
     }) as typeof slow.write;
-    await writeRunSummary(io, result);
+    await writeRunSummary(io, result, env.metadata);
     await new Promise((resolve) => slow.end(resolve));
     const whole = capture();
-    printJson(whole.io, summarizeRun(result));
+    printJson(whole.io, summarizeRun(result, await explainRun(env.metadata, result.run.id)));
     expect(Buffer.concat(received).toString()).toBe(whole.text());
     // One chunk (64 KiB and one step) at most, not the ~140 KB summary.
     expect(mostQueued).toBeLessThan(70 * 1024);
@@ -97,11 +102,17 @@ describe('stackline run --json, written one step at a time', () => {
     });
     const result = await runPipelineLocally(broken, env, { cache: false });
     expect(result.run.status).toBe('failed');
-    for (const r of [result, { run: result.run, steps: [] }]) {
+    const explanations = await explainRun(env.metadata, result.run.id);
+    const bare = { run: result.run, steps: result.steps.map(({ node }) => ({ node })) };
+    for (const [r, fromStore] of [
+      [result, false],
+      [bare, true],
+      [{ run: result.run, steps: [] }, false],
+    ] as const) {
       const whole = capture();
-      printJson(whole.io, summarizeRun(r));
+      printJson(whole.io, summarizeRun(r === bare ? result : r, explanations));
       const streamed = capture();
-      await writeRunSummary(streamed.io, r);
+      await writeRunSummary(streamed.io, r, env.metadata, { fromStore });
       expect(streamed.text()).toBe(whole.text());
     }
   });
