@@ -21,6 +21,9 @@ import { SqliteModelRepository } from './sqlite-model-repository.ts';
 import { SqliteRunRepository } from './sqlite-run-repository.ts';
 import { SqliteStackRepository } from './sqlite-stack-repository.ts';
 
+/** Page cache per connection, in KiB (`PRAGMA cache_size` takes KiB as a negative number). */
+export const PAGE_CACHE_KIB = 2000;
+
 /**
  * The embedded {@link MetadataStore}: one SQLite file (better-sqlite3) per local stack. Safe for
  * several processes on the same file: WAL journaling, a 10 s busy timeout, and every write in a
@@ -84,6 +87,11 @@ export class SqliteMetadataStore implements MetadataStore {
       db.pragma(`busy_timeout = ${busyTimeoutMs}`);
       if (!inMemory) db.pragma('journal_mode = WAL');
       db.pragma('synchronous = NORMAL');
+      // SQLite's own default page cache (2 MiB), not better-sqlite3's build default of 16 MiB: that
+      // cache filled with the database, so a process's memory grew with the store's history (a
+      // 1,000-step run peaked 15 MiB higher on a 280 MB store). Pages it no longer holds are read
+      // from the OS's file cache.
+      db.pragma(`cache_size = -${PAGE_CACHE_KIB}`);
       db.pragma('foreign_keys = ON');
       migrate(db, inMemory ? 'in memory' : `"${path}"`);
     } catch (error) {
