@@ -5,7 +5,7 @@ import { summarizeRun, writeRunSummary } from '../../../lib/cli/commands/run.ts'
 import { type CliIo, printJson } from '../../../lib/cli/io.ts';
 import { pipeline, step } from '../../../lib/index.ts';
 import { explainRun, explainStepRuns } from '../../../lib/runtime/explain.ts';
-import { runPipelineLocally } from '../../../lib/runtime/local-orchestrator.ts';
+import { type RunResult, runPipelineLocally } from '../../../lib/runtime/local-orchestrator.ts';
 import { createLocalTestEnv, type LocalTestEnv } from '../../support/local-env.ts';
 
 let env: LocalTestEnv;
@@ -103,12 +103,13 @@ describe('stackline run --json, written one step at a time', () => {
     const result = await runPipelineLocally(broken, env, { cache: false });
     expect(result.run.status).toBe('failed');
     const explanations = await explainRun(env.metadata, result.run.id);
-    const bare = { run: result.run, steps: result.steps.map(({ node }) => ({ node })) };
-    for (const [r, fromStore] of [
+    const bare: RunResult = { run: result.run, steps: result.steps.map(({ node }) => ({ node })) };
+    const cases: Array<[RunResult, boolean]> = [
       [result, false],
       [bare, true],
       [{ run: result.run, steps: [] }, false],
-    ] as const) {
+    ];
+    for (const [r, fromStore] of cases) {
       const whole = capture();
       printJson(whole.io, summarizeRun(r === bare ? result : r, explanations));
       const streamed = capture();
