@@ -92,7 +92,9 @@ export async function runPipelineLocally(
     leaseExpiresAt: leaseUntil(),
   });
   faultPoint('run:created');
-  options.onRunCreated?.(run.id);
+  // The record (with its per-step configuration snapshot) is not kept for the run's length.
+  const runId = run.id;
+  options.onRunCreated?.(runId);
   options.onEvent?.({ type: 'run-started', run, graph });
 
   const keepResults = options.keepResults ?? true;
@@ -104,8 +106,8 @@ export async function runPipelineLocally(
   // Ended elsewhere (`runs cancel` from another host, a reaper): stop working on it.
   const endedElsewhere = new AbortController();
   const signal = options.signal ? AbortSignal.any([options.signal, endedElsewhere.signal]) : endedElsewhere.signal;
-  const heartbeat = startHeartbeat(env.metadata, run.id, () => [...running], {
-    onRunEnded: () => endedElsewhere.abort(new RunCancelledError(`Run "${run.id}" was ended elsewhere.`)),
+  const heartbeat = startHeartbeat(env.metadata, runId, () => [...running], {
+    onRunEnded: () => endedElsewhere.abort(new RunCancelledError(`Run "${runId}" was ended elsewhere.`)),
   });
   const stepEnv: StepEnvironment = {
     ...stepEnvironment(env, options.actor),
@@ -125,7 +127,7 @@ export async function runPipelineLocally(
   try {
     await schedule(graph, concurrency, { ...options, signal }, async (node) => {
       const request: StepExecutionRequest = {
-        run: { id: run.id, pipeline: pipeline.name, ...(modelVersion ? { modelVersion } : {}) },
+        run: { id: runId, pipeline: pipeline.name, ...(modelVersion ? { modelVersion } : {}) },
         node,
         inputs: resolveStepInputs(node, externals, (id) => state.get(id)?.result?.outputs),
         cache: stepUsesCache(node, cacheEnabled, options.stepCache),
@@ -152,11 +154,11 @@ export async function runPipelineLocally(
   const cancelled = firstError instanceof RunCancelledError || signal.aborted;
   faultPoint('run:finishing');
   const finished = await (firstError === undefined
-    ? env.metadata.runs.finish(run.id, 'completed', nowIso())
-    : env.metadata.runs.finish(run.id, cancelled ? 'cancelled' : 'failed', nowIso(), errorInfo(firstError))
+    ? env.metadata.runs.finish(runId, 'completed', nowIso())
+    : env.metadata.runs.finish(runId, cancelled ? 'cancelled' : 'failed', nowIso(), errorInfo(firstError))
   ).catch(async (error: unknown) => {
     // Ended meanwhile by `runs cancel` or a reaper: what it recorded stands.
-    if (error instanceof ConflictError) return env.metadata.runs.get(run.id);
+    if (error instanceof ConflictError) return env.metadata.runs.get(runId);
     throw error;
   });
   options.onEvent?.({ type: 'run-finished', run: finished });
