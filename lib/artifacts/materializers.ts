@@ -5,6 +5,7 @@ import { Readable } from 'node:stream';
 import { z } from 'zod';
 import { ConflictError, StacklineError, ValidationError } from '../errors.ts';
 import { canonicalJson } from '../util/canonical-json.ts';
+import { mergeRecords } from '../util/merge-records.ts';
 import type { MaterializedValue, Materializer, MaterializerContext } from './materializer.ts';
 
 /** What a saved output records: the stored value plus the materializer that can load it back. */
@@ -116,7 +117,7 @@ export class MaterializerRegistry {
   async save(value: unknown, context: MaterializerContext, materializerName?: string): Promise<SavedArtifact> {
     const materializer = materializerName === undefined ? this.pick(value) : this.get(materializerName);
     const saved = await materializer.save(value, context);
-    return { ...saved, materializer: materializer.name };
+    return mergeRecords<SavedArtifact>(saved, { materializer: materializer.name });
   }
 
   /** Loads a value saved by {@link save}, with the materializer that saved it. */
@@ -155,7 +156,7 @@ export const jsonMaterializer: Materializer<unknown> = {
         context: error.context,
       });
     }
-    return { ...(await store.put(text)), dataType: `json:${jsonKind(text)}` };
+    return mergeRecords<MaterializedValue>(await store.put(text), { dataType: `json:${jsonKind(text)}` });
   },
   async load({ contentHash }, { store }) {
     return JSON.parse((await store.getBytes(contentHash)).toString('utf8'));
@@ -168,7 +169,7 @@ export const stringMaterializer: Materializer<string> = {
   canHandle: (value) => typeof value === 'string',
   async save(value, { store }) {
     if (typeof value !== 'string') throw wrongValue('string', 'a string', value);
-    return { ...(await store.put(value)), dataType: 'string' };
+    return mergeRecords<MaterializedValue>(await store.put(value), { dataType: 'string' });
   },
   async load({ contentHash }, { store }) {
     return (await store.getBytes(contentHash)).toString('utf8');
@@ -181,7 +182,7 @@ export const binaryMaterializer: Materializer<Uint8Array> = {
   canHandle: (value) => value instanceof Uint8Array,
   async save(value, { store }) {
     if (!(value instanceof Uint8Array)) throw wrongValue('binary', 'a Buffer or Uint8Array', value);
-    return { ...(await store.put(value)), dataType: 'binary' };
+    return mergeRecords<MaterializedValue>(await store.put(value), { dataType: 'binary' });
   },
   async load({ contentHash }, { store }) {
     return store.getBytes(contentHash);
@@ -207,7 +208,7 @@ export const fileMaterializer: Materializer<string> = {
         { context: { path } },
       );
     }
-    return { ...(await store.putFile(path)), dataType: 'file' };
+    return mergeRecords<MaterializedValue>(await store.putFile(path), { dataType: 'file' });
   },
   async load({ contentHash }, { store }) {
     return store.getFile(contentHash);
@@ -226,7 +227,7 @@ export const streamMaterializer: Materializer<Readable | AsyncIterable<Uint8Arra
     if (!(value instanceof Readable || isAsyncIterable(value))) {
       throw wrongValue('stream', 'a Readable or an async iterable of Uint8Array', value);
     }
-    return { ...(await store.put(value)), dataType: 'stream' };
+    return mergeRecords<MaterializedValue>(await store.put(value), { dataType: 'stream' });
   },
   async load({ contentHash }, { store }) {
     return store.get(contentHash);
@@ -297,7 +298,7 @@ export function createDirectoryMaterializer(options: MaterializerRegistryOptions
         return { path, contentHash, size, mode: mode & 0o777 };
       });
       const manifest: DirectoryManifest = { files };
-      return { ...(await store.put(canonicalJson(manifest))), dataType: 'directory' };
+      return mergeRecords<MaterializedValue>(await store.put(canonicalJson(manifest)), { dataType: 'directory' });
     },
     async load({ contentHash }, { store }) {
       const hex = contentHashSchema.safeParse(contentHash).success ? contentHash.slice('sha256:'.length) : undefined;

@@ -158,10 +158,31 @@ export function describeChange(change: KeyChange): string {
 export async function explainRun(metadata: MetadataStore, runId: string, stepId?: string): Promise<StepExplanation[]> {
   const run = await metadata.runs.get(runId);
   const steps = (await metadata.runs.listSteps(runId)).filter((s) => stepId === undefined || s.stepId === stepId);
-  const earlier = new EarlierRuns(metadata, run);
+  return explainStepRuns(metadata, run, steps);
+}
+
+/**
+ * Explains the given step runs of `run`: those a run's result already holds, so explaining a run
+ * just finished does not read its whole step list a second time.
+ */
+export async function explainStepRuns(
+  metadata: MetadataStore,
+  run: PipelineRun,
+  steps: Iterable<StepRun>,
+): Promise<StepExplanation[]> {
+  const explain = stepRunExplainer(metadata, run);
   const explanations: StepExplanation[] = [];
-  for (const stepRun of steps) explanations.push(await explainStepRun(metadata, stepRun, earlier));
+  for (const stepRun of steps) explanations.push(await explain(stepRun));
   return explanations;
+}
+
+/** Explains step runs of `run` one at a time (sharing what it reads of earlier runs). */
+export function stepRunExplainer(
+  metadata: MetadataStore,
+  run: PipelineRun,
+): (stepRun: StepRun) => Promise<StepExplanation> {
+  const earlier = new EarlierRuns(metadata, run);
+  return (stepRun) => explainStepRun(metadata, stepRun, earlier);
 }
 
 /** The pipeline's runs before a given one, newest first, with their step runs loaded on demand. */
@@ -196,46 +217,48 @@ async function explainStepRun(
   stepRun: StepRun,
   earlier: EarlierRuns,
 ): Promise<StepExplanation> {
-  const base = { stepId: stepRun.stepId, stepRunId: stepRun.id, status: stepRun.status };
+  // Led by named properties, not by a spread of a shared base: see mergeRecords.
+  const explained = (fields: Omit<StepExplanation, 'stepId' | 'stepRunId' | 'status'>): StepExplanation => ({
+    stepId: stepRun.stepId,
+    stepRunId: stepRun.id,
+    status: stepRun.status,
+    ...fields,
+  });
   if (stepRun.status === 'cached' && stepRun.cachedFrom) {
     const source = await metadata.runs.getStep(stepRun.cachedFrom).catch(() => undefined);
-    return {
-      ...base,
+    return explained({
       verdict: 'hit',
       ...(source ? { comparedWith: { runId: source.runId, stepRunId: source.id } } : {}),
       changes: [],
       summary: `hit: same key as ${source ? `run ${source.runId}` : `step run ${stepRun.cachedFrom}`}; its outputs were reused`,
-    };
+    });
   }
   const record = recordOf(stepRun);
   if (record && !record.cache) {
-    return { ...base, verdict: 'cache-disabled', changes: [], summary: 'miss: the cache was disabled for this step' };
+    return explained({ verdict: 'cache-disabled', changes: [], summary: 'miss: the cache was disabled for this step' });
   }
   const previous = await earlier.previous(stepRun);
   if (!previous || !record) {
-    return {
-      ...base,
+    return explained({
       verdict: 'first-run',
       changes: [],
       summary: 'miss: no earlier run of this step recorded its cache key',
-    };
+    });
   }
   const comparedWith = { runId: previous.runId, stepRunId: previous.id };
   const changes = keyChanges(previous, stepRun);
   if (changes.length === 0) {
-    return {
-      ...base,
+    return explained({
       verdict: 'not-reusable',
       comparedWith,
       changes,
       summary: `miss: same key as run ${previous.runId}, whose step ${previous.status === 'completed' || previous.status === 'cached' ? 'outputs were not found' : `ended ${previous.status}`}`,
-    };
+    });
   }
-  return {
-    ...base,
+  return explained({
     verdict: 'changed',
     comparedWith,
     changes,
     summary: `miss since run ${previous.runId}: ${changes.map(describeChange).join('; ')}`,
-  };
+  });
 }

@@ -48,6 +48,12 @@ export interface RunOptions {
   actor?: string;
   /** Called once the run record exists (so callers can clean it up on interruption). */
   onRunCreated?: (runId: string) => void;
+  /**
+   * `false`: the result lists only the steps (`{ node }`), and a step's outputs are dropped once
+   * every step reading them has started, so the run holds O(frontier) results, not O(steps). For
+   * callers that read the step runs back from the store (`stackline run --json`). Default true.
+   */
+  keepResults?: boolean;
 }
 
 export interface RunResult {
@@ -86,17 +92,22 @@ export async function runPipelineLocally(
     leaseExpiresAt: leaseUntil(),
   });
   faultPoint('run:created');
-  options.onRunCreated?.(run.id);
+  // The record (with its per-step configuration snapshot) is not kept for the run's length.
+  const runId = run.id;
+  options.onRunCreated?.(runId);
   options.onEvent?.({ type: 'run-started', run, graph });
 
+  const keepResults = options.keepResults ?? true;
   const state = new Map<string, { result?: StepExecutionResult; stepRun?: StepRun }>();
+  // Without keepResults: how many downstream steps have yet to read each step's outputs.
+  const readers = new Map(graph.nodes.map((n) => [n.id, graph.downstream.get(n.id)?.length ?? 0]));
   // Step runs in flight, whose leases the heartbeat renews with the run's.
   const running = new Set<string>();
   // Ended elsewhere (`runs cancel` from another host, a reaper): stop working on it.
   const endedElsewhere = new AbortController();
   const signal = options.signal ? AbortSignal.any([options.signal, endedElsewhere.signal]) : endedElsewhere.signal;
-  const heartbeat = startHeartbeat(env.metadata, run.id, () => [...running], {
-    onRunEnded: () => endedElsewhere.abort(new RunCancelledError(`Run "${run.id}" was ended elsewhere.`)),
+  const heartbeat = startHeartbeat(env.metadata, runId, () => [...running], {
+    onRunEnded: () => endedElsewhere.abort(new RunCancelledError(`Run "${runId}" was ended elsewhere.`)),
   });
   const stepEnv: StepEnvironment = {
     ...stepEnvironment(env, options.actor),
@@ -107,7 +118,7 @@ export async function runPipelineLocally(
       if (event.type === 'step-started') running.add(event.stepRunId);
       if (event.type === 'step-finished') {
         running.delete(event.stepRun.id);
-        state.set(event.stepId, { ...state.get(event.stepId), stepRun: event.stepRun });
+        if (keepResults) state.set(event.stepId, { stepRun: event.stepRun, result: state.get(event.stepId)?.result });
       }
       options.onEvent?.(event);
     },
@@ -116,15 +127,24 @@ export async function runPipelineLocally(
   try {
     await schedule(graph, concurrency, { ...options, signal }, async (node) => {
       const request: StepExecutionRequest = {
-        run: { id: run.id, pipeline: pipeline.name, ...(modelVersion ? { modelVersion } : {}) },
+        run: { id: runId, pipeline: pipeline.name, ...(modelVersion ? { modelVersion } : {}) },
         node,
         inputs: resolveStepInputs(node, externals, (id) => state.get(id)?.result?.outputs),
         cache: stepUsesCache(node, cacheEnabled, options.stepCache),
         signal,
       };
+      if (!keepResults) {
+        for (const upstream of node.upstream) {
+          const left = readers.get(upstream)! - 1;
+          readers.set(upstream, left);
+          if (left === 0) state.delete(upstream);
+        }
+      }
       const result = node.map ? await runFanOutLocally(request, stepEnv, options) : await executeStep(request, stepEnv);
       if (modelVersion) await linkModelOutputs(env, node, result, modelVersion.id);
-      state.set(node.id, { result, stepRun: result.stepRun });
+      if (keepResults) state.set(node.id, { result, stepRun: result.stepRun });
+      else if (readers.get(node.id)! > 0)
+        state.set(node.id, { result: { stepRun: result.stepRun, outputs: result.outputs } });
     });
   } catch (error) {
     firstError = error;
@@ -134,15 +154,18 @@ export async function runPipelineLocally(
   const cancelled = firstError instanceof RunCancelledError || signal.aborted;
   faultPoint('run:finishing');
   const finished = await (firstError === undefined
-    ? env.metadata.runs.finish(run.id, 'completed', nowIso())
-    : env.metadata.runs.finish(run.id, cancelled ? 'cancelled' : 'failed', nowIso(), errorInfo(firstError))
+    ? env.metadata.runs.finish(runId, 'completed', nowIso())
+    : env.metadata.runs.finish(runId, cancelled ? 'cancelled' : 'failed', nowIso(), errorInfo(firstError))
   ).catch(async (error: unknown) => {
     // Ended meanwhile by `runs cancel` or a reaper: what it recorded stands.
-    if (error instanceof ConflictError) return env.metadata.runs.get(run.id);
+    if (error instanceof ConflictError) return env.metadata.runs.get(runId);
     throw error;
   });
   options.onEvent?.({ type: 'run-finished', run: finished });
-  return { run: finished, steps: graph.nodes.map((node) => ({ node, ...state.get(node.id) })) };
+  return {
+    run: finished,
+    steps: graph.nodes.map((node) => (keepResults ? { node, ...state.get(node.id) } : { node })),
+  };
 }
 
 /** A fan-out step locally: plan, run the items with bounded concurrency (fail-fast), collect. */
@@ -161,7 +184,7 @@ async function runFanOutLocally(
     while (failure === undefined && next < plan.count && !request.signal?.aborted) {
       const index = next++;
       try {
-        const item = await executeStep({ ...request, mapItem: { index, value: plan.items?.[index] } }, env);
+        const item = await executeStep({ mapItem: { index, value: plan.items?.[index] }, ...request }, env);
         itemOutputs[index] = item.outputs;
       } catch (error) {
         failure ??= error;

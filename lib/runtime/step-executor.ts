@@ -31,7 +31,9 @@ import { createModelControl } from '../models/model-context.ts';
 import { canonicalJson, sha256Hex } from '../util/canonical-json.ts';
 import { faultPoint } from '../util/fault-points.ts';
 import { newId, nowIso } from '../util/ids.ts';
+import { mergeRecords } from '../util/merge-records.ts';
 import { formatZodIssues } from '../util/zod-format.ts';
+import { AttemptContext } from './attempt-context.ts';
 import { type IsolatedAttempt, isolatedScratchDir, startIsolatedAttempt } from './attempt-worker.ts';
 import { computeCacheKey } from './cache-key.ts';
 import { cacheKeyRecord } from './explain.ts';
@@ -165,7 +167,7 @@ export async function executeStep(request: StepExecutionRequest, env: StepEnviro
       return reuseCachedStepRun(
         base,
         hit,
-        { ...(model ? { modelVersion: `${model.model}:${model.number}` } : {}), ...keyRecord },
+        mergeRecords<Metadata>(model ? { modelVersion: `${model.model}:${model.number}` } : undefined, keyRecord),
         env,
       );
   }
@@ -173,9 +175,10 @@ export async function executeStep(request: StepExecutionRequest, env: StepEnviro
   const started = performance.now();
   let stepRun: StepRun;
   try {
+    // Led by a property, not the spread: see mergeRecords.
     stepRun = await env.metadata.runs.startStep({
-      ...base,
       id: newId('srun'),
+      ...base,
       status: 'running',
       startedAt: nowIso(),
       attempts: 0,
@@ -193,7 +196,10 @@ export async function executeStep(request: StepExecutionRequest, env: StepEnviro
 
   const models = createModelControl(env, { pipeline: run.pipeline, runId: run.id, promoters: env.promoters ?? [] });
   const logs: string[] = [];
-  const stepMetadata: Metadata = { ...(model ? { modelVersion: `${model.model}:${model.number}` } : {}), ...keyRecord };
+  const stepMetadata = mergeRecords<Metadata>(
+    model ? { modelVersion: `${model.model}:${model.number}` } : undefined,
+    keyRecord,
+  );
   const artifactMetadata: Record<string, Metadata> = {};
   let attempts = 0;
   let tmpDir: string | undefined;
@@ -228,7 +234,7 @@ export async function executeStep(request: StepExecutionRequest, env: StepEnviro
       };
       try {
         value = await runAttempt(
-          { ...request, models: fencedModels(models, fence) },
+          { models: fencedModels(models, fence), ...request },
           stepRun.id,
           attempts,
           inputs,
@@ -246,7 +252,7 @@ export async function executeStep(request: StepExecutionRequest, env: StepEnviro
             },
             logArtifactMetadata: (output, values) => {
               fence();
-              attempt.artifactMetadata[output] = { ...attempt.artifactMetadata[output], ...values };
+              attempt.artifactMetadata[output] = mergeRecords<Metadata>(attempt.artifactMetadata[output], values);
             },
             tmpDir: () => {
               fence();
@@ -290,7 +296,7 @@ export async function executeStep(request: StepExecutionRequest, env: StepEnviro
       durationMs: Math.round(performance.now() - started),
       attempts,
       outputs: drafts,
-      metadata: { ...stepMetadata, ...recorded.metadata },
+      metadata: mergeRecords<Metadata>(stepMetadata, recorded.metadata),
       ...(logs.length ? { logs: recorded.logs } : {}),
     });
     faultPoint('step:completed');
@@ -354,8 +360,8 @@ async function runAttempt(
   callbacks: ContextCallbacks,
 ): Promise<unknown> {
   const { node, run } = request;
-  const controller = new AbortController();
-  const onAbort = () => controller.abort(request.signal?.reason);
+  const attemptSignal = lazyAbortSignal();
+  const onAbort = () => attemptSignal.abort(request.signal?.reason);
   request.signal?.addEventListener('abort', onAbort, { once: true });
   const timeoutMs = node.spec.options.timeoutMs;
   let timer: NodeJS.Timeout | undefined;
@@ -363,23 +369,23 @@ async function runAttempt(
   let onRunAbort: (() => void) | undefined;
   try {
     if (request.signal?.aborted) throw new RunCancelledError(`Step "${node.id}" was cancelled.`);
-    const context: StepContext = {
-      runId: run.id,
-      stepRunId,
-      stepId: node.id,
-      pipeline: run.pipeline,
-      attempt,
-      signal: controller.signal,
-      get tmpDir() {
-        return callbacks.tmpDir();
+    const context = new AttemptContext(
+      {
+        runId: run.id,
+        stepRunId,
+        stepId: node.id,
+        pipeline: run.pipeline,
+        attempt,
+        log: callbacks.log,
+        logMetadata: callbacks.logMetadata,
+        logArtifactMetadata: callbacks.logArtifactMetadata,
+        model,
+        runModelVersion: run.modelVersion,
+        models: request.models,
       },
-      log: callbacks.log,
-      logMetadata: callbacks.logMetadata,
-      logArtifactMetadata: callbacks.logArtifactMetadata,
-      ...(model ? { model } : {}),
-      ...(run.modelVersion ? { runModelVersion: run.modelVersion } : {}),
-      models: request.models,
-    };
+      attemptSignal.signal,
+      callbacks.tmpDir,
+    );
     let call: Promise<unknown>;
     if (isolatedScratch === undefined) {
       call = Promise.resolve().then(() => {
@@ -406,7 +412,7 @@ async function runAttempt(
                 `Step "${node.id}" timed out after ${timeoutMs} ms (attempt ${attempt}).`,
                 { context: { step: node.id, timeoutMs } },
               );
-              controller.abort(error);
+              attemptSignal.abort(error);
               reject(error);
             }, timeoutMs);
           };
@@ -439,6 +445,30 @@ async function runAttempt(
   }
 }
 
+/**
+ * An attempt's abort signal, made when the step first reads `context.signal`. Most steps never do,
+ * and in Node 20 every AbortSignal costs a hidden class of its own (see mergeRecords): made for
+ * every attempt, they grew the heap with the number of steps. Aborted before anyone read it, the
+ * signal is born aborted with the same reason.
+ */
+function lazyAbortSignal() {
+  let controller: AbortController | undefined;
+  let aborted: { reason: unknown } | undefined;
+  return {
+    signal(): AbortSignal {
+      if (controller === undefined) {
+        controller = new AbortController();
+        if (aborted) controller.abort(aborted.reason);
+      }
+      return controller.signal;
+    },
+    abort(reason: unknown): void {
+      aborted ??= { reason };
+      controller?.abort(reason);
+    },
+  };
+}
+
 const tmpRoot = join(tmpdir(), 'stackline');
 function makeTmpDirSync(stepId: string): string {
   // Synchronous because `context.tmpDir` is a property; only steps that read it pay for it.
@@ -468,8 +498,8 @@ export async function reuseCachedStepRun(
   let stepRun: StepRun;
   try {
     stepRun = await env.metadata.runs.recordCachedStep({
-      ...identity,
       id: newId('srun'),
+      ...identity,
       status: 'cached',
       startedAt: now,
       endedAt: now,

@@ -1,13 +1,15 @@
+import { once } from 'node:events';
 import type { PipelineDefinition } from '../../dsl/pipeline.ts';
+import type { MetadataStore } from '../../metadata/metadata-store.ts';
 import { SqliteMetadataStore } from '../../metadata/sqlite/sqlite-metadata-store.ts';
 import { NOT_RUN, type PipelineRun } from '../../metadata/types.ts';
-import { explainRun, type StepExplanation } from '../../runtime/explain.ts';
+import { explainRun, type StepExplanation, stepRunExplainer } from '../../runtime/explain.ts';
 import { type RunResult, runPipelineLocally } from '../../runtime/local-orchestrator.ts';
 import { validateRunOptions } from '../../runtime/run-options.ts';
 import type { Project } from '../../stacks/project.ts';
 import { nowIso } from '../../util/ids.ts';
 import { ExitCode } from '../exit-codes.ts';
-import { type CliIo, colors, printExplanations, printJson } from '../io.ts';
+import { type CliIo, colors, printExplanations } from '../io.ts';
 import { loadPipeline } from '../load-pipeline.ts';
 import { progressPrinter } from '../progress.ts';
 import { mergeParams, parseParamPairs, type RunConfig, readRunConfig } from '../run-config.ts';
@@ -26,8 +28,12 @@ export interface RunCommandOptions {
 
 /** Machine-readable summary printed by `stackline run --json`. */
 export function summarizeRun(result: RunResult, explanations: StepExplanation[] = []) {
-  const { run } = result;
   const explained = new Map(explanations.map((e) => [e.stepRunId, e]));
+  return { ...runHead(result.run), steps: result.steps.map((s) => stepSummary(s, explained)) };
+}
+
+/** The summary's fields before `steps`. */
+function runHead(run: PipelineRun) {
   return {
     runId: run.id,
     pipeline: run.pipeline,
@@ -40,27 +46,105 @@ export function summarizeRun(result: RunResult, explanations: StepExplanation[] 
     tags: run.tags,
     modelVersionId: run.modelVersionId ?? null,
     error: run.error ?? null,
-    steps: result.steps.map(({ node, result: r, stepRun }) => ({
-      name: node.id,
-      step: node.spec.name,
-      status: stepRun?.status ?? NOT_RUN,
-      cached: stepRun?.status === 'cached',
-      durationMs: stepRun?.durationMs ?? null,
-      attempts: stepRun?.attempts ?? 0,
-      stepRunId: stepRun?.id ?? null,
-      error: stepRun?.error ? { type: stepRun.error.type, message: stepRun.error.message } : null,
-      explain: explainedStep(stepRun ? explained.get(stepRun.id) : undefined),
-      outputs: r
-        ? Object.entries(r.outputs).map(([name, v]) => ({
-            name,
-            artifact: v.name,
-            version: v.version,
-            id: v.id,
-            uri: v.uri,
-          }))
-        : [],
-    })),
   };
+}
+
+/** One entry of the summary's `steps`. */
+function stepSummary(
+  { node, result, stepRun }: RunResult['steps'][number],
+  explained: ReadonlyMap<string, StepExplanation>,
+) {
+  return {
+    name: node.id,
+    step: node.spec.name,
+    status: stepRun?.status ?? NOT_RUN,
+    cached: stepRun?.status === 'cached',
+    durationMs: stepRun?.durationMs ?? null,
+    attempts: stepRun?.attempts ?? 0,
+    stepRunId: stepRun?.id ?? null,
+    error: stepRun?.error ? { type: stepRun.error.type, message: stepRun.error.message } : null,
+    explain: explainedStep(stepRun ? explained.get(stepRun.id) : undefined),
+    outputs: result
+      ? Object.entries(result.outputs).map(([name, v]) => ({
+          name,
+          artifact: v.name,
+          version: v.version,
+          id: v.id,
+          uri: v.uri,
+        }))
+      : [],
+  };
+}
+
+/** How many steps the summary writer holds at once. */
+const SUMMARY_BATCH = 100;
+
+/**
+ * Writes `printJson(io, summarizeRun(result, explanations))`, byte for byte, a batch of steps at
+ * a time, waiting for a full pipe to drain. With `fromStore`, each batch's step runs and outputs
+ * are read back from `metadata` (for a run made with `keepResults: false`); otherwise they come
+ * from the result. A 3,000-step run's summary is megabytes of JSON: built whole at the end of the
+ * run (and queued for a reader slower than us), it was the largest allocation of the process.
+ */
+export async function writeRunSummary(
+  io: CliIo,
+  result: RunResult,
+  metadata: MetadataStore,
+  options: { fromStore?: boolean } = {},
+): Promise<void> {
+  const head = JSON.stringify({ ...runHead(result.run), steps: [] }, null, 2);
+  if (result.steps.length === 0) {
+    io.stdout.write(`${head}\n`);
+    return;
+  }
+  const explain = stepRunExplainer(metadata, result.run);
+  // `steps` is the last field: its empty array closes the object.
+  const closing = '[]\n}';
+  let chunk = `${head.slice(0, head.length - closing.length)}[\n`;
+  for (let from = 0; from < result.steps.length; from += SUMMARY_BATCH) {
+    const batch = result.steps.slice(from, from + SUMMARY_BATCH);
+    const steps = options.fromStore ? await readStepResults(metadata, result.run.id, batch) : batch;
+    const explained = new Map<string, StepExplanation>();
+    for (const { stepRun } of steps) if (stepRun) explained.set(stepRun.id, await explain(stepRun));
+    for (const [i, step] of steps.entries()) {
+      const last = from + i === result.steps.length - 1;
+      // JSON.stringify escapes newlines inside strings, so every newline here is layout.
+      chunk += `    ${JSON.stringify(stepSummary(step, explained), null, 2).replaceAll('\n', '\n    ')}`;
+      chunk += last ? '\n  ]\n}\n' : ',\n';
+      if (chunk.length >= 64 * 1024 || last) {
+        await writeWithBackpressure(io.stdout, chunk);
+        chunk = '';
+      }
+    }
+  }
+}
+
+/** The latest step run of each listed step, with its output versions, read from the store. */
+async function readStepResults(
+  metadata: MetadataStore,
+  runId: string,
+  steps: RunResult['steps'],
+): Promise<RunResult['steps']> {
+  const stepRuns = await metadata.runs.latestSteps(
+    runId,
+    steps.map((s) => s.node.id),
+  );
+  const ids = [...stepRuns.values()].flatMap((s) => Object.values(s.outputs));
+  const versions = new Map((await metadata.artifacts.getVersionsByIds(ids)).map((v) => [v.id, v]));
+  return steps.map(({ node }) => {
+    const stepRun = stepRuns.get(node.id);
+    if (!stepRun) return { node };
+    if (stepRun.status !== 'completed' && stepRun.status !== 'cached') return { node, stepRun };
+    const outputs = Object.fromEntries(Object.entries(stepRun.outputs).map(([k, id]) => [k, versions.get(id)!]));
+    return { node, stepRun, result: { stepRun, outputs } };
+  });
+}
+
+/** Writes `text`; when the stream says its buffer is full (a pipe nobody has read yet), waits for it to drain. */
+async function writeWithBackpressure(stream: CliIo['stdout'], text: string): Promise<void> {
+  if (stream.write(text) !== false) return;
+  const emitter = stream as Partial<Pick<NodeJS.WritableStream, 'once'>>;
+  if (typeof emitter.once === 'function') await once(emitter as NodeJS.WritableStream, 'drain');
 }
 
 /**
@@ -108,44 +192,42 @@ export async function runCommand(
   try {
     const onEvent = options.json ? undefined : progressPrinter(io);
     const tags = [...(config?.tags ?? []), ...options.tag];
-    const result =
-      stack.components.orchestrator.type === 'step-functions'
-        ? await (await import('../../orchestrators/step-functions-orchestrator.ts')).runOnStepFunctions(
-            pipeline,
-            stack,
-            {
-              params,
-              tags,
-              ...runCacheOptions(options, config),
-              ...((options.concurrency ?? config?.concurrency) === undefined
-                ? {}
-                : { concurrency: (options.concurrency ?? config?.concurrency)! }),
-              signal: controller.signal,
-              ...(onEvent ? { onEvent } : {}),
-            },
-          )
-        : await runPipelineLocally(pipeline, stack, {
-            params,
-            cache: options.cache === false ? false : (config?.cache ?? undefined),
-            stepCache: Object.fromEntries(
-              Object.entries(config?.steps ?? {}).flatMap(([id, s]) => (s.cache === undefined ? [] : [[id, s.cache]])),
-            ),
-            concurrency: options.concurrency ?? config?.concurrency ?? stackConcurrency(stack.components),
-            tags,
-            stackName: stack.name,
-            signal: controller.signal,
-            onRunCreated: (id) => {
-              runId = id;
-            },
-            ...(onEvent ? { onEvent } : {}),
-          });
+    const isStepFunctions = stack.components.orchestrator.type === 'step-functions';
+    const result = isStepFunctions
+      ? await (await import('../../orchestrators/step-functions-orchestrator.ts')).runOnStepFunctions(pipeline, stack, {
+          params,
+          tags,
+          ...runCacheOptions(options, config),
+          ...((options.concurrency ?? config?.concurrency) === undefined
+            ? {}
+            : { concurrency: (options.concurrency ?? config?.concurrency)! }),
+          signal: controller.signal,
+          ...(onEvent ? { onEvent } : {}),
+        })
+      : await runPipelineLocally(pipeline, stack, {
+          params,
+          cache: options.cache === false ? false : (config?.cache ?? undefined),
+          stepCache: Object.fromEntries(
+            Object.entries(config?.steps ?? {}).flatMap(([id, s]) => (s.cache === undefined ? [] : [[id, s.cache]])),
+          ),
+          concurrency: options.concurrency ?? config?.concurrency ?? stackConcurrency(stack.components),
+          tags,
+          stackName: stack.name,
+          signal: controller.signal,
+          onRunCreated: (id) => {
+            runId = id;
+          },
+          // Nothing here reads them from memory (--json reads them back from the store in
+          // batches): the run need not hold every step's result until it ends.
+          keepResults: false,
+          ...(onEvent ? { onEvent } : {}),
+        });
     runId = undefined;
-    const explanations = options.json || options.explain ? await explainRun(stack.metadata, result.run.id) : [];
-    if (options.json) printJson(io, summarizeRun(result, explanations));
-    else {
-      if (options.explain) printExplanations(io, explanations);
-      printOutputsHint(io, result.run);
-    }
+    if (options.json) {
+      // A local run kept no step results (keepResults: false): read back a batch at a time.
+      await writeRunSummary(io, result, stack.metadata, { fromStore: !isStepFunctions });
+    } else if (options.explain) printExplanations(io, await explainRun(stack.metadata, result.run.id));
+    if (!options.json) printOutputsHint(io, result.run);
     if (result.run.status === 'completed') return ExitCode.Ok;
     return result.run.status === 'cancelled' ? ExitCode.Interrupted : ExitCode.Failed;
   } finally {

@@ -3,6 +3,7 @@ import { dirname } from 'node:path';
 import Database from 'better-sqlite3';
 import { MetadataStoreDamagedError } from '../../errors.ts';
 import { nowIso } from '../../util/ids.ts';
+import { mergeRecords } from '../../util/merge-records.ts';
 import type {
   ArtifactRepository,
   MetadataStore,
@@ -19,6 +20,9 @@ import { SqliteArtifactRepository } from './sqlite-artifact-repository.ts';
 import { SqliteModelRepository } from './sqlite-model-repository.ts';
 import { SqliteRunRepository } from './sqlite-run-repository.ts';
 import { SqliteStackRepository } from './sqlite-stack-repository.ts';
+
+/** Page cache per connection, in KiB (`PRAGMA cache_size` takes KiB as a negative number). */
+export const PAGE_CACHE_KIB = 2000;
 
 /**
  * The embedded {@link MetadataStore}: one SQLite file (better-sqlite3) per local stack. Safe for
@@ -83,6 +87,11 @@ export class SqliteMetadataStore implements MetadataStore {
       db.pragma(`busy_timeout = ${busyTimeoutMs}`);
       if (!inMemory) db.pragma('journal_mode = WAL');
       db.pragma('synchronous = NORMAL');
+      // SQLite's own default page cache (2 MiB), not better-sqlite3's build default of 16 MiB: that
+      // cache filled with the database, so a process's memory grew with the store's history (a
+      // 1,000-step run peaked 15 MiB higher on a 280 MB store). Pages it no longer holds are read
+      // from the OS's file cache.
+      db.pragma(`cache_size = -${PAGE_CACHE_KIB}`);
       db.pragma('foreign_keys = ON');
       migrate(db, inMemory ? 'in memory' : `"${path}"`);
     } catch (error) {
@@ -116,7 +125,7 @@ export class SqliteMetadataStore implements MetadataStore {
       if (row === undefined) {
         throw storeErrors.targetNotFound(label, id, target);
       }
-      const merged = json({ ...parseJson<Metadata>(row.metadata), ...values });
+      const merged = json(mergeRecords<Metadata>(parseJson<Metadata>(row.metadata), values));
       if (touch) {
         this.sql.run(`UPDATE ${table} SET metadata = ?, updated_at = ? WHERE ${key} = ?`, merged, nowIso(), id);
       } else {

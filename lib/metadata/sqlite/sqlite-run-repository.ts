@@ -1,5 +1,6 @@
 import { ConflictError } from '../../errors.ts';
 import { nowIso } from '../../util/ids.ts';
+import { mergeRecords } from '../../util/merge-records.ts';
 import type { RunRepository } from '../metadata-store.ts';
 import { storeErrors } from '../store-errors.ts';
 import {
@@ -14,6 +15,7 @@ import {
 } from '../store-rules.ts';
 import type {
   ArtifactVersion,
+  ArtifactVersionDraft,
   ErrorInfo,
   Metadata,
   Page,
@@ -225,11 +227,10 @@ export class SqliteRunRepository implements RunRepository {
         }
         const version = insertArtifactVersion(
           this.sql,
-          {
-            ...artifact,
+          mergeRecords<ArtifactVersionDraft>(artifact, {
             producerRunId: artifact.producerRunId ?? row.run_id,
             producerStepRunId: artifact.producerStepRunId ?? stepRunId,
-          },
+          }),
           completion.endedAt,
         );
         this.sql.run(
@@ -243,7 +244,7 @@ export class SqliteRunRepository implements RunRepository {
       const metadata =
         completion.metadata === undefined
           ? row.metadata
-          : json({ ...parseJson<Metadata>(row.metadata), ...completion.metadata });
+          : json(mergeRecords<Metadata>(parseJson<Metadata>(row.metadata), completion.metadata));
       this.sql.run(
         `UPDATE step_runs SET status = 'completed', ended_at = ?, duration_ms = ?, attempts = ?, metadata = ?,
            logs = COALESCE(?, logs)
@@ -267,7 +268,11 @@ export class SqliteRunRepository implements RunRepository {
       loadStepRunRow(this.sql, stepRun.cachedFrom);
       this.claimSlot(stepRun);
       assertArtifactVersionsExist(this.sql, stepRun.outputs, 'output', stepRun.id);
-      insertStepRunRow(this.sql, { ...stepRun, endedAt: stepRun.endedAt ?? stepRun.startedAt }, 'cached');
+      insertStepRunRow(
+        this.sql,
+        mergeRecords<StepRun>(stepRun, { endedAt: stepRun.endedAt ?? stepRun.startedAt }),
+        'cached',
+      );
       for (const [name, artifactVersionId] of Object.entries(stepRun.outputs)) {
         this.sql.run(
           'INSERT INTO step_run_outputs (step_run_id, output_name, artifact_version_id) VALUES (?, ?, ?)',

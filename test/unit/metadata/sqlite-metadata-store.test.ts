@@ -7,7 +7,7 @@ import Database from 'better-sqlite3';
 import { afterEach, beforeEach, describe, expect, it } from 'vitest';
 import { StacklineError, ValidationError } from '../../../lib/errors.ts';
 import { LATEST_SCHEMA_VERSION, MIGRATIONS } from '../../../lib/metadata/sqlite/migrations.ts';
-import { SqliteMetadataStore } from '../../../lib/metadata/sqlite/sqlite-metadata-store.ts';
+import { PAGE_CACHE_KIB, SqliteMetadataStore } from '../../../lib/metadata/sqlite/sqlite-metadata-store.ts';
 import { describeMetadataStoreConformance, runDraft, stepDraft } from '../../conformance/metadata-store.conformance.ts';
 
 describeMetadataStoreConformance('SqliteMetadataStore in memory', async () => {
@@ -38,6 +38,17 @@ describe('SqliteMetadataStore', () => {
 
   afterEach(async () => {
     await rm(dir, { recursive: true, force: true });
+  });
+
+  it("keeps SQLite's 2 MiB page cache, not better-sqlite3's 16 MiB, so memory does not grow with the store's history", async () => {
+    const store = SqliteMetadataStore.open(path);
+    try {
+      const db = (store as unknown as { sql: { db: Database.Database } }).sql.db;
+      expect(db.pragma('cache_size', { simple: true })).toBe(-PAGE_CACHE_KIB);
+      expect(PAGE_CACHE_KIB).toBe(2000);
+    } finally {
+      await store.close();
+    }
   });
 
   function userVersion(file: string): number {

@@ -275,3 +275,30 @@ describe('failures, retries and timeouts', () => {
     expect(steps.map((s) => s.status)).toEqual(['cancelled']);
   });
 });
+
+describe('a run that keeps no step results', () => {
+  it('still hands every step its inputs (outputs are dropped only once all readers started) and lists only the steps', async () => {
+    const source = step({ name: 'source', outputs: { v: z.number() } }, () => ({ v: 2 }));
+    const double = step({ name: 'double', inputs: { v: z.number() }, outputs: { v: z.number() } }, ({ inputs }) => ({
+      v: inputs.v * 2,
+    }));
+    const add = step(
+      { name: 'add', inputs: { a: z.number(), b: z.number() }, outputs: { v: z.number() } },
+      ({ inputs }) => ({ v: inputs.a + inputs.b }),
+    );
+    // source feeds three readers (two of them through double), so its outputs outlive its first reader.
+    const diamond = pipeline({ name: 'diamond_kept_none' }, () => {
+      const { v } = source();
+      const { v: left } = double({ v }, { id: 'left' });
+      const { v: right } = double({ v }, { id: 'right' });
+      const { v: both } = add({ a: left, b: right }, { id: 'both' });
+      add({ a: both, b: v }, { id: 'total' });
+    });
+    const result = await runPipelineLocally(diamond, env, { keepResults: false, concurrency: 1 });
+    expect(result.run.status).toBe('completed');
+    expect(result.steps.map((s) => Object.keys(s))).toEqual([['node'], ['node'], ['node'], ['node'], ['node']]);
+    const total = (await env.metadata.runs.latestSteps(result.run.id, ['total'])).get('total')!;
+    const [version] = await env.metadata.artifacts.getVersionsByIds([total.outputs.v!]);
+    expect(await env.artifacts.getBytes(version!.contentHash).then((b) => JSON.parse(b.toString()))).toBe(10);
+  });
+});
