@@ -16,3 +16,8 @@ process.exitCode = await main(process.argv.slice(2), {
   cwd: process.cwd(),
   env: process.env,
 });
+// Everything the command started has ended (its stores are closed, its output written), so exit
+// now rather than wait for Node to tear the heap down (about 10 ms of a short run), once what was
+// written to stdout and stderr has been handed to the system.
+await Promise.all([process.stdout, process.stderr].map((stream) => new Promise((done) => stream.write('', done))));
+process.exit();
