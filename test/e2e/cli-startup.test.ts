@@ -34,7 +34,7 @@ describe('stackline start-up', () => {
     expect([...packages].sort()).toEqual(['commander', 'picocolors']);
   });
 
-  it('runs a TypeScript pipeline from its compiled copy: no tsx, and esbuild only for a new or changed file', async () => {
+  it('runs a TypeScript pipeline from its compiled copy: no tsx, and esbuild and the import lexer only for a new or changed file', async () => {
     // Inside the repository, so `stackline` and `zod` resolve as they do for a project's own files.
     const inRepo = resolve('test/fixtures/pipelines', `startup-${Date.now()}-${process.pid}.ts`);
     const source = await readFile('test/fixtures/pipelines/simple.ts', 'utf8');
@@ -52,8 +52,8 @@ describe('stackline start-up', () => {
         expect(urls.filter((u) => u.includes('/node_modules/.cache/stackline/esm/'))).toHaveLength(1);
         expect(urls.filter((u) => packageOf(u) === 'yaml')).toEqual([]);
       }
-      // Unchanged: served from the cache, esbuild not even loaded.
-      expect(second.urls.filter((u) => packageOf(u) === 'esbuild')).toEqual([]);
+      // Unchanged: served from the cache, neither esbuild nor the import lexer even loaded.
+      expect(second.urls.filter((u) => ['esbuild', 'es-module-lexer'].includes(packageOf(u) ?? ''))).toEqual([]);
     } finally {
       await rm(inRepo, { force: true });
     }
