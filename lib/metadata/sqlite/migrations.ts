@@ -193,6 +193,13 @@ export const MIGRATIONS: readonly Migration[] = [
     description: 'a promotion gate per model (JSON: metric and direction)',
     sql: 'ALTER TABLE models ADD COLUMN promotion_gate TEXT;',
   },
+  {
+    version: 4,
+    description: "a step's latest run in a run is an index search (the planner otherwise scans the run's steps)",
+    // Without it SQLite orders by step_runs_by_run and filters step_id row by row: each step of a
+    // run cost a scan of the run's step runs (3,000 steps: 2.6 s of the run).
+    sql: 'CREATE INDEX step_runs_latest_by_run_step ON step_runs(run_id, step_id, started_at, id);',
+  },
 ];
 
 /** The schema version this code writes. */

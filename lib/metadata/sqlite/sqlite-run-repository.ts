@@ -42,6 +42,10 @@ import {
 } from './rows.ts';
 import { decodeCursor, insertTags, json, parseJson, type Sql, tagCondition, toPage, whereClause } from './sql.ts';
 
+/** A step's latest run within a run: an index search (migration 4), whatever the run's size. */
+export const LATEST_STEP_RUN_SQL =
+  'SELECT * FROM step_runs WHERE run_id = ? AND step_id = ? ORDER BY started_at DESC, id DESC LIMIT 1';
+
 export class SqliteRunRepository implements RunRepository {
   constructor(private readonly sql: Sql) {}
 
@@ -319,11 +323,7 @@ export class SqliteRunRepository implements RunRepository {
 
   async latestSteps(runId: string, stepIds: readonly string[]): Promise<Map<string, StepRun>> {
     const rows = [...new Set(stepIds)].flatMap((stepId) => {
-      const row = this.sql.get<StepRunRow>(
-        'SELECT * FROM step_runs WHERE run_id = ? AND step_id = ? ORDER BY started_at DESC, id DESC LIMIT 1',
-        runId,
-        stepId,
-      );
+      const row = this.sql.get<StepRunRow>(LATEST_STEP_RUN_SQL, runId, stepId);
       return row === undefined ? [] : [row];
     });
     return new Map(hydrateStepRuns(this.sql, rows).map((step) => [step.stepId, step]));

@@ -8,6 +8,7 @@ import { afterEach, beforeEach, describe, expect, it } from 'vitest';
 import { StacklineError, ValidationError } from '../../../lib/errors.ts';
 import { LATEST_SCHEMA_VERSION, MIGRATIONS } from '../../../lib/metadata/sqlite/migrations.ts';
 import { PAGE_CACHE_KIB, SqliteMetadataStore } from '../../../lib/metadata/sqlite/sqlite-metadata-store.ts';
+import { LATEST_STEP_RUN_SQL } from '../../../lib/metadata/sqlite/sqlite-run-repository.ts';
 import { describeMetadataStoreConformance, runDraft, stepDraft } from '../../conformance/metadata-store.conformance.ts';
 
 describeMetadataStoreConformance('SqliteMetadataStore in memory', async () => {
@@ -46,6 +47,21 @@ describe('SqliteMetadataStore', () => {
       const db = (store as unknown as { sql: { db: Database.Database } }).sql.db;
       expect(db.pragma('cache_size', { simple: true })).toBe(-PAGE_CACHE_KIB);
       expect(PAGE_CACHE_KIB).toBe(2000);
+    } finally {
+      await store.close();
+    }
+  });
+
+  it("finds a step's latest run with an index search, not a scan of the run's step runs", async () => {
+    const store = SqliteMetadataStore.open(path);
+    try {
+      const db = (store as unknown as { sql: { db: Database.Database } }).sql.db;
+      const plan = db.prepare(`EXPLAIN QUERY PLAN ${LATEST_STEP_RUN_SQL}`).all('run', 'step') as Array<{
+        detail: string;
+      }>;
+      expect(plan.map((row) => row.detail)).toEqual([
+        'SEARCH step_runs USING INDEX step_runs_latest_by_run_step (run_id=? AND step_id=?)',
+      ]);
     } finally {
       await store.close();
     }
