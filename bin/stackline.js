@@ -1,7 +1,8 @@
 #!/usr/bin/env node
 // The CLI runs as compiled JavaScript (`npm run build` writes dist/; `npm ci` and `npm install`
-// run it through `prepare`). Pipeline files may be TypeScript: the CLI registers its TypeScript
-// hooks only when it loads one (lib/cli/load-pipeline.ts), so commands that load none never pay for them.
+// run it through `prepare`). Pipeline files may be TypeScript: the CLI compiles one ahead (or, for
+// what that leaves, registers its TypeScript hooks) only when it loads one (lib/cli/load-pipeline.ts),
+// so commands that load none never pay for either.
 import { existsSync } from 'node:fs';
 
 const compiled = new URL('../dist/lib/cli/main.js', import.meta.url);
