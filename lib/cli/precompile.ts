@@ -24,7 +24,7 @@ import { dirname, join, resolve } from 'node:path';
 import { fileURLToPath, pathToFileURL } from 'node:url';
 import { registerCompiledSource } from '../code-hash/compiled-sources.ts';
 import { projectCacheDir } from '../code-hash/project-cache.ts';
-import { nearestFile, packageType, transpile } from './transpile.ts';
+import { nearestFile, packageManifest, packageType, transpile } from './transpile.ts';
 
 export interface PrecompileOptions {
   /** This package's root and the URL its own name (`stackline`) resolves to in this process. */
@@ -162,7 +162,7 @@ function rewriteSpecifier(specifier: string, from: string, context: Context): st
   }
   const name = specifier.startsWith('@') ? specifier.split('/', 2).join('/') : specifier.split('/', 1)[0]!;
   const owner = nearestFile(dirname(from), 'package.json');
-  if (owner && packageName(owner) === name) {
+  if (owner && packageManifest(owner).name === name) {
     // A package importing itself by name: only this package's own entry point is known here.
     if (dirname(owner) === context.ownPackageRoot && specifier === name) return context.ownIndexUrl;
     throw new NeedsLoader(`${from}: self-reference ${specifier}`);
@@ -228,20 +228,21 @@ function nodeModulesRoot(dir: string): string | undefined {
   }
 }
 
-function installed(name: string, root: string): boolean {
-  for (let at = root; ; at = dirname(at)) {
-    if (existsSync(join(at, 'node_modules', name, 'package.json'))) return true;
-    if (dirname(at) === at) return false;
-  }
-}
+const installedPackages = new Map<string, boolean>();
 
-/** The `name` of a package.json. */
-function packageName(path: string): string | undefined {
-  try {
-    return (JSON.parse(readFileSync(path, 'utf8')) as { name?: string }).name;
-  } catch {
-    return undefined;
+/** Whether package `name` is in a `node_modules` at or above `root` (asked once per package). */
+function installed(name: string, root: string): boolean {
+  const key = `${root}\0${name}`;
+  let found = installedPackages.get(key);
+  if (found === undefined) {
+    found = false;
+    for (let at = root; !found; at = dirname(at)) {
+      found = existsSync(join(at, 'node_modules', name, 'package.json'));
+      if (dirname(at) === at) break;
+    }
+    installedPackages.set(key, found);
   }
+  return found;
 }
 
 function isFile(path: string): boolean {

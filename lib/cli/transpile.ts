@@ -111,22 +111,27 @@ async function emitOptions(config: string): Promise<Record<string, unknown>> {
 }
 
 const nearestByName = new Map<string, Map<string, string | undefined>>();
-const packageTypes = new Map<string, string | undefined>();
+const manifests = new Map<string, { name?: string; type?: string }>();
+
+/** The `name` and `type` of a package.json, read once per process (`{}` when unreadable). */
+export function packageManifest(path: string): { name?: string; type?: string } {
+  let manifest = manifests.get(path);
+  if (!manifest) {
+    try {
+      manifest = JSON.parse(readFileSync(path, 'utf8')) as { name?: string; type?: string };
+    } catch {
+      // unreadable: Node's default, CommonJS
+      manifest = {};
+    }
+    manifests.set(path, manifest);
+  }
+  return manifest;
+}
 
 /** The package.json "type" that decides whether a `.ts` file is ESM, as Node decides for `.js`. */
 export function packageType(directory: string): string | undefined {
   const manifest = nearestFile(directory, 'package.json');
-  if (!manifest) return undefined;
-  if (!packageTypes.has(manifest)) {
-    let type: string | undefined;
-    try {
-      type = (JSON.parse(readFileSync(manifest, 'utf8')) as { type?: string }).type;
-    } catch {
-      // unreadable: Node's default, CommonJS
-    }
-    packageTypes.set(manifest, type);
-  }
-  return packageTypes.get(manifest);
+  return manifest ? packageManifest(manifest).type : undefined;
 }
 
 /** The nearest file named `name` in `directory` or above, memoized per directory. */
