@@ -10,6 +10,10 @@ if (!existsSync(compiled)) {
   process.stderr.write('stackline is not built: run `npm run build` in its directory (npm ci runs it too).\n');
   process.exit(1);
 }
+// Before anything else loads: V8's heap keeps its size while Stackline's own code runs
+// (lib/runtime/heap-growth.ts), so a process's memory does not grow with a run's length.
+const { holdHeapGrowth } = await import(new URL('../dist/lib/runtime/heap-growth.js', import.meta.url).href);
+holdHeapGrowth();
 const { main } = await import(compiled.href);
 process.exitCode = await main(process.argv.slice(2), {
   stdout: process.stdout,

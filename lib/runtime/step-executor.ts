@@ -37,6 +37,7 @@ import { AttemptContext } from './attempt-context.ts';
 import { type IsolatedAttempt, isolatedScratchDir, startIsolatedAttempt } from './attempt-worker.ts';
 import { computeCacheKey } from './cache-key.ts';
 import { cacheKeyRecord } from './explain.ts';
+import { asUserCode } from './heap-growth.ts';
 import { recordableLogs } from './step-logs.ts';
 
 /** Everything a step execution needs from the stack it runs on. */
@@ -387,15 +388,19 @@ async function runAttempt(
       callbacks.tmpDir,
     );
     let call: Promise<unknown>;
+    // The step's own code: V8 sizes the heap for it as usual (see heap-growth.ts).
     if (isolatedScratch === undefined) {
-      call = Promise.resolve().then(() => {
-        faultPoint('step:attempt');
-        return node.spec.fn({ inputs, params: node.params, context });
-      });
+      call = asUserCode(() =>
+        Promise.resolve().then(() => {
+          faultPoint('step:attempt');
+          return node.spec.fn({ inputs, params: node.params, context });
+        }),
+      );
     } else {
       try {
-        isolated = startIsolatedAttempt(node, inputs, context, isolatedScratch);
-        call = isolated.result;
+        const started = startIsolatedAttempt(node, inputs, context, isolatedScratch);
+        isolated = started;
+        call = asUserCode(() => started.result);
       } catch (error) {
         call = Promise.reject(error);
       }
