@@ -1,8 +1,8 @@
 /**
  * The CLI as a user meets it, each figure a whole fresh process: `stackline --help` and a 2-step
  * local run end to end, next to `node -e 0` on the same machine in the same minute (ratios, A/B
- * pair by pair); what the TypeScript loader's hooks cost a process, next to tsx's; peak RSS of 10- and 1,000-step runs (from `process.resourceUsage().maxRSS` at
- * exit); and what hashing the reference scenario's step code costs at start-up, cold (no analysis
+ * pair by pair); what the TypeScript loader's hooks cost a process, next to tsx's; peak RSS of 10- to 10,000-step runs (from `process.resourceUsage().maxRSS` at
+ * exit), held and with V8 sizing the heap; and what hashing the reference scenario's step code costs at start-up, cold (no analysis
  * cache) and warm.
  */
 import { execFile } from 'node:child_process';
@@ -93,16 +93,26 @@ async function typescriptLoaderFigures(dir: string, runs: number, log: (line: st
   ];
 }
 
-/** Peak RSS (MiB) of a CLI process, read from the process itself as it exits. */
-async function peakRssMiB(args: string[], env: NodeJS.ProcessEnv, dir: string): Promise<number> {
+/** Peak RSS (MiB) of a CLI process, read from the process itself as it exits, and its wall time (ms). */
+async function measureRun(
+  args: string[],
+  env: NodeJS.ProcessEnv,
+  dir: string,
+): Promise<{ peakMiB: number; wallMs: number }> {
   const out = join(dir, `rss-${Math.random().toString(36).slice(2)}.txt`);
   const reporter = join(dir, 'report-rss.mjs');
   await writeFile(
     reporter,
     `import { writeFileSync } from 'node:fs';\nprocess.on('exit', () => writeFileSync(${JSON.stringify(out)}, String(process.resourceUsage().maxRSS)));\n`,
   );
+  const started = performance.now();
   await exec(process.execPath, ['--import', reporter, BIN, ...args], { env, cwd: ROOT, maxBuffer: 256 * 1024 * 1024 });
-  return Number(await readFile(out, 'utf8')) / 1024;
+  const wallMs = performance.now() - started;
+  return { peakMiB: Number(await readFile(out, 'utf8')) / 1024, wallMs };
+}
+
+async function peakRssMiB(args: string[], env: NodeJS.ProcessEnv, dir: string): Promise<number> {
+  return (await measureRun(args, env, dir)).peakMiB;
 }
 
 /** Time to compute every reference-scenario step's code hash in a fresh process, in ms. */
@@ -124,7 +134,7 @@ console.log(performance.now() - started);`;
 export const cliBenchmark: Benchmark = {
   name: 'cli',
   description:
-    'CLI start and a 2-step run vs node -e 0, the TypeScript hooks vs tsx, peak RSS of 10/1,000(/3,000)-step runs, code hashing at start-up',
+    'CLI start and a 2-step run vs node -e 0, the TypeScript hooks vs tsx, peak RSS of 10/1,000(/3,000/10,000)-step runs, code hashing at start-up',
   async run({ quick, log }) {
     if (!existsSync(join(ROOT, 'dist/lib/cli/main.js')))
       throw new Error('dist/ is missing: run `npm run build` first.');
@@ -150,11 +160,11 @@ export const cliBenchmark: Benchmark = {
       metrics.push(metric('2-step run ÷ node -e 0 (median of pairs)', round(run.ratio), '×'));
       metrics.push(...(await typescriptLoaderFigures(dir, runs, log)));
 
-      // Peak RSS of the largest process of a run, 10 vs 1,000 steps (and 3,000 in the full run):
+      // Peak RSS of the largest process of a run, 10 vs 1,000 steps (and 3,000 and 10,000 in the full run):
       // flat means the 1,000-step run peaks within 15% of the 10-step one. Median of the measured
       // runs, each after a first run of the same file.
       const rss = new Map<number, number>();
-      for (const steps of quick ? [10, 1000] : [10, 1000, 3000]) {
+      for (const steps of quick ? [10, 1000] : [10, 1000, 3000, 10_000]) {
         log(`${steps}-step run peak RSS`);
         const file = join(dir, `linear-${steps}.ts`);
         await writeFile(file, linearPipeline(steps));
@@ -177,8 +187,40 @@ export const cliBenchmark: Benchmark = {
           value: 1.15,
         }),
       );
-      if (rss.has(3000))
-        metrics.push(metric('peak RSS growth, 3,000 vs 10 steps', round(rss.get(3000)! / rss.get(10)!), '×'));
+      for (const steps of [3000, 10_000].filter((n) => rss.has(n)))
+        metrics.push(
+          metric(
+            `peak RSS growth, ${steps.toLocaleString('en')} vs 10 steps`,
+            round(rss.get(steps)! / rss.get(10)!),
+            '×',
+          ),
+        );
+
+      // What holding V8's heap through Stackline's bookkeeping (lib/runtime/heap-growth.ts) saves
+      // and costs: the 1,000-step run, held and with V8's own sizing, in turn.
+      log('1,000-step run, heap held vs V8 sizing');
+      const thousand = join(dir, 'linear-1000.ts');
+      const v8Sizing = { ...env, STACKLINE_HOLD_HEAP: '0' };
+      const args = ['run', thousand, '--no-cache', '--json'];
+      const held: number[] = [];
+      const own: number[] = [];
+      const wallRatios: number[] = [];
+      for (let i = 0; i < (quick ? 1 : 5); i++) {
+        const a = await measureRun(args, env, dir);
+        const b = await measureRun(args, v8Sizing, dir);
+        held.push(a.peakMiB);
+        own.push(b.peakMiB);
+        wallRatios.push(a.wallMs / b.wallMs);
+      }
+      metrics.push(
+        metric(
+          'peak RSS, 1,000-step run with V8 sizing the heap (STACKLINE_HOLD_HEAP=0)',
+          Math.round(median(own)),
+          'MiB',
+        ),
+        metric('peak RSS, 1,000-step run, held ÷ V8 sizing (median)', round(median(held) / median(own)), '×'),
+        metric('wall time, 1,000-step run, held ÷ V8 sizing (median of pairs)', round(median(wallRatios)), '×'),
+      );
 
       log('code hashing');
       await rm(join(ROOT, 'node_modules/.cache/stackline'), { recursive: true, force: true });
