@@ -3,6 +3,7 @@ import type { PipelineGraph, StepNode } from '../dsl/builder.ts';
 import type { PipelineDefinition } from '../dsl/pipeline.ts';
 import { ConflictError, errorInfo, RunCancelledError } from '../errors.ts';
 import type { ArtifactVersion, PipelineRun, StepRun, Tag } from '../metadata/types.ts';
+import { eventLoopTurner } from '../util/event-loop.ts';
 import { faultPoint } from '../util/fault-points.ts';
 import { nowIso } from '../util/ids.ts';
 import { collectFanOut, planFanOut } from './fan-out.ts';
@@ -180,8 +181,13 @@ async function runFanOutLocally(
   const limit = Math.max(1, request.node.map?.maxConcurrency ?? options.concurrency ?? 4);
   let next = 0;
   let failure: unknown;
+  const turner = eventLoopTurner();
   const worker = async () => {
     while (failure === undefined && next < plan.count && !request.signal?.aborted) {
+      if (turner.due()) {
+        await turner.turn();
+        continue; // what the turn ran may have cancelled the run
+      }
       const index = next++;
       try {
         const item = await executeStep({ mapItem: { index, value: plan.items?.[index] }, ...request }, env);
@@ -252,9 +258,12 @@ async function schedule(
       }
       if (inFlight === 0) resolve();
     };
+    // Steps that never wait would chain in promise callbacks for the whole run (see event-loop.ts).
+    const turner = eventLoopTurner();
     const done = () => {
       inFlight--;
-      pump();
+      if (!turner.due()) return pump();
+      void turner.turn().then(pump);
     };
     pump();
   });

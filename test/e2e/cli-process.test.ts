@@ -52,4 +52,21 @@ describe('the stackline binary', () => {
     const shown = (await runCli(home, 'runs', 'show', runs[0].id, '--json')).json();
     expect(shown.steps.map((s: { status: string }) => s.status)).toEqual(['cancelled']);
   });
+
+  it('is interrupted by SIGINT mid-run when no step ever waits (the event loop still turns)', async () => {
+    const { child, exited } = startCli(home, ['run', 'test/fixtures/pipelines/never-waits.ts', '--no-cache']);
+    let progress = '';
+    child.stderr.on('data', (d) => (progress += d));
+    await waitFor(() => progress.includes('next_20 completed'));
+    child.kill('SIGINT');
+    const result = await exited;
+    expect(result.code).toBe(130);
+    const runs = (await runCli(home, 'runs', 'list', '--json')).json().runs;
+    expect(runs.map((r: { status: string }) => r.status)).toEqual(['cancelled']);
+    const steps = (await runCli(home, 'runs', 'show', runs[0].id, '--json')).json().steps;
+    const ran = steps.filter((s: { status: string }) => s.status === 'completed');
+    expect(ran.length).toBeGreaterThan(20);
+    expect(ran.length).toBeLessThan(3000);
+    expect(steps.filter((s: { status: string }) => s.status === 'running')).toEqual([]);
+  }, 60_000);
 });

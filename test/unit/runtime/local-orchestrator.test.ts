@@ -302,3 +302,71 @@ describe('a run that keeps no step results', () => {
     expect(await env.artifacts.getBytes(version!.contentHash).then((b) => JSON.parse(b.toString()))).toBe(10);
   });
 });
+
+describe('a run whose steps never wait', () => {
+  const first = step({ name: 'first', outputs: { n: z.number() } }, () => ({ n: 1 }));
+  const next = step({ name: 'next', inputs: { n: z.number() }, outputs: { n: z.number() } }, ({ inputs }) => ({
+    n: inputs.n + 1,
+  }));
+  const long = pipeline({ name: 'never_waits' }, () => {
+    let { n } = first();
+    for (let i = 1; i < 400; i++) ({ n } = next({ n }, { id: `next_${i}` }));
+  });
+
+  it("lets Node's event loop turn, so a timer (a heartbeat, Ctrl-C) is not held until the run ends", async () => {
+    const stepsWhenTimerFired: number[] = [];
+    let stepsDone = 0;
+    const timer = setTimeout(() => stepsWhenTimerFired.push(stepsDone), 1);
+    const result = await runPipelineLocally(long, env, {
+      onEvent: (event) => {
+        if (event.type === 'step-finished') stepsDone++;
+      },
+    });
+    clearTimeout(timer);
+    expect(result.run.status).toBe('completed');
+    expect(stepsWhenTimerFired).toHaveLength(1);
+    expect(stepsWhenTimerFired[0]).toBeLessThan(400);
+  });
+
+  it('is cancelled by an abort a timer fires mid-run', async () => {
+    const controller = new AbortController();
+    let stepsDone = 0;
+    const result = await runPipelineLocally(long, env, {
+      signal: controller.signal,
+      onEvent: (event) => {
+        if (event.type === 'step-finished' && ++stepsDone === 20)
+          setTimeout(() => controller.abort(new Error('SIGINT')), 0);
+      },
+    });
+    expect(result.run.status).toBe('cancelled');
+    expect(stepsDone).toBeLessThan(400);
+    const stepRuns = await env.metadata.runs.listSteps(result.run.id);
+    expect(stepRuns.filter((s) => s.status === 'running')).toEqual([]);
+  });
+
+  it("is cancelled mid-fan-out by an abort a timer fires, though no item's step waits", async () => {
+    const ids = step({ name: 'ids', outputs: { ids: z.array(z.number()) } }, () => ({
+      ids: Array.from({ length: 2000 }, (_, i) => i),
+    }));
+    const square = step(
+      { name: 'square', inputs: { id: z.number() }, outputs: { value: z.number() } },
+      ({ inputs }) => ({
+        value: inputs.id * inputs.id,
+      }),
+    );
+    const wide = pipeline({ name: 'wide_never_waits' }, () => {
+      square.map({ id: ids().ids }, { over: 'id' });
+    });
+    const controller = new AbortController();
+    let items = 0;
+    const result = await runPipelineLocally(wide, env, {
+      signal: controller.signal,
+      onEvent: (event) => {
+        if (event.type === 'step-finished' && event.stepId.startsWith('square[') && ++items === 20)
+          setTimeout(() => controller.abort(new Error('SIGINT')), 0);
+      },
+    });
+    expect(result.run.status).toBe('cancelled');
+    expect(items).toBeLessThan(2000);
+  });
+});
