@@ -171,44 +171,85 @@ export async function explainStepRuns(
   steps: Iterable<StepRun>,
 ): Promise<StepExplanation[]> {
   const explain = stepRunExplainer(metadata, run);
+  const all = [...steps];
   const explanations: StepExplanation[] = [];
-  for (const stepRun of steps) explanations.push(await explain(stepRun));
+  for (let from = 0; from < all.length; from += EXPLAIN_BATCH) {
+    const batch = all.slice(from, from + EXPLAIN_BATCH);
+    const explained = await explain(batch);
+    for (const stepRun of batch) explanations.push(explained.get(stepRun.id)!);
+  }
   return explanations;
 }
 
-/** Explains step runs of `run` one at a time (sharing what it reads of earlier runs). */
+/** How many step runs' earlier counterparts are looked up together. */
+const EXPLAIN_BATCH = 100;
+
+/**
+ * Explains step runs of `run` a batch at a time (keyed by step run id). What it reads of earlier
+ * runs is the batch's steps only — their latest step run in each earlier run, closest first, until
+ * each has one that recorded its key — so a long run's explanation holds no earlier run's whole
+ * step list, and looks each step up by key rather than by scanning one.
+ */
 export function stepRunExplainer(
   metadata: MetadataStore,
   run: PipelineRun,
-): (stepRun: StepRun) => Promise<StepExplanation> {
+): (stepRuns: readonly StepRun[]) => Promise<Map<string, StepExplanation>> {
   const earlier = new EarlierRuns(metadata, run);
-  return (stepRun) => explainStepRun(metadata, stepRun, earlier);
+  return async (stepRuns) => {
+    earlier.forget();
+    await earlier.lookUp(stepRuns.filter(comparesWithEarlier).map((s) => s.stepId));
+    const explained = new Map<string, StepExplanation>();
+    for (const stepRun of stepRuns) explained.set(stepRun.id, await explainStepRun(metadata, stepRun, earlier));
+    return explained;
+  };
 }
 
-/** The pipeline's runs before a given one, newest first, with their step runs loaded on demand. */
+/** Whether explaining `stepRun` compares it with an earlier run's (not a hit, cache not off). */
+function comparesWithEarlier(stepRun: StepRun): boolean {
+  if (stepRun.status === 'cached' && stepRun.cachedFrom) return false;
+  const record = recordOf(stepRun);
+  return record?.cache === true;
+}
+
+/** The pipeline's runs before a given one, newest first, and the steps of them looked up last. */
 class EarlierRuns {
   private runs: PipelineRun[] | undefined;
-  private readonly steps = new Map<string, Promise<StepRun[]>>();
+  /** Step id → its step run in the closest earlier run that recorded its key (undefined: none). */
+  private readonly found = new Map<string, StepRun | undefined>();
   constructor(
     private readonly metadata: MetadataStore,
     private readonly run: PipelineRun,
   ) {}
 
-  /** The same step's run in the closest earlier run that recorded its key. */
-  async previous(stepRun: StepRun): Promise<StepRun | undefined> {
+  /** Drops what earlier lookups found (a batch explained). */
+  forget(): void {
+    this.found.clear();
+  }
+
+  /** Looks up these steps. */
+  async lookUp(stepIds: readonly string[]): Promise<void> {
+    let left = [...new Set(stepIds)];
+    for (const id of left) this.found.set(id, undefined);
+    if (left.length === 0) return;
     this.runs ??= (
       await this.metadata.runs.list({ pipeline: this.run.pipeline, until: this.run.startedAt, limit: 50 })
     ).items.filter((r) => r.id !== this.run.id && r.startedAt <= this.run.startedAt);
     for (const run of this.runs) {
-      let steps = this.steps.get(run.id);
-      if (!steps) {
-        steps = this.metadata.runs.listSteps(run.id);
-        this.steps.set(run.id, steps);
-      }
-      const found = (await steps).find((s) => s.stepId === stepRun.stepId && recordOf(s));
-      if (found) return found;
+      if (left.length === 0) break;
+      const latest = await this.metadata.runs.latestSteps(run.id, left);
+      left = left.filter((id) => {
+        const stepRun = latest.get(id);
+        if (!stepRun || !recordOf(stepRun)) return true;
+        this.found.set(id, stepRun);
+        return false;
+      });
     }
-    return undefined;
+  }
+
+  /** The same step's latest run in the closest earlier run where it recorded its key. */
+  async previous(stepRun: StepRun): Promise<StepRun | undefined> {
+    if (!this.found.has(stepRun.stepId)) await this.lookUp([stepRun.stepId]);
+    return this.found.get(stepRun.stepId);
   }
 }
 
@@ -237,7 +278,7 @@ async function explainStepRun(
   if (record && !record.cache) {
     return explained({ verdict: 'cache-disabled', changes: [], summary: 'miss: the cache was disabled for this step' });
   }
-  const previous = await earlier.previous(stepRun);
+  const previous = record ? await earlier.previous(stepRun) : undefined;
   if (!previous || !record) {
     return explained({
       verdict: 'first-run',

@@ -104,8 +104,7 @@ export async function writeRunSummary(
   for (let from = 0; from < result.steps.length; from += SUMMARY_BATCH) {
     const batch = result.steps.slice(from, from + SUMMARY_BATCH);
     const steps = options.fromStore ? await readStepResults(metadata, result.run.id, batch) : batch;
-    const explained = new Map<string, StepExplanation>();
-    for (const { stepRun } of steps) if (stepRun) explained.set(stepRun.id, await explain(stepRun));
+    const explained = await explain(steps.flatMap(({ stepRun }) => (stepRun ? [stepRun] : [])));
     for (const [i, step] of steps.entries()) {
       const last = from + i === result.steps.length - 1;
       // JSON.stringify escapes newlines inside strings, so every newline here is layout.

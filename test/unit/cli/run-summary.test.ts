@@ -118,3 +118,43 @@ describe('stackline run --json, written one step at a time', () => {
     }
   });
 });
+
+describe("a long run's explanations", () => {
+  it("look up each batch's steps in the earlier run by key, never reading its whole step list", async () => {
+    const seeded = step(
+      { name: 'seeded', parameters: z.object({ start: z.number() }), outputs: { n: z.number() } },
+      ({ params }) => ({ n: params.start }),
+    );
+    const long = pipeline({ name: 'long_explained', parameters: z.object({ start: z.number() }) }, ({ start }) => {
+      let { n } = seeded({}, { params: { start } });
+      for (let i = 1; i < 250; i++) ({ n } = next({ n }, { id: `next_${i}` }));
+    });
+    const before = await runPipelineLocally(long, env, { params: { start: 1 } });
+    const after = await runPipelineLocally(long, env, { params: { start: 1000 }, keepResults: false });
+    const calls = { listSteps: 0, latestSteps: 0 };
+    const runs = new Proxy(env.metadata.runs, {
+      get(target, key, receiver) {
+        const value = Reflect.get(target, key, receiver);
+        if (key === 'listSteps' || key === 'latestSteps') calls[key]++;
+        return typeof value === 'function' ? value.bind(target) : value;
+      },
+    });
+    const metadata = new Proxy(env.metadata, {
+      get: (target, key, receiver) => (key === 'runs' ? runs : Reflect.get(target, key, receiver)),
+    });
+    const out = capture();
+    await writeRunSummary(out.io, after, metadata, { fromStore: true });
+    const steps = JSON.parse(out.text()).steps;
+    expect(steps).toHaveLength(250);
+    // Every step missed, each compared with its own step run in the earlier run.
+    expect(new Set(steps.map((s: { explain: { verdict: string } }) => s.explain.verdict))).toEqual(
+      new Set(['changed']),
+    );
+    expect(
+      new Set(steps.map((s: { explain: { comparedWith: { runId: string } } }) => s.explain.comparedWith.runId)),
+    ).toEqual(new Set([before.run.id]));
+    expect(steps[0].explain.summary).toBe(`miss since run ${before.run.id}: parameter start: 1 → 1000`);
+    // Three batches of 100: each reads its own steps' results, then their counterparts earlier.
+    expect(calls).toEqual({ listSteps: 0, latestSteps: 6 });
+  });
+});
