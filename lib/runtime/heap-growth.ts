@@ -63,9 +63,3 @@ export async function asUserCode<T>(call: () => Promise<T>): Promise<T> {
   }
 }
 
-/** Stops holding the heap (tests; a long-lived host that does more than run pipelines). */
-export function releaseHeapGrowth(): void {
-  if (!holding) return;
-  holding = false;
-  if (inUserCode === 0) set(V8_DEFAULTS);
-}
