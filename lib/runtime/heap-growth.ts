@@ -24,17 +24,16 @@
 import { setFlagsFromString } from 'node:v8';
 
 /** The young generation grows by this factor (V8's default 2), the old one to (1 + percent/100) × live (0: V8 decides). */
-const HELD = ['--semi-space-growth-factor=1', '--heap-growing-percent=20'];
-const V8_DEFAULTS = ['--semi-space-growth-factor=2', '--heap-growing-percent=0'];
+const HELD = '--semi-space-growth-factor=1 --heap-growing-percent=20';
+const V8_DEFAULTS = '--semi-space-growth-factor=2 --heap-growing-percent=0';
 /** V8 majors whose flags above are known: Node 20 (11), 22 (12), 24 (13). */
 const KNOWN_V8 = /^1[123]\./;
 
 let holding = false;
 let inUserCode = 0;
 
-const set = (flags: readonly string[]) => {
-  for (const flag of flags) setFlagsFromString(flag);
-};
+// One call for both (about 9 µs each, twice a step).
+const set = (flags: string) => setFlagsFromString(flags);
 
 /**
  * Starts holding the heap in this process, unless the user sized it themselves. Idempotent;
@@ -62,4 +61,3 @@ export async function asUserCode<T>(call: () => Promise<T>): Promise<T> {
     if (--inUserCode === 0 && holding) set(HELD);
   }
 }
-
