@@ -18,12 +18,13 @@
  * changed.
  */
 import { createHash } from 'node:crypto';
-import { existsSync, mkdirSync, readFileSync, renameSync, statSync, writeFileSync } from 'node:fs';
+import { existsSync, mkdirSync, readFileSync, renameSync, statSync, utimesSync, writeFileSync } from 'node:fs';
 import { isBuiltin } from 'node:module';
 import { dirname, join, resolve } from 'node:path';
 import { fileURLToPath, pathToFileURL } from 'node:url';
 import { registerCompiledSource } from '../code-hash/compiled-sources.ts';
 import { projectCacheDir } from '../code-hash/project-cache.ts';
+import { pruneCacheDir } from './cache-prune.ts';
 import { nearestFile, packageManifest, packageType, transpile } from './transpile.ts';
 
 export interface PrecompileOptions {
@@ -203,10 +204,23 @@ async function translated(path: string, source: string, context: Context): Promi
   }
 }
 
+function touch(path: string): void {
+  try {
+    const now = new Date();
+    utimesSync(path, now, now);
+  } catch {
+    // A read-only cache: it is not pruned either.
+  }
+}
+
 /** Writes `content` whole (or not at all); a cache that cannot be written leaves the file to the loader. */
 function writeIfChanged(path: string, content: string): void {
   try {
-    if (readFileSync(path, 'utf8') === content) return;
+    if (readFileSync(path, 'utf8') === content) {
+      // Marked as used: pruning the cache (cache-prune.ts) spares what was used within a day.
+      touch(path);
+      return;
+    }
   } catch {
     // Not written yet.
   }
@@ -218,6 +232,7 @@ function writeIfChanged(path: string, content: string): void {
   } catch (error) {
     throw new NeedsLoader(`cannot write ${path}: ${(error as Error).message}`);
   }
+  pruneCacheDir(dirname(path));
 }
 
 /** The nearest directory at or above `dir` holding a `node_modules` directory. */

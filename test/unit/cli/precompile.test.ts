@@ -3,7 +3,7 @@
  * copy is left alone. (test/e2e/precompile.test.ts runs compiled pipelines through the binary;
  * test/e2e/cli-startup.test.ts shows an unchanged file never loads esbuild.)
  */
-import { mkdir, mkdtemp, readFile, rm, stat, writeFile } from 'node:fs/promises';
+import { mkdir, mkdtemp, readdir, readFile, rm, stat, utimes, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join, resolve } from 'node:path';
 import { fileURLToPath } from 'node:url';
@@ -67,9 +67,11 @@ describe('precompilePipeline', () => {
     const helperOf = async (url: string) =>
       fileURLToPath(/from '(file:[^']+)'/.exec(await readFile(fileURLToPath(url), 'utf8'))![1]!);
     const helper = await helperOf(first!);
-    const written = (await stat(helper)).mtimeMs;
+    // Not rewritten (a rewrite renames a new file into place): the same inode. Its time is bumped,
+    // marking it used for the cache's pruning.
+    const written = (await stat(helper)).ino;
     expect(await compile('pipeline.ts')).toBe(first);
-    expect((await stat(helper)).mtimeMs).toBe(written);
+    expect((await stat(helper)).ino).toBe(written);
     await write('lib/helper.ts', 'export const twice = (n: number) => n + n;\n');
     expect(await compile('pipeline.ts')).toBe(first);
     const edited = await helperOf(first!);
@@ -121,5 +123,28 @@ describe('precompilePipeline', () => {
     const url = await compile('pipeline.ts');
     const helper = /from '(file:[^']+)'/.exec(await readFile(fileURLToPath(url!), 'utf8'))![1]!;
     expect(await readFile(fileURLToPath(helper), 'utf8')).toBe('export const twice = (n) => n * 3;\n');
+  });
+});
+
+describe('the compiled-copy cache', () => {
+  it('is pruned when a new copy is written into a full cache, sparing copies just used', async () => {
+    const url = await compile('pipeline.ts');
+    const esm = join(project, 'node_modules/.cache/stackline/esm');
+    const old = new Date(Date.now() - 30 * 24 * 60 * 60 * 1000);
+    for (let i = 0; i < 600; i++) {
+      await writeFile(join(esm, `stale-${i}.mjs`), '');
+      await utimes(join(esm, `stale-${i}.mjs`), old, old);
+    }
+    // The copies the pipeline uses are older still, but compiling it again marks them used.
+    const older = new Date(Date.now() - 60 * 24 * 60 * 60 * 1000);
+    for (const name of await readdir(esm)) if (!name.startsWith('stale-')) await utimes(join(esm, name), older, older);
+    await compile('pipeline.ts');
+    const used = (await readdir(esm)).filter((n) => !n.startsWith('stale-'));
+    await write('other.ts', 'export const other = 1;\n');
+    await compile('other.ts'); // a new copy: a write, which prunes
+    const left = await readdir(esm);
+    expect(left.filter((n) => n.startsWith('stale-')).length).toBeLessThan(400);
+    expect(used).toContain(url!.split('/').at(-1));
+    for (const name of used) expect(left).toContain(name);
   });
 });
