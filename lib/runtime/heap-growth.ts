@@ -9,9 +9,9 @@
  *   survived scavenges, counted in all since its last growth, as it holds;
  * - after a full collection it lets the old generation grow to up to four times what survived
  *   before collecting again, so garbage promoted by many small steps piles up for a long while.
- * Measured on `stackline run` with `--json`, both together took a 1,000-step run 12 MiB and a
- * 10,000-step one about 25 MiB above the same runs held, whose resident memory stays level through
- * the run (its live data does); the wall time of a 1,000-step run moved by less than the noise.
+ * Measured on `stackline run` with `--json`, both together took a 1,000-step run's peak 12 MiB and
+ * a 10,000-step one's about 33 MiB above the same runs held, though their live data is the same;
+ * the wall time of a 1,000-step run moved by less than the noise.
  *
  * A step's own code is the user's: one that allocates heavily gets V8's default sizing, whose
  * throughput it may need (held throughout, an allocation-heavy script ran about 5% slower). The
