@@ -3,8 +3,8 @@
  * esbuild version and every option that changes the output (the nearest tsconfig.json's emit
  * settings included): a start whose files are unchanged reads the cache and never loads esbuild.
  * Shared by the TypeScript hooks (typescript-hooks.ts, on Node 20's hooks thread) and the
- * compiler that runs pipelines ahead of time (precompile.ts), so it imports only Node's built-ins,
- * project-cache.ts and cache-prune.ts.
+ * compiler that runs pipelines ahead of time (precompile.ts), so it imports only Node's built-ins
+ * and project-cache.ts (and cache-prune.ts after a miss).
  */
 import { createHash } from 'node:crypto';
 import { existsSync, mkdirSync, readFileSync, renameSync, writeFileSync } from 'node:fs';
@@ -12,7 +12,6 @@ import { createRequire } from 'node:module';
 import { dirname, join } from 'node:path';
 import { threadId } from 'node:worker_threads';
 import { projectCacheDir, projectRoot } from '../code-hash/project-cache.ts';
-import { pruneCacheDir } from './cache-prune.ts';
 
 /** Bumped when the way files are transpiled changes in a way the key does not show. */
 const TRANSPILE_CACHE_VERSION = 1;
@@ -72,7 +71,8 @@ export async function transpile(
     const temporary = `${cached}.${process.pid}-${threadId}.tmp`;
     writeFileSync(temporary, code);
     renameSync(temporary, cached);
-    pruneCacheDir(dirname(cached));
+    // Loaded on a miss only: a warm start sends no more modules through the hooks thread.
+    (await import('./cache-prune.ts')).pruneCacheDir(dirname(cached));
   } catch {
     // A read-only project still runs; it transpiles again next time.
   }

@@ -66,11 +66,15 @@ describe('stackline start-up', () => {
     const hooks = urls.indexOf(pathToFileURL(resolve('dist/lib/cli/typescript-hooks.js')).href);
     expect(hooks).toBeGreaterThan(0);
     // After the hooks module: its own imports (loaded on the hooks thread), then the pipeline, and
-    // esbuild and get-tsconfig only if the file was not transpiled before (test/e2e/typescript-loader.test.ts).
+    // esbuild, get-tsconfig and the cache pruner only if the file was not transpiled before
+    // (test/e2e/typescript-loader.test.ts).
     const afterHooks = urls
       .slice(hooks + 1)
       .filter(
-        (u) => !u.startsWith('node:') && !['esbuild', 'get-tsconfig', 'resolve-pkg-maps'].includes(packageOf(u) ?? ''),
+        (u) =>
+          !u.startsWith('node:') &&
+          !u.endsWith('/dist/lib/cli/cache-prune.js') &&
+          !['esbuild', 'get-tsconfig', 'resolve-pkg-maps'].includes(packageOf(u) ?? ''),
       );
     expect(afterHooks.map((u) => u.replace(pathToFileURL(resolve('.')).href, ''))).toEqual([
       '/dist/lib/cli/transpile.js',
