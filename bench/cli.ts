@@ -1,7 +1,7 @@
 /**
  * The CLI as a user meets it, each figure a whole fresh process: `stackline --help` and a 2-step
  * local run end to end, next to `node -e 0` on the same machine in the same minute (ratios, A/B
- * pair by pair); what the TypeScript loader's hooks cost a process, next to tsx's; peak RSS of 10- to 10,000-step runs (from `process.resourceUsage().maxRSS` at
+ * pair by pair); what the TypeScript loader's hooks cost a process, next to tsx's; peak RSS of 10- to 10,000-step runs (the process's own high-water mark, VmHWM, at
  * exit), held and with V8 sizing the heap; and what hashing the reference scenario's step code costs at start-up, cold (no analysis
  * cache) and warm.
  */
@@ -103,7 +103,19 @@ async function measureRun(
   const reporter = join(dir, 'report-rss.mjs');
   await writeFile(
     reporter,
-    `import { writeFileSync } from 'node:fs';\nprocess.on('exit', () => writeFileSync(${JSON.stringify(out)}, String(process.resourceUsage().maxRSS)));\n`,
+    // The process's own high-water mark (KiB), VmHWM on Linux. Not getrusage's maxRSS: Linux carries
+    // that across exec from the forked copy of the parent, so a child of a large bench process
+    // reported the parent's size (all sizes 129 MiB in a full bench run).
+    `import { readFileSync, writeFileSync } from 'node:fs';
+const peakKiB = () => {
+  try {
+    return Number(/^VmHWM:\\s+(\\d+) kB/m.exec(readFileSync('/proc/self/status', 'utf8'))[1]);
+  } catch {
+    return process.resourceUsage().maxRSS;
+  }
+};
+process.on('exit', () => writeFileSync(${JSON.stringify(out)}, String(peakKiB())));
+`,
   );
   const started = performance.now();
   await exec(process.execPath, ['--import', reporter, BIN, ...args], { env, cwd: ROOT, maxBuffer: 256 * 1024 * 1024 });
