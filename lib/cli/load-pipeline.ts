@@ -4,10 +4,8 @@ import { dirname, join, resolve } from 'node:path';
 import { fileURLToPath, pathToFileURL } from 'node:url';
 import { isPipelineDefinition, type PipelineDefinition } from '../dsl/pipeline.ts';
 import { StacklineError, ValidationError } from '../errors.ts';
+import { COMMONJS_TYPESCRIPT, TYPESCRIPT_FILE } from './transpile.ts';
 
-const TYPESCRIPT_FILE = /\.[cm]?tsx?$/;
-/** The code of the hooks' error for a TypeScript file Node would load as CommonJS (`COMMONJS_TYPESCRIPT` there). */
-const COMMONJS_TYPESCRIPT = 'ERR_STACKLINE_COMMONJS_TYPESCRIPT';
 let typescriptLoader: Promise<void> | undefined;
 
 /**

@@ -17,13 +17,13 @@
  * A warm start reads each source file and its cached translation; esbuild loads only when a file
  * changed.
  */
-import { createHash } from 'node:crypto';
 import { existsSync, mkdirSync, readFileSync, renameSync, statSync, utimesSync, writeFileSync } from 'node:fs';
 import { isBuiltin } from 'node:module';
 import { dirname, join, resolve } from 'node:path';
 import { fileURLToPath, pathToFileURL } from 'node:url';
 import { registerCompiledSource } from '../code-hash/compiled-sources.ts';
 import { projectCacheDir } from '../code-hash/project-cache.ts';
+import { sha256Hex } from '../util/canonical-json.ts';
 import { pruneCacheDir } from './cache-prune.ts';
 import { nearestFile, packageManifest, packageType, transpile } from './transpile.ts';
 
@@ -93,7 +93,7 @@ function compileModule(path: string, context: Context): string {
     throw new NeedsLoader(`${path}: CommonJS`);
   }
   const source = readFileSync(path, 'utf8');
-  const sourceHash = sha256(`${path}\0${source}`);
+  const sourceHash = sha256Hex(`${path}\0${source}`);
   const out = join(context.cacheDir, `${sourceHash.slice(0, 32)}.mjs`);
   context.compiled.set(path, out);
   context.pending.push(writeCompiled(path, source, out, context));
@@ -134,7 +134,7 @@ interface LexedImport {
  * loading the lexer (a WebAssembly module) costs a warm start about 9 ms.
  */
 async function importsOf(javascript: string, context: Context): Promise<LexedImport[]> {
-  const cached = join(context.cacheDir, 'imports', `${sha256(javascript).slice(0, 32)}.json`);
+  const cached = join(context.cacheDir, 'imports', `${sha256Hex(javascript).slice(0, 32)}.json`);
   try {
     return JSON.parse(readFileSync(cached, 'utf8')) as LexedImport[];
   } catch {
@@ -266,8 +266,4 @@ function isFile(path: string): boolean {
 
 function isDirectory(path: string): boolean {
   return statSync(path, { throwIfNoEntry: false })?.isDirectory() ?? false;
-}
-
-function sha256(text: string): string {
-  return createHash('sha256').update(text).digest('hex');
 }

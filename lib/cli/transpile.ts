@@ -15,7 +15,10 @@ import { projectCacheDir, projectRoot } from '../code-hash/project-cache.ts';
 
 /** Bumped when the way files are transpiled changes in a way the key does not show. */
 const TRANSPILE_CACHE_VERSION = 1;
+/** A TypeScript file, its extension captured. */
 export const TYPESCRIPT_FILE = /\.(ts|mts|cts|tsx)$/;
+/** The `code` of the hooks' error for a TypeScript file Node would load as CommonJS (read by load-pipeline.ts). */
+export const COMMONJS_TYPESCRIPT = 'ERR_STACKLINE_COMMONJS_TYPESCRIPT';
 /** The compiler options that change what esbuild emits for a file (`target` only through `useDefineForClassFields`). */
 const EMIT_OPTIONS = [
   'experimentalDecorators',

@@ -16,10 +16,7 @@
 import type { LoadHook, ResolveHook } from 'node:module';
 import { dirname } from 'node:path';
 import { fileURLToPath, pathToFileURL } from 'node:url';
-import { nearestFile, packageType, TYPESCRIPT_FILE, transpile } from './transpile.ts';
-
-/** The `code` of the error thrown for a TypeScript file Node would load as CommonJS (see `importFailure`). */
-export const COMMONJS_TYPESCRIPT = 'ERR_STACKLINE_COMMONJS_TYPESCRIPT';
+import { COMMONJS_TYPESCRIPT, nearestFile, packageType, TYPESCRIPT_FILE, transpile } from './transpile.ts';
 
 const PATH_SPECIFIER = /^(?:\.{1,2}(?:\/|$)|\/|file:)/;
 const KNOWN_EXTENSION = /\.(?:[cm]?[jt]sx?|json|node|wasm)$/;

@@ -8,6 +8,7 @@ import { mkdirSync } from 'node:fs';
 import { pathToFileURL } from 'node:url';
 import { parentPort, workerData } from 'node:worker_threads';
 import { loadTypeScript } from '../cli/load-pipeline.ts';
+import { TYPESCRIPT_FILE } from '../cli/transpile.ts';
 import { registerCompiledSource } from '../code-hash/compiled-sources.ts';
 import { definedStepsNamed, type StepSpec } from '../dsl/step.ts';
 import type { StepContext } from '../dsl/types.ts';
@@ -64,7 +65,7 @@ function revive(value: unknown): unknown {
 
 async function findStep(): Promise<StepSpec> {
   for (const [compiled, source] of data.compiledSources) registerCompiledSource(compiled, source);
-  if (/\.[cm]?tsx?$/.test(data.runFile)) await loadTypeScript();
+  if (TYPESCRIPT_FILE.test(data.runFile)) await loadTypeScript();
   await import(pathToFileURL(data.runFile).href);
   const candidates = definedStepsNamed(data.stepName);
   const spec =

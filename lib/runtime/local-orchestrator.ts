@@ -93,7 +93,7 @@ export async function runPipelineLocally(
     leaseExpiresAt: leaseUntil(),
   });
   faultPoint('run:created');
-  // The record (with its per-step configuration snapshot) is not kept for the run's length.
+  // What the run's closures keep is its id, not its record.
   const runId = run.id;
   options.onRunCreated?.(runId);
   options.onEvent?.({ type: 'run-started', run, graph });

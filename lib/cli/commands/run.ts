@@ -225,8 +225,10 @@ export async function runCommand(
     if (options.json) {
       // A local run kept no step results (keepResults: false): read back a batch at a time.
       await writeRunSummary(io, result, stack.metadata, { fromStore: !isStepFunctions });
-    } else if (options.explain) printExplanations(io, await explainRun(stack.metadata, result.run.id));
-    if (!options.json) printOutputsHint(io, result.run);
+    } else {
+      if (options.explain) printExplanations(io, await explainRun(stack.metadata, result.run.id));
+      printOutputsHint(io, result.run);
+    }
     if (result.run.status === 'completed') return ExitCode.Ok;
     return result.run.status === 'cancelled' ? ExitCode.Interrupted : ExitCode.Failed;
   } finally {
